@@ -1,0 +1,42 @@
+"""Shared fixtures: paths to the real weights and data in ../shared, small thread counts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMPASTO_SHARED_DIR", ROOT.parent / "shared"))
+WEIGHTS_DIR = Path(os.environ.get("IMPASTO_WEIGHTS_DIR", SHARED / "weights").split(os.pathsep)[0])
+DATA_DIR = SHARED / "data"
+
+os.environ.setdefault("IMPASTO_WEIGHTS_DIR", str(WEIGHTS_DIR))
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    if not WEIGHTS_DIR.is_dir():
+        pytest.skip(f"real weights not found at {WEIGHTS_DIR}; set IMPASTO_WEIGHTS_DIR")
+    return WEIGHTS_DIR
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"real data not found at {DATA_DIR}")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def content_path(data_dir: Path) -> Path:
+    return data_dir / "content" / "pytorch-AdaIN__chicago.jpg"
+
+
+@pytest.fixture(scope="session")
+def style_path(data_dir: Path) -> Path:
+    return data_dir / "style" / "AdaAttN__udnie.jpg"
