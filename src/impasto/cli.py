@@ -1,0 +1,232 @@
+"""The ``impasto`` command line: stylize | methods | weights | video | train | evaluate | serve | bench.
+
+The commands only parse options and call the library (Stylizer, trainers, evaluation); user errors are printed
+as one message, never as a traceback, and the exit code is non-zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from impasto.errors import ConfigError, ImpastoError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="impasto: arbitrary artistic style transfer.")
+weights_app = typer.Typer(no_args_is_help=True, help="List and verify pretrained weight files.")
+app.add_typer(weights_app, name="weights")
+console = Console(stderr=True)
+out_console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def user_errors(fn: F) -> F:
+    """Turn ImpastoError into a one-line message and exit code 2, KeyboardInterrupt into exit code 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ImpastoError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` strings -> dict with ints, floats and booleans parsed."""
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"option {p!r} must look like key=value")
+        k, v = p.split("=", 1)
+        out[k.strip().replace("-", "_")] = _parse_value(v.strip())
+    return out
+
+
+def _parse_value(v: str) -> Any:
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False, disable=not console.is_terminal and not _force_progress())
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("IMPASTO_PROGRESS", "") == "1"
+
+
+def _output_name(content: Path, style: Path | None, suffix: str) -> str:
+    return f"{content.stem}__{style.stem}{suffix}" if style else f"{content.stem}__stylized{suffix}"
+
+
+@app.command()
+@user_errors
+def stylize(
+    content: list[str] = typer.Argument(..., help="Content images: files, folders or glob patterns."),
+    style: list[str] = typer.Option(..., "--style", "-s", help="Style image(s), folders or globs."),
+    output: Path = typer.Option(Path("stylized"), "--output", "-o",
+                                help="Output file (one result) or folder (several results)."),
+    method: str = typer.Option("adain", "--method", "-m", help="Method (see 'impasto methods')."),
+    alpha: float = typer.Option(1.0, "--alpha", "-a", help="Style strength in [0, 1]."),
+    style_weight: list[float] = typer.Option(None, "--style-weight", "-w",
+                                             help="Mix all styles into one result with these weights."),
+    mask: list[str] = typer.Option(None, "--mask", help="Mask image(s): one style per region (see README)."),
+    preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the photo's colours."),
+    max_size: int = typer.Option(None, "--max-size", help="Cap the long side of the output (pixels)."),
+    style_size: int = typer.Option(512, "--style-size", help="Long side the style is resized to."),
+    tile_size: int = typer.Option(None, "--tile-size", help="Process in tiles of this size (default: auto)."),
+    pairs: str = typer.Option("all", "--pairs", help="'all': every content x style; 'zip': one-to-one."),
+    encoder: str = typer.Option(None, "--encoder", help="vgg19 | vgg19-16x (default: best available)."),
+    depth: str = typer.Option(None, "--depth", help="Encoder depth, e.g. relu3_1."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained model file for the method."),
+    optimize: bool = typer.Option(None, "--optimize/--no-optimize", help="style-swap: pixel optimisation."),
+    option: list[str] = typer.Option(None, "--option", "-O", help="Extra method option key=value."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Search content folders recursively."),
+) -> None:
+    """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
+    from impasto.io.images import iter_image_files, save_image
+    from impasto.pipeline import Stylizer
+
+    if pairs not in ("all", "zip"):
+        raise ConfigError(f"--pairs must be 'all' or 'zip', got {pairs!r}")
+    contents = iter_image_files(content, recursive=recursive)
+    styles = iter_image_files(style)
+    if not contents:
+        raise ConfigError(f"no content images found in {', '.join(content)}")
+    if not styles:
+        raise ConfigError(f"no style images found in {', '.join(style)}")
+    opts = parse_options(option or [])
+    for k, v in (("encoder", encoder), ("depth", depth), ("checkpoint", checkpoint), ("optimize", optimize)):
+        if v is not None:
+            opts[k] = v
+    mixed = bool(style_weight) or bool(mask)
+    if mixed:
+        jobs: list[tuple[Path, list[Path]]] = [(c, styles) for c in contents]
+    elif pairs == "zip":
+        if len(contents) != len(styles):
+            raise ConfigError(f"--pairs zip needs as many styles as contents ({len(styles)} vs {len(contents)})")
+        jobs = [(c, [s]) for c, s in zip(contents, styles, strict=True)]
+    else:
+        jobs = [(c, [s]) for c, s in itertools.product(contents, styles)]
+    single = len(jobs) == 1 and output.suffix.lower() in OUTPUT_SUFFIXES
+    if len(jobs) > 1 and output.suffix.lower() in OUTPUT_SUFFIXES:
+        raise ConfigError(f"{len(jobs)} results would be written but --output {output} is a single file; "
+                          f"give a folder")
+    if mask and len(contents) > 1:
+        raise ConfigError("--mask works with one content image at a time")
+
+    stylizer = Stylizer(method, device=device, style_size=style_size, **opts)
+    console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
+    failures: list[tuple[Path, str]] = []
+    written = 0
+    with _progress() as prog:
+        task = prog.add_task("stylizing", total=len(jobs))
+        step = prog.add_task("  steps", total=1, visible=stylizer.method.iterative)
+
+        def on_step(done: int, total: int) -> None:
+            prog.update(step, completed=done, total=total)
+
+        for c, ss in jobs:
+            dest = output if single else output / _output_name(c, None if mixed else ss[0], ".png")
+            try:
+                img = stylizer.stylize(c, [str(s) for s in ss], alpha=alpha,
+                                       style_weights=style_weight or None, mask=mask or None,
+                                       preserve_color=preserve_color, max_size=max_size, tile_size=tile_size,
+                                       progress=on_step)
+                save_image(img, dest)
+                written += 1
+            except ImpastoError as exc:
+                if isinstance(exc, ConfigError) and len(jobs) == 1:
+                    raise
+                failures.append((c, str(exc)))
+                console.print(f"[red]failed:[/] {c}: {exc}", highlight=False)
+            prog.advance(task)
+    console.print(f"wrote {written} image(s) to {output}" + (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        for c, msg in failures:
+            console.print(f"  - {c}: {msg.splitlines()[0]}", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def methods() -> None:
+    """List the methods, whether each can run with the weights present, and why not."""
+    from impasto.methods import availability, get_method_class, method_names
+
+    table = Table("method", "runs here", "about", "details")
+    for name in method_names():
+        ok, why = availability(name)
+        cls = get_method_class(name)
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", f"{cls.summary} ({cls.paper})",
+                      why if not ok else "")
+    out_console.print(table)
+
+
+@weights_app.command("list")
+@user_errors
+def weights_list() -> None:
+    """Show every known weight file: present, missing or corrupt, and where it was found."""
+    from impasto import weights
+
+    table = Table("name", "status", "file", "location / source")
+    for row in weights.status_table():
+        colour = {"present": "green", "missing": "yellow", "corrupt": "red"}[row["status"]]
+        table.add_row(row["name"], f"[{colour}]{row['status']}[/]", row["file"],
+                      row["location"] or weights.get(row["name"]).url)
+    out_console.print(table)
+    out_console.print(f"searched: {', '.join(str(d) for d in weights.search_dirs())}")
+
+
+@weights_app.command("verify")
+@user_errors
+def weights_verify() -> None:
+    """Check the sha256 of every weight file present; exit code 1 if any is corrupt."""
+    from impasto import weights
+
+    rows = weights.status_table()
+    corrupt = [r for r in rows if r["status"] == "corrupt"]
+    present = [r for r in rows if r["status"] == "present"]
+    for r in present:
+        out_console.print(f"[green]ok[/]       {r['name']:28s} {r['location']} ({r['verified']})")
+    for r in corrupt:
+        out_console.print(f"[red]corrupt[/]  {r['name']:28s} {r['location']} (sha256 mismatch: re-download it)")
+    out_console.print(f"{len(present)} verified, {len(corrupt)} corrupt, "
+                      f"{len(rows) - len(present) - len(corrupt)} missing")
+    if corrupt:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,124 @@
+"""Decoders that mirror a VGG-topology encoder from ``reluK_1`` back to RGB.
+
+The mirror of encoder conv ``convB_J`` maps its output width back to its input width; nearest 2x upsampling
+follows the mirror of every ``convB_1`` with B > 1 (where the encoder pooled). Reflection padding 1 before each
+3x3 conv, ReLU after each but the last. This is the layout of the official AdaIN ``decoder.pth``, the WCT
+reconstruction decoders, LinearStyleTransfer's decoders and the distilled ``kSD`` decoders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names
+from impasto.errors import WeightsError
+
+
+def _in_width(name: str, widths: Sequence[int], first_width: int | None) -> int:
+    """Input width of encoder conv ``name`` (= output width of its mirror)."""
+    b, j = _block(name)
+    if (b, j) == (1, 1):
+        return 3
+    if j == 1:
+        return widths[b - 2]
+    if first_width and b == 1:
+        return first_width
+    return widths[b - 1]
+
+
+class VGGDecoder(nn.Module):
+    """Decoder from ``depth`` (e.g. ``relu4_1``) features B x C x h x w to an RGB image B x 3 x H x W.
+
+    Output is not clamped (values near [0, 1]); ``forward`` optionally crops to ``size``.
+    """
+
+    def __init__(self, widths: Sequence[int] = VGG19_WIDTHS, depth: str = "relu3_1",
+                 first_width: int | None = None) -> None:
+        super().__init__()
+        self.depth = depth
+        self.widths = tuple(widths)
+        self.convs = nn.ModuleDict()
+        for name in reversed(conv_names(depth)):
+            b, j = _block(name)
+            out_w = first_width if (first_width and (b, j) == (1, 1)) else widths[b - 1]
+            self.convs[name] = nn.Conv2d(out_w, _in_width(name, widths, first_width), 3)
+        self.in_channels = next(iter(self.convs.values())).in_channels
+
+    def forward(self, feat: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Decode features; if ``size`` (H, W) is given, the output is resized/cropped to exactly that size."""
+        h = feat
+        n = len(self.convs)
+        for i, (name, conv) in enumerate(self.convs.items()):
+            h = conv(F.pad(h, (1, 1, 1, 1), mode="reflect"))
+            if i < n - 1:
+                h = F.relu(h)
+            b, j = _block(name)
+            if j == 1 and b > 1:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+        if size is not None and tuple(h.shape[-2:]) != tuple(size):
+            h = _fit(h, size)
+        return h
+
+
+def _fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop (encoder ceil-mode pooling can add a row/column) or resize to exactly ``size``."""
+    H, W = size
+    if img.shape[-2] >= H and img.shape[-1] >= W:
+        return img[..., :H, :W]
+    return F.interpolate(img, size=(H, W), mode="bilinear", align_corners=False)
+
+
+def _sequential_decoder_indices(depth: str) -> dict[str, int]:
+    """Index of each conv in the official decoder ``nn.Sequential`` (pad, conv, relu[, upsample])."""
+    idx = {}
+    i = 1
+    for name in reversed(conv_names(depth)):
+        idx[name] = i
+        b, j = _block(name)
+        i += 3 + (1 if (j == 1 and b > 1) else 0)
+    return idx
+
+
+def convert_sequential_decoder(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
+    """Map official decoder keys (AdaIN ``decoder.pth``: ``1,5,8,11,14,18,21,25,28``; WCT r31: ``1,5,8,12,15``)."""
+    out = {}
+    for name, i in _sequential_decoder_indices(depth).items():
+        for p in ("weight", "bias"):
+            key = f"{i}.{p}"
+            if key not in sd:
+                raise WeightsError(f"decoder state dict has no key {key!r} ({name}); is it a {depth} decoder?")
+            out[f"convs.{name}.{p}"] = sd[key]
+    return out
+
+
+def convert_lst_decoder(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
+    """Map LinearStyleTransfer decoder keys (dec_r31: ``conv7..conv11``; dec_r41: ``conv11..conv19``)."""
+    names = list(reversed(conv_names(depth)))
+    first = {"relu3_1": 7, "relu4_1": 11}.get(depth)
+    if first is None:
+        raise WeightsError(f"no LinearStyleTransfer decoder format for depth {depth}")
+    out = {}
+    for k, name in enumerate(names, start=first):
+        for p in ("weight", "bias"):
+            key = f"conv{k}.{p}"
+            if key not in sd:
+                raise WeightsError(f"LinearStyleTransfer decoder state dict has no key {key!r} ({name})")
+            out[f"convs.{name}.{p}"] = sd[key]
+    return out
+
+
+def convert_cd16x_decoder(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
+    """Map Collaborative Distillation decoder keys (``conv41``, ``conv34``, ... ``conv11``) to impasto names."""
+    out = {}
+    for name in conv_names(depth):
+        key_base = name.replace("_", "")
+        for p in ("weight", "bias"):
+            key = f"{key_base}.{p}"
+            if key not in sd:
+                raise WeightsError(f"distilled decoder state dict has no key {key!r} ({name})")
+            out[f"convs.{name}.{p}"] = sd[key]
+    return out

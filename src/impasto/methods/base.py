@@ -1,0 +1,166 @@
+"""The method interface and the one registry of style-transfer methods.
+
+A method turns a content image and one or more encoded styles into a stylised image:
+
+    style = method.encode_style(style_image)          # cacheable: reused for every content image
+    out = method.stylize(content, [style, ...], mix, alpha)
+
+``mix`` is a K x H x W map of non-negative style weights at the content's resolution that sums to at most 1 at
+each pixel (K = number of styles): a constant map gives global style interpolation, a spatial one gives one style
+per region; where it sums to less than 1 the content shows through (as ``alpha`` < 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from impasto.errors import ConfigError, ImpastoError
+
+
+class MethodUnavailable(ImpastoError):
+    """The method cannot run with the weights present (the message says which files it needs)."""
+
+
+@dataclass
+class MethodConfig:
+    """Options shared by every method (subclasses add their own)."""
+
+    device: str = "cpu"
+
+
+class Method:
+    """Base class of the style-transfer methods; see the module docstring for the protocol."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    #: Long side used when the caller does not set ``max_size`` (None: keep the photo's size).
+    default_max_size: ClassVar[int | None] = None
+    #: Optimisation methods report per-iteration progress; feed-forward ones do not.
+    iterative: ClassVar[bool] = False
+
+    def __init__(self, config: MethodConfig) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.progress: Callable[[int, int], None] | None = None
+
+    @classmethod
+    def check_available(cls, config: MethodConfig) -> None:
+        """Raise MethodUnavailable (with what to do) if the weights this config needs are not present."""
+
+    def encode_style(self, style: torch.Tensor) -> Any:
+        """Encode a style image 1 x 3 x H x W in [0, 1] into whatever ``stylize`` needs (cached by the caller)."""
+        raise NotImplementedError
+
+    def stylize(self, content: torch.Tensor, styles: Sequence[Any], mix: torch.Tensor, alpha: float = 1.0
+                ) -> torch.Tensor:
+        """Stylise 1 x 3 x H x W content in [0, 1]; returns 1 x 3 x H x W in [0, 1] of the same size."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line about the resolved configuration (encoder, depth, weights)."""
+        return ", ".join(f"{f.name}={getattr(self.config, f.name)}" for f in fields(self.config))
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    """Registered method names, in registration order."""
+    _ensure_loaded()
+    return list(_REGISTRY)
+
+
+def get_method_class(name: str) -> type[Method]:
+    """The class registered as ``name``; an unknown name raises ConfigError listing the known ones."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; known methods: {', '.join(_REGISTRY)}") from None
+
+
+def make_config(name: str, **options: Any) -> MethodConfig:
+    """Build the method's config from keyword options; unknown options raise ConfigError listing valid ones."""
+    cls = get_method_class(name)
+    valid = {f.name: f for f in fields(cls.Config)}
+    unknown = set(options) - set(valid)
+    if unknown:
+        raise ConfigError(f"method {name!r} has no option(s) {', '.join(sorted(unknown))}; "
+                          f"valid options: {', '.join(valid)}")
+    cfg = cls.Config(**{k: v for k, v in options.items() if v is not None})
+    validate = getattr(cfg, "validate", None)
+    if validate:
+        validate()
+    return cfg
+
+
+def create_method(name: str, **options: Any) -> Method:
+    """Instantiate a registered method with options (raises MethodUnavailable if its weights are missing)."""
+    cls = get_method_class(name)
+    cfg = make_config(name, **options)
+    cls.check_available(cfg)
+    return cls(cfg)
+
+
+def availability(name: str, **options: Any) -> tuple[bool, str]:
+    """(True, description) if the method runs here with these options, else (False, the reason)."""
+    cls = get_method_class(name)
+    try:
+        cfg = make_config(name, **options)
+        cls.check_available(cfg)
+    except ImpastoError as exc:
+        return False, str(exc)
+    return True, ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if k != "device")
+
+
+def _ensure_loaded() -> None:
+    import impasto.methods  # noqa: F401  (registers the built-in methods)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers shared by methods
+# ---------------------------------------------------------------------------------------------------------------
+
+def resize_mix(mix: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a K x H x W style-weight map to K x h x w (area averaging when shrinking)."""
+    if tuple(mix.shape[-2:]) == tuple(size):
+        return mix
+    mode = "area" if mix.shape[-2] >= size[0] and mix.shape[-1] >= size[1] else "bilinear"
+    kw = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(mix[None], size=size, mode=mode, **kw)[0]
+
+
+def blend_features(content: torch.Tensor, targets: Sequence[torch.Tensor], mix: torch.Tensor,
+                   alpha: float) -> torch.Tensor:
+    """Combine per-style target features with the content features.
+
+    ``out = alpha * sum_k m_k * t_k + (1 - alpha * sum_k m_k) * content`` with ``m`` = ``mix`` resized to the
+    feature size, so alpha = 0 or an all-zero mix give the content features back (AdaIN paper, Sec. 7).
+    content, targets: 1 x C x h x w; mix: K x H x W.
+    """
+    m = resize_mix(mix.to(content), tuple(content.shape[-2:]))
+    out = content * (1 - alpha * m.sum(0, keepdim=True))[None]
+    for k, t in enumerate(targets):
+        out = out + alpha * m[k][None, None] * t
+    return out
+
+
+def constant_mix(weights: Sequence[float], size: tuple[int, int]) -> torch.Tensor:
+    """A K x H x W map with the normalised ``weights`` everywhere."""
+    w = torch.tensor(list(weights), dtype=torch.float32)
+    w = w / w.sum()
+    return w[:, None, None].expand(len(w), *size).clone()

@@ -1,0 +1,69 @@
+"""Pieces shared by the encoder/decoder methods: resolving the backbone and depth, loading trained decoders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from impasto.backbones import BACKBONES, LEVELS, available_depths, encoder_depths
+from impasto.errors import ConfigError, WeightsError
+from impasto.methods.base import MethodConfig, MethodUnavailable
+
+#: Checkpoints trained by impasto's own training code, shipped inside the package.
+PACKAGED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+@dataclass
+class EncoderConfig(MethodConfig):
+    """Options of methods built on a VGG-topology encoder.
+
+    encoder: ``vgg19`` (the real VGG-19), ``vgg19-16x`` (the 16x distilled one) or ``auto`` (the real one when
+    its weights reach the depth here, else the distilled one). depth: ``reluK_1`` or None for the method's
+    default (the paper's depth when the weights allow it).
+    """
+
+    encoder: str = "auto"
+    depth: str | None = None
+
+    def validate(self) -> None:
+        if self.encoder not in ("auto", *BACKBONES):
+            raise ConfigError(f"--encoder must be one of auto, {', '.join(BACKBONES)}; got {self.encoder!r}")
+        if self.depth is not None and self.depth not in LEVELS:
+            raise ConfigError(f"--depth must be one of {', '.join(LEVELS)}; got {self.depth!r}")
+
+
+def resolve_backbone(cfg: EncoderConfig, preferred_depth: str, method: str, need_decoder: bool = True
+                     ) -> tuple[str, str]:
+    """Choose (backbone, depth) for a config: explicit values win, else the deepest usable up to the paper's."""
+    backbones = [cfg.encoder] if cfg.encoder != "auto" else list(BACKBONES)
+    want = cfg.depth or preferred_depth
+    reasons = []
+    for bb in backbones:
+        depths = available_depths(bb) if need_decoder else encoder_depths(bb)
+        if want in depths:
+            return bb, want
+        if cfg.depth is None and cfg.encoder != "auto" and depths:
+            usable = [d for d in depths if d <= want]
+            if usable:
+                return bb, usable[-1]
+        reasons.append(f"{bb}: {', '.join(depths) or 'nothing'} present")
+    raise MethodUnavailable(
+        f"{method} needs an encoder{' and decoder' if need_decoder else ''} at {want}, which the weights "
+        f"present do not provide ({'; '.join(reasons)}). Run 'impasto weights list' to see what is missing, "
+        f"or choose --encoder/--depth.")
+
+
+def load_impasto_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint written by impasto's trainer (config + model states) or a packaged one."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"checkpoint {p} does not exist; check the path (or train one with 'impasto train')")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise WeightsError(f"cannot read checkpoint {p}: {exc}") from None
+    if not isinstance(ck, dict):
+        raise WeightsError(f"{p} is not an impasto checkpoint (expected a dict)")
+    return ck

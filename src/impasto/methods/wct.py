@@ -1,0 +1,90 @@
+"""WCT (Li et al. 2017): whitening and colouring of features, coarse to fine over several encoder levels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from impasto.backbones import LEVELS, available_depths, load_decoder, load_encoder
+from impasto.errors import ConfigError
+from impasto.methods.base import Method, MethodUnavailable, blend_features, register
+from impasto.methods.common import EncoderConfig
+from impasto.transforms.wct import WCTStyleStats, wct, wct_style_stats
+
+
+@dataclass
+class WCTConfig(EncoderConfig):
+    """WCT options. depth = the coarsest level (default: the deepest present: relu5_1 on vgg19-16x, relu3_1 on
+    vgg19 here); levels run from it down to relu1_1. ``auto`` prefers the distilled encoder when it reaches
+    deeper than the real one (it does here)."""
+
+    def validate(self) -> None:
+        super().validate()
+
+
+def _levels(cfg: WCTConfig) -> tuple[str, list[str]]:
+    choices = [cfg.encoder] if cfg.encoder != "auto" else ["vgg19", "vgg19-16x"]
+    best: tuple[str, list[str]] | None = None
+    for bb in choices:
+        depths = available_depths(bb)
+        if cfg.depth:
+            need = LEVELS[: LEVELS.index(cfg.depth) + 1]
+            if all(d in depths for d in need):
+                return bb, list(reversed(need))
+            continue
+        chain = []
+        for d in LEVELS:
+            if d not in depths:
+                break
+            chain.append(d)
+        if chain and (best is None or len(chain) > len(best[1])):
+            best = (bb, list(reversed(chain)))
+    if best is None:
+        raise MethodUnavailable(
+            f"wct needs encoder/decoder pairs from {cfg.depth or 'relu1_1'} down to relu1_1 for "
+            f"{' or '.join(choices)}; they are not all present. Run 'impasto weights list'.")
+    return best
+
+
+@register
+class WCT(Method):
+    name = "wct"
+    summary = "Whitening-colouring transform, multi-level (universal, training-free)"
+    paper = "Li et al., NeurIPS 2017"
+    Config = WCTConfig
+
+    def __init__(self, config: WCTConfig) -> None:
+        super().__init__(config)
+        self.backbone, self.levels = _levels(config)
+        self.encoders = {d: load_encoder(self.backbone, d).to(self.device) for d in self.levels}
+        self.decoders = {d: load_decoder(self.backbone, d).to(self.device) for d in self.levels}
+
+    @classmethod
+    def check_available(cls, config: WCTConfig) -> None:
+        if config.encoder not in ("auto", "vgg19", "vgg19-16x"):
+            raise ConfigError(f"unknown encoder {config.encoder!r}")
+        _levels(config)
+
+    def describe(self) -> str:
+        return f"wct: encoder {self.backbone}, levels {' -> '.join(self.levels)}"
+
+    @torch.no_grad()
+    def encode_style(self, style: torch.Tensor) -> dict[str, WCTStyleStats]:
+        """WCT statistics of the style at every level (each level has its own encoder on vgg19-16x)."""
+        style = style.to(self.device)
+        return {d: wct_style_stats(self.encoders[d].encode(style)) for d in self.levels}
+
+    @torch.no_grad()
+    def stylize(self, content: torch.Tensor, styles: Sequence[dict[str, WCTStyleStats]], mix: torch.Tensor,
+                alpha: float = 1.0) -> torch.Tensor:
+        img = content.to(self.device)
+        size = tuple(content.shape[-2:])
+        for d in self.levels:
+            f = self.encoders[d].encode(img)
+            targets = [wct(f, s[d]) for s in styles]
+            img = self.decoders[d](blend_features(f, targets, mix, alpha), size=size)
+            if self.progress:
+                self.progress(self.levels.index(d) + 1, len(self.levels))
+        return img.clamp(0, 1)

@@ -1,0 +1,336 @@
+"""The Stylizer: impasto's single inference entry point (Python API, CLI, video tool and web server use it).
+
+    from impasto import Stylizer
+    out = Stylizer("adain").stylize("photo.jpg", "painting.jpg", alpha=0.8)   # -> PIL.Image
+
+It loads images robustly, caches encoded styles, applies the controls (alpha, several styles with weights, one
+style per mask region, colour preservation, size limit), tiles images too large for memory with overlap
+blending, and always returns an image of the content's size (or of ``max_size`` on its long side).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from impasto.errors import ConfigError
+from impasto.io.images import image_to_tensor, load_image, resize_max, tensor_to_image
+from impasto.methods.base import Method, constant_mix, create_method
+
+ImageInput = Union[str, Path, Image.Image, torch.Tensor, np.ndarray, bytes]
+Progress = Callable[[int, int], None]
+
+#: Images smaller than this on their short side are upscaled for processing (deep layers need some pixels).
+MIN_SIDE = 64
+#: Images with more pixels than this are processed in overlapping tiles unless ``tile_size`` says otherwise.
+AUTO_TILE_PIXELS = 2048 * 2048
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; other values are checked."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} was asked for but no CUDA GPU is available; use --device cpu")
+    if not (device == "cpu" or device.startswith("cuda") or device == "mps"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device
+
+
+def _as_tensor(img: ImageInput, what: str, max_size: int | None = None) -> torch.Tensor:
+    """Any image input -> 1 x 3 x H x W float in [0, 1] (long side <= max_size if given)."""
+    if isinstance(img, torch.Tensor):
+        t = img if img.dim() == 4 else img[None]
+        if t.dim() != 4 or t.shape[1] != 3:
+            raise ConfigError(f"{what} tensor must be 3 x H x W or 1 x 3 x H x W, got shape {tuple(img.shape)}")
+        t = t.float()
+        if max_size and max(t.shape[-2:]) > max_size:
+            s = max_size / max(t.shape[-2:])
+            size = (max(1, round(t.shape[-2] * s)), max(1, round(t.shape[-1] * s)))
+            t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return t.clamp(0, 1)
+    return image_to_tensor(resize_max(load_image(img), max_size))
+
+
+def _style_key(img: ImageInput, style_size: int | None) -> str | None:
+    """A cache key identifying a style input (path + mtime + size, or a hash of the pixels)."""
+    h = hashlib.sha1(str(style_size).encode())
+    if isinstance(img, (str, Path)):
+        p = Path(img)
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        h.update(f"{p.resolve()}:{st.st_mtime_ns}:{st.st_size}".encode())
+    elif isinstance(img, Image.Image):
+        h.update(img.mode.encode() + str(img.size).encode() + img.tobytes())
+    elif isinstance(img, torch.Tensor):
+        h.update(str(tuple(img.shape)).encode() + img.detach().cpu().contiguous().numpy().tobytes())
+    elif isinstance(img, np.ndarray):
+        h.update(str(img.shape).encode() + np.ascontiguousarray(img).tobytes())
+    elif isinstance(img, bytes):
+        h.update(img)
+    else:
+        return None
+    return h.hexdigest()
+
+
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """B x 3 x H x W RGB in [0, 1] -> YCbCr (ITU-R BT.601, full range, Cb/Cr centred on 0.5)."""
+    r, g, b = x.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 0.5 + (b - y) * 0.564
+    cr = 0.5 + (r - y) * 0.713
+    return torch.stack([y, cb, cr], 1)
+
+
+def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_ycbcr`."""
+    y, cb, cr = x.unbind(1)
+    r = y + (cr - 0.5) / 0.713
+    b = y + (cb - 0.5) / 0.564
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return torch.stack([r, g, b], 1)
+
+
+def luminance_transfer(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Luminance-only transfer (Gatys et al. 2016, "Preserving color"): the stylised image's luminance with the
+    content's chrominance. Both B x 3 x H x W in [0, 1]; returns the same shape, clamped."""
+    s, c = rgb_to_ycbcr(stylized), rgb_to_ycbcr(content)
+    return ycbcr_to_rgb(torch.cat([s[:, :1], c[:, 1:]], 1)).clamp(0, 1)
+
+
+def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
+    """1-d blending weights of a tile: linear ramps over ``overlap`` pixels on inner edges, 1 elsewhere."""
+    w = torch.ones(n)
+    k = min(overlap, n // 2)
+    if k > 0:
+        ramp = (torch.arange(k, dtype=torch.float32) + 0.5) / k
+        if not at_start:
+            w[:k] = ramp
+        if not at_end:
+            w[n - k:] = ramp.flip(0)
+    return w
+
+
+def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap`` overlap."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    n = math.ceil((length - overlap) / step)
+    starts = [round(i * (length - tile) / (n - 1)) for i in range(n)] if n > 1 else [0]
+    return sorted(set(starts))
+
+
+class Stylizer:
+    """Stylise images with one method; keeps the loaded model and a cache of encoded styles.
+
+    Args:
+        method: a registered method name (``impasto methods`` lists them).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        style_size: long side the style images are resized to before encoding (None: keep).
+        cache_size: number of encoded styles kept.
+        **options: method options (e.g. ``encoder="vgg19-16x"``, ``depth="relu3_1"``, ``checkpoint=...``).
+    """
+
+    def __init__(self, method: str = "adain", *, device: str = "auto", style_size: int | None = 512,
+                 cache_size: int = 32, **options: Any) -> None:
+        self.device = resolve_device(device)
+        if style_size is not None and (not isinstance(style_size, int) or style_size < 16):
+            raise ConfigError(f"style_size must be an integer >= 16 (or None), got {style_size!r}")
+        self.method: Method = create_method(method, device=self.device, **options)
+        self.style_size = style_size
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache_size = cache_size
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    def describe(self) -> str:
+        """One line describing the method's resolved configuration."""
+        return self.method.describe()
+
+    # -- styles --------------------------------------------------------------------------------------------
+    def encode_style(self, style: ImageInput) -> Any:
+        """Encode a style image (cached: the same file, image or tensor is encoded once)."""
+        key = _style_key(style, self.style_size)
+        if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            self.cache_hits += 1
+            return self._cache[key]
+        self.cache_misses += 1
+        code = self.method.encode_style(_as_tensor(style, "style", self.style_size).to(self.device))
+        if key is not None:
+            self._cache[key] = code
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return code
+
+    # -- public API ----------------------------------------------------------------------------------------
+    def stylize(self, content: ImageInput, style: ImageInput | Sequence[ImageInput], *, alpha: float = 1.0,
+                style_weights: Sequence[float] | None = None,
+                mask: ImageInput | Sequence[ImageInput] | None = None, preserve_color: bool = False,
+                max_size: int | None = None, tile_size: int | None = None, tile_overlap: int = 64,
+                progress: Progress | None = None) -> Image.Image:
+        """Stylise one image; returns a PIL RGB image of the content's size (long side capped by ``max_size``).
+
+        Args:
+            content: path, PIL image, numpy array (H x W x 3 uint8), bytes or tensor (3 x H x W in [0, 1]).
+            style: one style image or several (mixed with ``style_weights``, or one per ``mask`` region).
+            alpha: style strength in [0, 1] (0 = the content reconstructed, 1 = full style).
+            style_weights: one non-negative weight per style (interpolation); default equal weights.
+            mask: with one style, a greyscale image (white = stylised, black = content kept); with two styles,
+                white = first style, black = second; or one mask per style. Masks must have the content's size.
+            preserve_color: keep the content's colours (luminance-only transfer).
+            max_size: cap on the long side of the processed and returned image (default: the method's, usually
+                none: the content's full size).
+            tile_size: process in tiles of this size with ``tile_overlap`` blending (default: automatic above
+                4 megapixels).
+        """
+        content_t = _as_tensor(content, "content")
+        out = self.stylize_tensor(content_t, style, alpha=alpha, style_weights=style_weights, mask=mask,
+                                  preserve_color=preserve_color, max_size=max_size, tile_size=tile_size,
+                                  tile_overlap=tile_overlap, progress=progress)
+        return tensor_to_image(out[0])
+
+    def stylize_tensor(self, content: torch.Tensor, style: ImageInput | Sequence[ImageInput], *,
+                       alpha: float = 1.0, style_weights: Sequence[float] | None = None,
+                       mask: ImageInput | Sequence[ImageInput] | None = None, preserve_color: bool = False,
+                       max_size: int | None = None, tile_size: int | None = None, tile_overlap: int = 64,
+                       progress: Progress | None = None) -> torch.Tensor:
+        """Tensor API: B x 3 x H x W in [0, 1] -> B x 3 x H' x W' in [0, 1] (the same styles for every item)."""
+        if content.dim() == 3:
+            content = content[None]
+        if content.dim() != 4 or content.shape[1] != 3:
+            raise ConfigError(f"content must be B x 3 x H x W, got shape {tuple(content.shape)}")
+        alpha = _check_alpha(alpha)
+        styles = list(style) if isinstance(style, (list, tuple)) else [style]
+        if not styles:
+            raise ConfigError("at least one style image is needed")
+        H0, W0 = content.shape[-2:]
+        mix = self._mix(len(styles), style_weights, mask, (H0, W0))
+        max_size = max_size if max_size is not None else self.method.default_max_size
+        if max_size is not None and (not isinstance(max_size, int) or max_size < 16):
+            raise ConfigError(f"max_size must be an integer >= 16, got {max_size!r}")
+        codes = [self.encode_style(s) for s in styles]
+        outs = []
+        for i in range(content.shape[0]):
+            c = content[i:i + 1].float()
+            if max_size is not None and max(H0, W0) > max_size:
+                c = _as_tensor(c, "content", max_size)
+            out = self._run(c, codes, mix, alpha, tile_size, tile_overlap, progress)
+            if preserve_color:
+                out = luminance_transfer(out, c)
+            outs.append(out.cpu())
+        return torch.cat(outs)
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _mix(self, k: int, weights: Sequence[float] | None, mask: Any, size: tuple[int, int]) -> torch.Tensor:
+        """Build the K x H x W style-weight map from weights or masks (see :meth:`stylize`)."""
+        if mask is not None and weights is not None:
+            raise ConfigError("use either style weights or masks, not both")
+        if mask is None:
+            if weights is None:
+                weights = [1.0] * k
+            weights = [float(w) for w in weights]
+            if len(weights) != k:
+                raise ConfigError(f"got {len(weights)} style weight(s) for {k} style image(s); give one per style")
+            if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+                raise ConfigError(f"style weights must be non-negative with a positive sum, got {weights}")
+            return constant_mix(weights, size)
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+        maps = [self._load_mask(m, size) for m in masks]
+        if len(maps) == 1 and k == 1:
+            return maps[0][None]
+        if len(maps) == 1 and k == 2:
+            return torch.stack([maps[0], 1 - maps[0]])
+        if len(maps) != k:
+            raise ConfigError(f"got {len(maps)} mask(s) for {k} style(s): give one mask per style (or one mask "
+                              f"for one or two styles)")
+        stack = torch.stack(maps)
+        total = stack.sum(0, keepdim=True)
+        return torch.where(total > 1, stack / total.clamp_min(1e-8), stack)
+
+    @staticmethod
+    def _load_mask(m: Any, size: tuple[int, int]) -> torch.Tensor:
+        if isinstance(m, torch.Tensor):
+            t = m.float()
+            t = t.mean(0) if t.dim() == 3 else t
+        else:
+            img = load_image(m)
+            t = torch.from_numpy(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
+        if tuple(t.shape[-2:]) != tuple(size):
+            name = m if isinstance(m, (str, Path)) else "the mask"
+            raise ConfigError(f"mask {name} is {t.shape[-1]}x{t.shape[-2]} but the content image is "
+                              f"{size[1]}x{size[0]}; resize the mask to the photo's size")
+        return t.clamp(0, 1)
+
+    def _run(self, c: torch.Tensor, codes: list[Any], mix: torch.Tensor, alpha: float, tile_size: int | None,
+             overlap: int, progress: Progress | None) -> torch.Tensor:
+        H, W = c.shape[-2:]
+        mix = F.interpolate(mix[None], size=(H, W), mode="bilinear", align_corners=False)[0] if tuple(
+            mix.shape[-2:]) != (H, W) else mix
+        if tile_size is None:
+            tile_size = 1024 if H * W > AUTO_TILE_PIXELS else 0
+        if tile_size and (tile_size < 128 or overlap < 0 or overlap >= tile_size // 2):
+            raise ConfigError(f"tile_size must be >= 128 and overlap in [0, tile_size/2), got {tile_size}, {overlap}")
+        if not tile_size or (H <= tile_size and W <= tile_size):
+            self.method.progress = progress
+            return self._run_one(c, codes, mix, alpha)
+        ys, xs = tile_grid(H, tile_size, overlap), tile_grid(W, tile_size, overlap)
+        acc = torch.zeros(1, 3, H, W)
+        wsum = torch.zeros(1, 1, H, W)
+        total, done = len(ys) * len(xs), 0
+        self.method.progress = None
+        for y in ys:
+            for x in xs:
+                h, w = min(tile_size, H - y), min(tile_size, W - x)
+                out = self._run_one(c[..., y:y + h, x:x + w], codes, mix[:, y:y + h, x:x + w], alpha).cpu()
+                wy = _ramp(h, overlap, y == 0, y + h >= H)
+                wx = _ramp(w, overlap, x == 0, x + w >= W)
+                wt = (wy[:, None] * wx[None, :])[None, None]
+                acc[..., y:y + h, x:x + w] += out * wt
+                wsum[..., y:y + h, x:x + w] += wt
+                done += 1
+                if progress:
+                    progress(done, total)
+        return acc / wsum
+
+    def _run_one(self, c: torch.Tensor, codes: list[Any], mix: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Run the method on one image/tile, upscaling tiny inputs to MIN_SIDE and restoring the size."""
+        H, W = c.shape[-2:]
+        if min(H, W) < MIN_SIDE:
+            s = MIN_SIDE / min(H, W)
+            size = (max(MIN_SIDE, round(H * s)), max(MIN_SIDE, round(W * s)))
+            up = F.interpolate(c, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+            upmix = F.interpolate(mix[None], size=size, mode="nearest")[0]
+            out = self.method.stylize(up.to(self.device), codes, upmix, alpha)
+            return F.interpolate(out, size=(H, W), mode="area").clamp(0, 1)
+        out = self.method.stylize(c.to(self.device), codes, mix, alpha)
+        if tuple(out.shape[-2:]) != (H, W):  # every method should keep the size; this is a safety net
+            out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False)
+        return out
+
+
+
+def _check_alpha(alpha: float) -> float:
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
+    if not 0.0 <= a <= 1.0 or math.isnan(a):
+        raise ConfigError(f"alpha must be in [0, 1] (0 = photo, 1 = full style), got {alpha}")
+    return a
