@@ -12,7 +12,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMPASTO_SHARED_DIR", ROOT.parent / "shared"))
-WEIGHTS_DIR = Path(os.environ.get("IMPASTO_WEIGHTS_DIR", SHARED / "weights").split(os.pathsep)[0])
+WEIGHTS_DIR = Path(os.environ.get("IMPASTO_WEIGHTS_DIR", str(SHARED / "weights")).split(os.pathsep)[0])
 DATA_DIR = SHARED / "data"
 
 os.environ.setdefault("IMPASTO_WEIGHTS_DIR", str(WEIGHTS_DIR))

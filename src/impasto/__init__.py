@@ -6,7 +6,15 @@ __version__ = "0.1.0"
 
 from impasto.errors import ConfigError, ImageError, ImpastoError, VideoError, WeightsError
 
-__all__ = ["ConfigError", "ImageError", "ImpastoError", "Stylizer", "VideoError", "WeightsError", "__version__"]
+__all__ = [
+    "ConfigError",
+    "ImageError",
+    "ImpastoError",
+    "Stylizer",
+    "VideoError",
+    "WeightsError",
+    "__version__",
+]
 
 
 def __getattr__(name: str):  # lazy: importing impasto stays cheap; Stylizer pulls in torch models

@@ -72,9 +72,13 @@ def available_depths(backbone: str) -> list[str]:
     out = []
     for depth in LEVELS:
         if backbone == "vgg19-16x":
-            ok = _present(f"vgg19-16x-encoder-r{_level(depth)}1") and _present(f"vgg19-16x-decoder-r{_level(depth)}1")
+            ok = _present(f"vgg19-16x-encoder-r{_level(depth)}1") and _present(
+                f"vgg19-16x-decoder-r{_level(depth)}1"
+            )
         else:
-            enc = any(_present(n) and layer_index(reach) >= layer_index(depth) for n, _, reach in _VGG19_ENCODERS)
+            enc = any(
+                _present(n) and layer_index(reach) >= layer_index(depth) for n, _, reach in _VGG19_ENCODERS
+            )
             ok = enc and any(_present(n) for n, _ in _VGG19_DECODERS.get(depth, []))
         if ok:
             out.append(depth)
@@ -86,8 +90,11 @@ def encoder_depths(backbone: str) -> list[str]:
     _check_backbone(backbone)
     if backbone == "vgg19-16x":
         return [d for d in LEVELS if _present(f"vgg19-16x-encoder-r{_level(d)}1")]
-    return [d for d in LEVELS
-            if any(_present(n) and layer_index(r) >= layer_index(d) for n, _, r in _VGG19_ENCODERS)]
+    return [
+        d
+        for d in LEVELS
+        if any(_present(n) and layer_index(r) >= layer_index(d) for n, _, r in _VGG19_ENCODERS)
+    ]
 
 
 def default_backbone(depth: str) -> str:
@@ -116,7 +123,9 @@ def load_encoder(backbone: str, depth: str, with_aux: bool = False) -> VGGEncode
         main = {k: v for k, v in conv.items() if not k.startswith("aux.")}
         enc.load_state_dict(main, strict=True)
         if with_aux:
-            shapes = {k.split(".")[1]: (v.shape[1], v.shape[0]) for k, v in aux.items() if k.endswith("weight")}
+            shapes = {
+                k.split(".")[1]: (v.shape[1], v.shape[0]) for k, v in aux.items() if k.endswith("weight")
+            }
             enc.aux = AuxProjection(shapes)
             enc.aux.load_state_dict({"convs." + k[4:]: v for k, v in aux.items()}, strict=True)
             enc.aux.requires_grad_(False)
@@ -141,7 +150,8 @@ def load_encoder(backbone: str, depth: str, with_aux: bool = False) -> VGGEncode
     raise WeightsError(
         f"no VGG-19 encoder reaching {depth} is present. {msg}\n"
         f"Alternatively use the distilled encoder: --encoder vgg19-16x (reaches relu5_1 here)."
-        + ("\n" + "\n".join(errors) if errors else ""))
+        + ("\n" + "\n".join(errors) if errors else "")
+    )
 
 
 @lru_cache(maxsize=32)
@@ -165,7 +175,11 @@ def load_decoder(backbone: str, depth: str) -> VGGDecoder:
             dec.load_state_dict(conv, strict=True)
             return dec.requires_grad_(False).eval()
     if not candidates:
-        raise WeightsError(f"impasto knows no published VGG-19 reconstruction decoder for {depth}; "
-                           f"use --encoder vgg19-16x or a trained checkpoint")
-    raise WeightsError(weights._message(weights.get(candidates[0][0]), "was not found")
-                       + "\nAlternatively use the distilled encoder: --encoder vgg19-16x.")
+        raise WeightsError(
+            f"impasto knows no published VGG-19 reconstruction decoder for {depth}; "
+            f"use --encoder vgg19-16x or a trained checkpoint"
+        )
+    raise WeightsError(
+        weights._message(weights.get(candidates[0][0]), "was not found")
+        + "\nAlternatively use the distilled encoder: --encoder vgg19-16x."
+    )

@@ -20,8 +20,12 @@ from rich.table import Table
 
 from impasto.errors import ConfigError, ImpastoError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="impasto: arbitrary artistic style transfer.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="impasto: arbitrary artistic style transfer.",
+)
 weights_app = typer.Typer(no_args_is_help=True, help="List and verify pretrained weight files.")
 app.add_typer(weights_app, name="weights")
 console = Console(stderr=True)
@@ -71,8 +75,15 @@ def _parse_value(v: str) -> Any:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False, disable=not console.is_terminal and not _force_progress())
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal and not _force_progress(),
+    )
 
 
 def _force_progress() -> bool:
@@ -90,12 +101,14 @@ def _output_name(content: Path, style: Path | None, suffix: str) -> str:
 def stylize(
     content: list[str] = typer.Argument(..., help="Content images: files, folders or glob patterns."),
     style: list[str] = typer.Option(..., "--style", "-s", help="Style image(s), folders or globs."),
-    output: Path = typer.Option(Path("stylized"), "--output", "-o",
-                                help="Output file (one result) or folder (several results)."),
+    output: Path = typer.Option(
+        Path("stylized"), "--output", "-o", help="Output file (one result) or folder (several results)."
+    ),
     method: str = typer.Option("adain", "--method", "-m", help="Method (see 'impasto methods')."),
     alpha: float = typer.Option(1.0, "--alpha", "-a", help="Style strength in [0, 1]."),
-    style_weight: list[float] = typer.Option(None, "--style-weight", "-w",
-                                             help="Mix all styles into one result with these weights."),
+    style_weight: list[float] = typer.Option(
+        None, "--style-weight", "-w", help="Mix all styles into one result with these weights."
+    ),
     mask: list[str] = typer.Option(None, "--mask", help="Mask image(s): one style per region (see README)."),
     preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the photo's colours."),
     max_size: int = typer.Option(None, "--max-size", help="Cap the long side of the output (pixels)."),
@@ -131,14 +144,17 @@ def stylize(
         jobs: list[tuple[Path, list[Path]]] = [(c, styles) for c in contents]
     elif pairs == "zip":
         if len(contents) != len(styles):
-            raise ConfigError(f"--pairs zip needs as many styles as contents ({len(styles)} vs {len(contents)})")
+            raise ConfigError(
+                f"--pairs zip needs as many styles as contents ({len(styles)} vs {len(contents)})"
+            )
         jobs = [(c, [s]) for c, s in zip(contents, styles, strict=True)]
     else:
         jobs = [(c, [s]) for c, s in itertools.product(contents, styles)]
     single = len(jobs) == 1 and output.suffix.lower() in OUTPUT_SUFFIXES
     if len(jobs) > 1 and output.suffix.lower() in OUTPUT_SUFFIXES:
-        raise ConfigError(f"{len(jobs)} results would be written but --output {output} is a single file; "
-                          f"give a folder")
+        raise ConfigError(
+            f"{len(jobs)} results would be written but --output {output} is a single file; give a folder"
+        )
     if mask and len(contents) > 1:
         raise ConfigError("--mask works with one content image at a time")
 
@@ -156,10 +172,17 @@ def stylize(
         for c, ss in jobs:
             dest = output if single else output / _output_name(c, None if mixed else ss[0], ".png")
             try:
-                img = stylizer.stylize(c, [str(s) for s in ss], alpha=alpha,
-                                       style_weights=style_weight or None, mask=mask or None,
-                                       preserve_color=preserve_color, max_size=max_size, tile_size=tile_size,
-                                       progress=on_step)
+                img = stylizer.stylize(
+                    c,
+                    [str(s) for s in ss],
+                    alpha=alpha,
+                    style_weights=style_weight or None,
+                    mask=mask or None,
+                    preserve_color=preserve_color,
+                    max_size=max_size,
+                    tile_size=tile_size,
+                    progress=on_step,
+                )
                 save_image(img, dest)
                 written += 1
             except ImpastoError as exc:
@@ -185,8 +208,12 @@ def methods() -> None:
     for name in method_names():
         ok, why = availability(name)
         cls = get_method_class(name)
-        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", f"{cls.summary} ({cls.paper})",
-                      why if not ok else "")
+        table.add_row(
+            name,
+            "[green]yes[/]" if ok else "[red]no[/]",
+            f"{cls.summary} ({cls.paper})",
+            why if not ok else "",
+        )
     out_console.print(table)
 
 
@@ -199,8 +226,12 @@ def weights_list() -> None:
     table = Table("name", "status", "file", "location / source")
     for row in weights.status_table():
         colour = {"present": "green", "missing": "yellow", "corrupt": "red"}[row["status"]]
-        table.add_row(row["name"], f"[{colour}]{row['status']}[/]", row["file"],
-                      row["location"] or weights.get(row["name"]).url)
+        table.add_row(
+            row["name"],
+            f"[{colour}]{row['status']}[/]",
+            row["file"],
+            row["location"] or weights.get(row["name"]).url,
+        )
     out_console.print(table)
     out_console.print(f"searched: {', '.join(str(d) for d in weights.search_dirs())}")
 
@@ -217,11 +248,47 @@ def weights_verify() -> None:
     for r in present:
         out_console.print(f"[green]ok[/]       {r['name']:28s} {r['location']} ({r['verified']})")
     for r in corrupt:
-        out_console.print(f"[red]corrupt[/]  {r['name']:28s} {r['location']} (sha256 mismatch: re-download it)")
-    out_console.print(f"{len(present)} verified, {len(corrupt)} corrupt, "
-                      f"{len(rows) - len(present) - len(corrupt)} missing")
+        out_console.print(
+            f"[red]corrupt[/]  {r['name']:28s} {r['location']} (sha256 mismatch: re-download it)"
+        )
+    out_console.print(
+        f"{len(present)} verified, {len(corrupt)} corrupt, {len(rows) - len(present) - len(corrupt)} missing"
+    )
     if corrupt:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only; no login)."
+    ),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    workers: int = typer.Option(1, "--workers", help="Stylize jobs running at the same time (threads)."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted image file (MB)."),
+    max_pixels: int = typer.Option(
+        16_000_000, "--max-pixels", help="Largest accepted image (width x height, pixels)."
+    ),
+    queue: int = typer.Option(8, "--queue", help="Jobs that may wait; more are refused with HTTP 429."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds a job may run before it fails."),
+) -> None:
+    """Run the web app and HTTP API (page at /, API docs at /docs)."""
+    from impasto.server.app import ServerConfig, run_server
+
+    config = ServerConfig(
+        host=host,
+        port=port,
+        workers=workers,
+        max_upload_mb=max_upload_mb,
+        max_pixels=max_pixels,
+        queue=queue,
+        timeout=timeout,
+    )
+    console.print(
+        f"impasto web app on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops it", highlight=False
+    )
+    run_server(config)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

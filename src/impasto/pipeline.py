@@ -15,7 +15,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from impasto.errors import ConfigError
 from impasto.io.images import image_to_tensor, load_image, resize_max, tensor_to_image
 from impasto.methods.base import Method, constant_mix, create_method
 
-ImageInput = Union[str, Path, Image.Image, torch.Tensor, np.ndarray, bytes]
+ImageInput = str | Path | Image.Image | torch.Tensor | np.ndarray | bytes
 Progress = Callable[[int, int], None]
 
 #: Images smaller than this on their short side are upscaled for processing (deep layers need some pixels).
@@ -51,7 +51,9 @@ def _as_tensor(img: ImageInput, what: str, max_size: int | None = None) -> torch
     if isinstance(img, torch.Tensor):
         t = img if img.dim() == 4 else img[None]
         if t.dim() != 4 or t.shape[1] != 3:
-            raise ConfigError(f"{what} tensor must be 3 x H x W or 1 x 3 x H x W, got shape {tuple(img.shape)}")
+            raise ConfigError(
+                f"{what} tensor must be 3 x H x W or 1 x 3 x H x W, got shape {tuple(img.shape)}"
+            )
         t = t.float()
         if max_size and max(t.shape[-2:]) > max_size:
             s = max_size / max(t.shape[-2:])
@@ -118,7 +120,7 @@ def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
         if not at_start:
             w[:k] = ramp
         if not at_end:
-            w[n - k:] = ramp.flip(0)
+            w[n - k :] = ramp.flip(0)
     return w
 
 
@@ -143,8 +145,15 @@ class Stylizer:
         **options: method options (e.g. ``encoder="vgg19-16x"``, ``depth="relu3_1"``, ``checkpoint=...``).
     """
 
-    def __init__(self, method: str = "adain", *, device: str = "auto", style_size: int | None = 512,
-                 cache_size: int = 32, **options: Any) -> None:
+    def __init__(
+        self,
+        method: str = "adain",
+        *,
+        device: str = "auto",
+        style_size: int | None = 512,
+        cache_size: int = 32,
+        **options: Any,
+    ) -> None:
         self.device = resolve_device(device)
         if style_size is not None and (not isinstance(style_size, int) or style_size < 16):
             raise ConfigError(f"style_size must be an integer >= 16 (or None), got {style_size!r}")
@@ -180,11 +189,20 @@ class Stylizer:
         return code
 
     # -- public API ----------------------------------------------------------------------------------------
-    def stylize(self, content: ImageInput, style: ImageInput | Sequence[ImageInput], *, alpha: float = 1.0,
-                style_weights: Sequence[float] | None = None,
-                mask: ImageInput | Sequence[ImageInput] | None = None, preserve_color: bool = False,
-                max_size: int | None = None, tile_size: int | None = None, tile_overlap: int = 64,
-                progress: Progress | None = None) -> Image.Image:
+    def stylize(
+        self,
+        content: ImageInput,
+        style: ImageInput | Sequence[ImageInput],
+        *,
+        alpha: float = 1.0,
+        style_weights: Sequence[float] | None = None,
+        mask: ImageInput | Sequence[ImageInput] | None = None,
+        preserve_color: bool = False,
+        max_size: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int = 64,
+        progress: Progress | None = None,
+    ) -> Image.Image:
         """Stylise one image; returns a PIL RGB image of the content's size (long side capped by ``max_size``).
 
         Args:
@@ -201,16 +219,34 @@ class Stylizer:
                 4 megapixels).
         """
         content_t = _as_tensor(content, "content")
-        out = self.stylize_tensor(content_t, style, alpha=alpha, style_weights=style_weights, mask=mask,
-                                  preserve_color=preserve_color, max_size=max_size, tile_size=tile_size,
-                                  tile_overlap=tile_overlap, progress=progress)
+        out = self.stylize_tensor(
+            content_t,
+            style,
+            alpha=alpha,
+            style_weights=style_weights,
+            mask=mask,
+            preserve_color=preserve_color,
+            max_size=max_size,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            progress=progress,
+        )
         return tensor_to_image(out[0])
 
-    def stylize_tensor(self, content: torch.Tensor, style: ImageInput | Sequence[ImageInput], *,
-                       alpha: float = 1.0, style_weights: Sequence[float] | None = None,
-                       mask: ImageInput | Sequence[ImageInput] | None = None, preserve_color: bool = False,
-                       max_size: int | None = None, tile_size: int | None = None, tile_overlap: int = 64,
-                       progress: Progress | None = None) -> torch.Tensor:
+    def stylize_tensor(
+        self,
+        content: torch.Tensor,
+        style: ImageInput | Sequence[ImageInput],
+        *,
+        alpha: float = 1.0,
+        style_weights: Sequence[float] | None = None,
+        mask: ImageInput | Sequence[ImageInput] | None = None,
+        preserve_color: bool = False,
+        max_size: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int = 64,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
         """Tensor API: B x 3 x H x W in [0, 1] -> B x 3 x H' x W' in [0, 1] (the same styles for every item)."""
         if content.dim() == 3:
             content = content[None]
@@ -228,7 +264,7 @@ class Stylizer:
         codes = [self.encode_style(s) for s in styles]
         outs = []
         for i in range(content.shape[0]):
-            c = content[i:i + 1].float()
+            c = content[i : i + 1].float()
             if max_size is not None and max(H0, W0) > max_size:
                 c = _as_tensor(c, "content", max_size)
             out = self._run(c, codes, mix, alpha, tile_size, tile_overlap, progress)
@@ -247,7 +283,9 @@ class Stylizer:
                 weights = [1.0] * k
             weights = [float(w) for w in weights]
             if len(weights) != k:
-                raise ConfigError(f"got {len(weights)} style weight(s) for {k} style image(s); give one per style")
+                raise ConfigError(
+                    f"got {len(weights)} style weight(s) for {k} style image(s); give one per style"
+                )
             if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
                 raise ConfigError(f"style weights must be non-negative with a positive sum, got {weights}")
             return constant_mix(weights, size)
@@ -258,8 +296,10 @@ class Stylizer:
         if len(maps) == 1 and k == 2:
             return torch.stack([maps[0], 1 - maps[0]])
         if len(maps) != k:
-            raise ConfigError(f"got {len(maps)} mask(s) for {k} style(s): give one mask per style (or one mask "
-                              f"for one or two styles)")
+            raise ConfigError(
+                f"got {len(maps)} mask(s) for {k} style(s): give one mask per style (or one mask "
+                f"for one or two styles)"
+            )
         stack = torch.stack(maps)
         total = stack.sum(0, keepdim=True)
         return torch.where(total > 1, stack / total.clamp_min(1e-8), stack)
@@ -274,19 +314,34 @@ class Stylizer:
             t = torch.from_numpy(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
         if tuple(t.shape[-2:]) != tuple(size):
             name = m if isinstance(m, (str, Path)) else "the mask"
-            raise ConfigError(f"mask {name} is {t.shape[-1]}x{t.shape[-2]} but the content image is "
-                              f"{size[1]}x{size[0]}; resize the mask to the photo's size")
+            raise ConfigError(
+                f"mask {name} is {t.shape[-1]}x{t.shape[-2]} but the content image is "
+                f"{size[1]}x{size[0]}; resize the mask to the photo's size"
+            )
         return t.clamp(0, 1)
 
-    def _run(self, c: torch.Tensor, codes: list[Any], mix: torch.Tensor, alpha: float, tile_size: int | None,
-             overlap: int, progress: Progress | None) -> torch.Tensor:
+    def _run(
+        self,
+        c: torch.Tensor,
+        codes: list[Any],
+        mix: torch.Tensor,
+        alpha: float,
+        tile_size: int | None,
+        overlap: int,
+        progress: Progress | None,
+    ) -> torch.Tensor:
         H, W = c.shape[-2:]
-        mix = F.interpolate(mix[None], size=(H, W), mode="bilinear", align_corners=False)[0] if tuple(
-            mix.shape[-2:]) != (H, W) else mix
+        mix = (
+            F.interpolate(mix[None], size=(H, W), mode="bilinear", align_corners=False)[0]
+            if tuple(mix.shape[-2:]) != (H, W)
+            else mix
+        )
         if tile_size is None:
             tile_size = 1024 if H * W > AUTO_TILE_PIXELS else 0
         if tile_size and (tile_size < 128 or overlap < 0 or overlap >= tile_size // 2):
-            raise ConfigError(f"tile_size must be >= 128 and overlap in [0, tile_size/2), got {tile_size}, {overlap}")
+            raise ConfigError(
+                f"tile_size must be >= 128 and overlap in [0, tile_size/2), got {tile_size}, {overlap}"
+            )
         if not tile_size or (H <= tile_size and W <= tile_size):
             self.method.progress = progress
             return self._run_one(c, codes, mix, alpha)
@@ -298,12 +353,14 @@ class Stylizer:
         for y in ys:
             for x in xs:
                 h, w = min(tile_size, H - y), min(tile_size, W - x)
-                out = self._run_one(c[..., y:y + h, x:x + w], codes, mix[:, y:y + h, x:x + w], alpha).cpu()
+                out = self._run_one(
+                    c[..., y : y + h, x : x + w], codes, mix[:, y : y + h, x : x + w], alpha
+                ).cpu()
                 wy = _ramp(h, overlap, y == 0, y + h >= H)
                 wx = _ramp(w, overlap, x == 0, x + w >= W)
                 wt = (wy[:, None] * wx[None, :])[None, None]
-                acc[..., y:y + h, x:x + w] += out * wt
-                wsum[..., y:y + h, x:x + w] += wt
+                acc[..., y : y + h, x : x + w] += out * wt
+                wsum[..., y : y + h, x : x + w] += wt
                 done += 1
                 if progress:
                     progress(done, total)
@@ -323,7 +380,6 @@ class Stylizer:
         if tuple(out.shape[-2:]) != (H, W):  # every method should keep the size; this is a safety net
             out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False)
         return out
-
 
 
 def _check_alpha(alpha: float) -> float:

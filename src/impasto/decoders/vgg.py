@@ -36,8 +36,9 @@ class VGGDecoder(nn.Module):
     Output is not clamped (values near [0, 1]); ``forward`` optionally crops to ``size``.
     """
 
-    def __init__(self, widths: Sequence[int] = VGG19_WIDTHS, depth: str = "relu3_1",
-                 first_width: int | None = None) -> None:
+    def __init__(
+        self, widths: Sequence[int] = VGG19_WIDTHS, depth: str = "relu3_1", first_width: int | None = None
+    ) -> None:
         super().__init__()
         self.depth = depth
         self.widths = tuple(widths)
@@ -90,7 +91,9 @@ def convert_sequential_decoder(sd: dict[str, torch.Tensor], depth: str) -> dict[
         for p in ("weight", "bias"):
             key = f"{i}.{p}"
             if key not in sd:
-                raise WeightsError(f"decoder state dict has no key {key!r} ({name}); is it a {depth} decoder?")
+                raise WeightsError(
+                    f"decoder state dict has no key {key!r} ({name}); is it a {depth} decoder?"
+                )
             out[f"convs.{name}.{p}"] = sd[key]
     return out
 

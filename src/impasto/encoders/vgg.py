@@ -46,8 +46,13 @@ class VGGEncoder(nn.Module):
     Frozen (no gradients, eval mode) unless ``frozen=False``.
     """
 
-    def __init__(self, widths: Sequence[int] = VGG19_WIDTHS, depth: str = "relu3_1", frozen: bool = True,
-                 first_width: int | None = None) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int] = VGG19_WIDTHS,
+        depth: str = "relu3_1",
+        frozen: bool = True,
+        first_width: int | None = None,
+    ) -> None:
         super().__init__()
         self.depth = depth
         self.widths = tuple(widths)
@@ -79,7 +84,8 @@ class VGGEncoder(nn.Module):
         if unknown:
             raise ConfigError(
                 f"layers {sorted(unknown)} are not in this encoder (depth {self.depth}); "
-                f"available: {', '.join(self.layer_names)}")
+                f"available: {', '.join(self.layer_names)}"
+            )
         last = max(layer_index(w) for w in wanted)
         out: dict[str, torch.Tensor] = {}
         h = self.conv0(x)
@@ -106,6 +112,7 @@ class VGGEncoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # Official key formats -> impasto names
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _sequential_indices(depth: str) -> dict[str, int]:
     """Index of each conv in the official ``nn.Sequential`` of the normalised VGG-19 (conv0 = 0, conv1_1 = 2...)."""
@@ -176,7 +183,9 @@ def infer_depth(sd: dict[str, torch.Tensor], fmt: str) -> str:
     best = "relu1_1"
     for depth in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"):
         try:
-            {"sequential": convert_sequential_vgg, "lst": convert_lst_vgg, "cd16x": convert_cd16x}[fmt](sd, depth)
+            {"sequential": convert_sequential_vgg, "lst": convert_lst_vgg, "cd16x": convert_cd16x}[fmt](
+                sd, depth
+            )
             best = depth
         except WeightsError:
             break
@@ -192,5 +201,8 @@ class AuxProjection(nn.Module):
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Map {reluX_1: B x c x h x w} to {reluX_1: B x C_vgg x h x w} for the layers that have a projection."""
-        return {k: self.convs[k.replace("relu", "conv")](v) for k, v in feats.items()
-                if k.replace("relu", "conv") in self.convs}
+        return {
+            k: self.convs[k.replace("relu", "conv")](v)
+            for k, v in feats.items()
+            if k.replace("relu", "conv") in self.convs
+        }

@@ -14,6 +14,11 @@ from impasto.methods.base import (
 )
 
 __all__ = [
-    "Method", "MethodConfig", "MethodUnavailable", "availability", "create_method", "get_method_class",
+    "Method",
+    "MethodConfig",
+    "MethodUnavailable",
+    "availability",
+    "create_method",
+    "get_method_class",
     "method_names",
 ]

@@ -9,11 +9,16 @@ from pathlib import Path
 import torch
 
 from impasto import weights
-from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.backbones import load_decoder, load_encoder
+from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.errors import WeightsError
 from impasto.methods.base import Method, blend_features, register
-from impasto.methods.common import PACKAGED_CHECKPOINTS, EncoderConfig, load_impasto_checkpoint, resolve_backbone
+from impasto.methods.common import (
+    PACKAGED_CHECKPOINTS,
+    EncoderConfig,
+    load_impasto_checkpoint,
+    resolve_backbone,
+)
 from impasto.transforms.stats import adain, mean_std
 
 
@@ -69,9 +74,15 @@ class AdaIN(Method):
             if path is not None:
                 ck, config.checkpoint = load_impasto_checkpoint(path), str(path)
         if ck is not None:
-            self.decoder, self.decoder_source = load_model_decoder(ck, config.checkpoint), str(config.checkpoint)
+            self.decoder, self.decoder_source = (
+                load_model_decoder(ck, config.checkpoint),
+                str(config.checkpoint),
+            )
         elif not config.checkpoint:
-            self.decoder, self.decoder_source = load_decoder(self.backbone, self.depth), "reconstruction decoder"
+            self.decoder, self.decoder_source = (
+                load_decoder(self.backbone, self.depth),
+                "reconstruction decoder",
+            )
         self.encoder = load_encoder(self.backbone, self.depth)
         self.encoder.to(self.device)
         self.decoder.to(self.device)
@@ -90,8 +101,13 @@ class AdaIN(Method):
         return mean_std(self.encoder.encode(style.to(self.device)))
 
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, styles: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                mix: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        mix: torch.Tensor,
+        alpha: float = 1.0,
+    ) -> torch.Tensor:
         fc = self.encoder.encode(content.to(self.device))
         targets = [adain(fc, m, s) for m, s in styles]
         t = blend_features(fc, targets, mix, alpha)

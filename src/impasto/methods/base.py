@@ -59,8 +59,9 @@ class Method:
         """Encode a style image 1 x 3 x H x W in [0, 1] into whatever ``stylize`` needs (cached by the caller)."""
         raise NotImplementedError
 
-    def stylize(self, content: torch.Tensor, styles: Sequence[Any], mix: torch.Tensor, alpha: float = 1.0
-                ) -> torch.Tensor:
+    def stylize(
+        self, content: torch.Tensor, styles: Sequence[Any], mix: torch.Tensor, alpha: float = 1.0
+    ) -> torch.Tensor:
         """Stylise 1 x 3 x H x W content in [0, 1]; returns 1 x 3 x H x W in [0, 1] of the same size."""
         raise NotImplementedError
 
@@ -99,8 +100,10 @@ def make_config(name: str, **options: Any) -> MethodConfig:
     valid = {f.name: f for f in fields(cls.Config)}
     unknown = set(options) - set(valid)
     if unknown:
-        raise ConfigError(f"method {name!r} has no option(s) {', '.join(sorted(unknown))}; "
-                          f"valid options: {', '.join(valid)}")
+        raise ConfigError(
+            f"method {name!r} has no option(s) {', '.join(sorted(unknown))}; "
+            f"valid options: {', '.join(valid)}"
+        )
     cfg = cls.Config(**{k: v for k, v in options.items() if v is not None})
     validate = getattr(cfg, "validate", None)
     if validate:
@@ -135,6 +138,7 @@ def _ensure_loaded() -> None:
 # Helpers shared by methods
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def resize_mix(mix: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize a K x H x W style-weight map to K x h x w (area averaging when shrinking)."""
     if tuple(mix.shape[-2:]) == tuple(size):
@@ -144,8 +148,9 @@ def resize_mix(mix: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(mix[None], size=size, mode=mode, **kw)[0]
 
 
-def blend_features(content: torch.Tensor, targets: Sequence[torch.Tensor], mix: torch.Tensor,
-                   alpha: float) -> torch.Tensor:
+def blend_features(
+    content: torch.Tensor, targets: Sequence[torch.Tensor], mix: torch.Tensor, alpha: float
+) -> torch.Tensor:
     """Combine per-style target features with the content features.
 
     ``out = alpha * sum_k m_k * t_k + (1 - alpha * sum_k m_k) * content`` with ``m`` = ``mix`` resized to the

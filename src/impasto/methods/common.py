@@ -34,8 +34,9 @@ class EncoderConfig(MethodConfig):
             raise ConfigError(f"--depth must be one of {', '.join(LEVELS)}; got {self.depth!r}")
 
 
-def resolve_backbone(cfg: EncoderConfig, preferred_depth: str, method: str, need_decoder: bool = True
-                     ) -> tuple[str, str]:
+def resolve_backbone(
+    cfg: EncoderConfig, preferred_depth: str, method: str, need_decoder: bool = True
+) -> tuple[str, str]:
     """Choose (backbone, depth) for a config: explicit values win, else the deepest usable up to the paper's."""
     backbones = [cfg.encoder] if cfg.encoder != "auto" else list(BACKBONES)
     want = cfg.depth or preferred_depth
@@ -52,14 +53,17 @@ def resolve_backbone(cfg: EncoderConfig, preferred_depth: str, method: str, need
     raise MethodUnavailable(
         f"{method} needs an encoder{' and decoder' if need_decoder else ''} at {want}, which the weights "
         f"present do not provide ({'; '.join(reasons)}). Run 'impasto weights list' to see what is missing, "
-        f"or choose --encoder/--depth.")
+        f"or choose --encoder/--depth."
+    )
 
 
 def load_impasto_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint written by impasto's trainer (config + model states) or a packaged one."""
     p = Path(path)
     if not p.is_file():
-        raise WeightsError(f"checkpoint {p} does not exist; check the path (or train one with 'impasto train')")
+        raise WeightsError(
+            f"checkpoint {p} does not exist; check the path (or train one with 'impasto train')"
+        )
     try:
         ck = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:

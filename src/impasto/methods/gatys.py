@@ -40,15 +40,17 @@ class GatysConfig(EncoderConfig):
 
 
 def _resolve(cfg: GatysConfig) -> tuple[str, str]:
-    for bb in ([cfg.encoder] if cfg.encoder != "auto" else ["vgg19", "vgg19-16x"]):
+    for bb in [cfg.encoder] if cfg.encoder != "auto" else ["vgg19", "vgg19-16x"]:
         depths = encoder_depths(bb)
         if cfg.depth:
             if cfg.depth in depths:
                 return bb, cfg.depth
         elif depths:
             return bb, depths[-1] if bb == "vgg19" else ("relu4_1" if "relu4_1" in depths else depths[-1])
-    raise MethodUnavailable(f"gatys needs a VGG encoder{f' at {cfg.depth}' if cfg.depth else ''}; none is "
-                            f"present. Run 'impasto weights list'.")
+    raise MethodUnavailable(
+        f"gatys needs a VGG encoder{f' at {cfg.depth}' if cfg.depth else ''}; none is "
+        f"present. Run 'impasto weights list'."
+    )
 
 
 @register
@@ -71,16 +73,23 @@ class Gatys(Method):
         _resolve(config)
 
     def describe(self) -> str:
-        return (f"gatys: {self.backbone}, style layers {', '.join(self.style_layers)}, content {self.depth}, "
-                f"{self.config.steps} L-BFGS steps")
+        return (
+            f"gatys: {self.backbone}, style layers {', '.join(self.style_layers)}, content {self.depth}, "
+            f"{self.config.steps} L-BFGS steps"
+        )
 
     @torch.no_grad()
     def encode_style(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.encoder(style.to(self.device), self.style_layers)
         return {k: gram(v) for k, v in feats.items()}
 
-    def stylize(self, content: torch.Tensor, styles: Sequence[dict[str, torch.Tensor]], mix: torch.Tensor,
-                alpha: float = 1.0) -> torch.Tensor:
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[dict[str, torch.Tensor]],
+        mix: torch.Tensor,
+        alpha: float = 1.0,
+    ) -> torch.Tensor:
         content = content.to(self.device)
         layers = sorted(set(self.style_layers) | {self.depth})
         with torch.no_grad():
@@ -93,8 +102,9 @@ class Gatys(Method):
         else:
             x0 = torch.rand(content.shape, generator=gen).to(self.device)
         x = x0.requires_grad_(True)
-        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=self.config.steps, history_size=20,
-                                line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [x], lr=1.0, max_iter=self.config.steps, history_size=20, line_search_fn="strong_wolfe"
+        )
         calls = [0]
         sw = self.config.style_weight * alpha
 

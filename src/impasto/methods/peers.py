@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,8 +29,10 @@ def _require(names: Sequence[str], method: str) -> None:
     for n in names:
         path, status = weights.find(n)
         if status != "present":
-            raise MethodUnavailable(f"{method}: " + weights._message(
-                weights.get(n), "is corrupt" if status == "corrupt" else "was not found"))
+            raise MethodUnavailable(
+                f"{method}: "
+                + weights._message(weights.get(n), "is corrupt" if status == "corrupt" else "was not found")
+            )
 
 
 @register
@@ -60,8 +61,9 @@ class MicroASTMethod(Method):
         return self.model.encode_style(style.to(self.device))
 
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, styles: Sequence[Any], mix: torch.Tensor, alpha: float = 1.0
-                ) -> torch.Tensor:
+    def stylize(
+        self, content: torch.Tensor, styles: Sequence[Any], mix: torch.Tensor, alpha: float = 1.0
+    ) -> torch.Tensor:
         from impasto.models.microast import mix_styles
 
         content = content.to(self.device)
@@ -99,8 +101,9 @@ class MagentaMethod(Method):
         arr = (style[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
         return self.model.style_embedding(arr)
 
-    def stylize(self, content: torch.Tensor, styles: Sequence[np.ndarray], mix: torch.Tensor, alpha: float = 1.0
-                ) -> torch.Tensor:
+    def stylize(
+        self, content: torch.Tensor, styles: Sequence[np.ndarray], mix: torch.Tensor, alpha: float = 1.0
+    ) -> torch.Tensor:
         arr = (content[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
         def run(emb: np.ndarray, a: float) -> torch.Tensor:

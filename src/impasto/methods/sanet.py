@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from impasto import weights
-from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.backbones import load_encoder
+from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.errors import WeightsError
 from impasto.methods.adain import load_model_decoder, packaged_checkpoint
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
@@ -69,14 +69,15 @@ class _SANetFamily(Method):
             self.transform.load_state_dict(weights.load_state_dict(pair[1]), strict=True)
             self.decoder = VGGDecoder(depth="relu4_1")
             self.decoder.load_state_dict(
-                convert_sequential_decoder(weights.load_state_dict(pair[0]), "relu4_1"), strict=True)
+                convert_sequential_decoder(weights.load_state_dict(pair[0]), "relu4_1"), strict=True
+            )
             self.source = f"{pair[0].name} + {pair[1].name}"
         self.encoder = load_encoder(self.backbone, "relu5_1").to(self.device)
         self.transform.requires_grad_(False).eval().to(self.device)
         self.decoder.requires_grad_(False).eval().to(self.device)
 
     def _packaged(self, config: SANetConfig) -> Path | None:
-        for bb in ([config.encoder] if config.encoder != "auto" else ["vgg19", "vgg19-16x"]):
+        for bb in [config.encoder] if config.encoder != "auto" else ["vgg19", "vgg19-16x"]:
             p = packaged_checkpoint(self.name, bb, "relu4_1")
             if p:
                 return p
@@ -89,7 +90,8 @@ class _SANetFamily(Method):
             f"--content DIR --style DIR' and pass --checkpoint RUN/model.pt, or put the official release's "
             f"decoder and transformer files ({weights.get(cls.name + '-decoder').url}) in IMPASTO_WEIGHTS_DIR "
             f"as {weights.get(cls.name + '-decoder').path} and {weights.get(cls.name + '-transformer').path} "
-            f"(they also need the full VGG-19, vgg_normalised.pth).")
+            f"(they also need the full VGG-19, vgg_normalised.pth)."
+        )
 
     @classmethod
     def check_available(cls, config: SANetConfig) -> None:
@@ -97,14 +99,16 @@ class _SANetFamily(Method):
             if not Path(config.checkpoint).is_file():
                 raise WeightsError(f"checkpoint {config.checkpoint} does not exist")
             return
-        for bb in ([config.encoder] if config.encoder != "auto" else ["vgg19", "vgg19-16x"]):
+        for bb in [config.encoder] if config.encoder != "auto" else ["vgg19", "vgg19-16x"]:
             if packaged_checkpoint(cls.name, bb, "relu4_1"):
                 return
         if _official_pair(cls.name, config) is None:
             raise MethodUnavailable(cls._missing_message())
         if weights.find("vgg19")[1] != "present":
-            raise MethodUnavailable(f"{cls.name}'s official weights need the full VGG-19: "
-                                    + weights._message(weights.get("vgg19"), "was not found"))
+            raise MethodUnavailable(
+                f"{cls.name}'s official weights need the full VGG-19: "
+                + weights._message(weights.get("vgg19"), "was not found")
+            )
 
     def describe(self) -> str:
         return f"{self.name}: encoder {self.backbone} relu4_1+relu5_1, weights {self.source}"
@@ -114,8 +118,13 @@ class _SANetFamily(Method):
         return self.encoder(style.to(self.device), ["relu4_1", "relu5_1"])
 
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, styles: Sequence[dict[str, torch.Tensor]], mix: torch.Tensor,
-                alpha: float = 1.0) -> torch.Tensor:
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[dict[str, torch.Tensor]],
+        mix: torch.Tensor,
+        alpha: float = 1.0,
+    ) -> torch.Tensor:
         fc = self.encoder(content.to(self.device), ["relu4_1", "relu5_1"])
         targets = [self.transform(fc["relu4_1"], s["relu4_1"], fc["relu5_1"], s["relu5_1"]) for s in styles]
         t = blend_features(fc["relu4_1"], targets, mix, alpha)

@@ -44,7 +44,8 @@ def _levels(cfg: WCTConfig) -> tuple[str, list[str]]:
     if best is None:
         raise MethodUnavailable(
             f"wct needs encoder/decoder pairs from {cfg.depth or 'relu1_1'} down to relu1_1 for "
-            f"{' or '.join(choices)}; they are not all present. Run 'impasto weights list'.")
+            f"{' or '.join(choices)}; they are not all present. Run 'impasto weights list'."
+        )
     return best
 
 
@@ -77,8 +78,13 @@ class WCT(Method):
         return {d: wct_style_stats(self.encoders[d].encode(style)) for d in self.levels}
 
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, styles: Sequence[dict[str, WCTStyleStats]], mix: torch.Tensor,
-                alpha: float = 1.0) -> torch.Tensor:
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[dict[str, WCTStyleStats]],
+        mix: torch.Tensor,
+        alpha: float = 1.0,
+    ) -> torch.Tensor:
         img = content.to(self.device)
         size = tuple(content.shape[-2:])
         for d in self.levels:

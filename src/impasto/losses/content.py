@@ -1,0 +1,108 @@
+"""Content and identity losses (AdaIN, SANet, IEContraAST).
+
+Features are ``B x C x H x W`` tensors or ``{layer_name: tensor}`` mappings (see :mod:`.style`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from impasto.errors import ConfigError
+from impasto.losses.style import Features, _check_reduction, _layer_pairs
+from impasto.transforms.stats import mean_variance_norm
+
+__all__ = ["mean_variance_norm", "content_loss", "identity_loss", "ContentLoss", "IdentityLoss"]
+
+
+def content_loss(
+    out_feat: Features,
+    target_feat: Features,
+    normalize: bool = False,
+    layers: Sequence[str] | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Content loss: MSE between output and target features, summed over layers.
+
+    AdaIN: ``MSE(E(out)_relu4_1, t)`` with ``t`` the AdaIN target. SANet / IEContraAST (``normalize=True``):
+    ``MSE(norm(E(out)_l), norm(E(c)_l))`` for l in relu4_1, relu5_1, ``norm`` = :func:`mean_variance_norm`
+    (IEContraAST writes eq. 3 on conv4_2 with ``||.||_2``; the release computes this MSE).
+    Inputs: tensors or ``{layer: tensor}`` mappings. ``reduction="mean"``: scalar; ``"none"``: ``B``.
+    Nothing is detached.
+    """
+    _check_reduction(reduction)
+    terms = []
+    for _, out, tgt in _layer_pairs(out_feat, target_feat, layers):
+        if normalize:
+            out, tgt = mean_variance_norm(out), mean_variance_norm(tgt)
+        terms.append(((out - tgt) ** 2).flatten(1).mean(1))
+    per_sample = terms[0]
+    for t in terms[1:]:
+        per_sample = per_sample + t
+    return per_sample.mean() if reduction == "mean" else per_sample
+
+
+def identity_loss(
+    i_cc: Tensor,
+    i_ss: Tensor,
+    content: Tensor,
+    style: Tensor,
+    feats_cc: Features,
+    feats_ss: Features,
+    feats_c: Features,
+    feats_s: Features,
+    layers: Sequence[str] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Identity losses of SANet (Park & Lee 2019) / IEContraAST eq. (4), returned unweighted.
+
+    ``i_cc`` (``i_ss``): the output when content and style are both ``content`` (``style``), ``B x 3 x H x
+    W`` in [0, 1]. Returns ``(pixel, feature)`` with ``pixel = MSE(I_cc, I_c) + MSE(I_ss, I_s)`` and
+    ``feature = sum_l MSE(phi_l(I_cc), phi_l(I_c)) + MSE(phi_l(I_ss), phi_l(I_s))`` over ``layers``
+    (relu1_1..relu5_1 in the papers). The caller applies lambda_identity1 = 50 and lambda_identity2 = 1.
+    """
+    if i_cc.shape != content.shape or i_ss.shape != style.shape:
+        raise ConfigError(
+            f"identity loss: I_cc {tuple(i_cc.shape)} must match the content {tuple(content.shape)} and "
+            f"I_ss {tuple(i_ss.shape)} the style {tuple(style.shape)}"
+        )
+    pixel = ((i_cc - content) ** 2).mean() + ((i_ss - style) ** 2).mean()
+    feature = content_loss(feats_cc, feats_c, layers=layers) + content_loss(feats_ss, feats_s, layers=layers)
+    return pixel, feature
+
+
+class ContentLoss(nn.Module):
+    """Module form of :func:`content_loss` with fixed ``normalize``, ``layers`` and ``reduction``."""
+
+    def __init__(
+        self, normalize: bool = False, layers: Sequence[str] | None = None, reduction: str = "mean"
+    ) -> None:
+        super().__init__()
+        _check_reduction(reduction)
+        self.normalize = normalize
+        self.layers = None if layers is None else list(layers)
+        self.reduction = reduction
+
+    def forward(self, out_feat: Features, target_feat: Features) -> Tensor:
+        return content_loss(out_feat, target_feat, self.normalize, self.layers, self.reduction)
+
+
+class IdentityLoss(nn.Module):
+    """Module form of :func:`identity_loss` with fixed ``layers``; returns ``(pixel, feature)``."""
+
+    def __init__(self, layers: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.layers = None if layers is None else list(layers)
+
+    def forward(
+        self,
+        i_cc: Tensor,
+        i_ss: Tensor,
+        content: Tensor,
+        style: Tensor,
+        feats_cc: Features,
+        feats_ss: Features,
+        feats_c: Features,
+        feats_s: Features,
+    ) -> tuple[Tensor, Tensor]:
+        return identity_loss(i_cc, i_ss, content, style, feats_cc, feats_ss, feats_c, feats_s, self.layers)

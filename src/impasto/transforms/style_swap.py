@@ -1,0 +1,247 @@
+"""Style swap: replace every content patch by its best-matching style patch (Chen & Schmidt 2016).
+
+The paper implements it as conv (normalised style patches as filters) -> channel argmax -> one-hot ->
+transposed conv (raw style patches) -> division by the overlap count. Here the same result is computed
+with bounded memory: content patch rows are processed in blocks, the style patches in chunks with a
+running max/argmax, and the reconstruction gathers the chosen raw patches and sums them with ``F.fold``
+(the one-hot transposed conv without the P-channel one-hot map).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from impasto.errors import ConfigError
+
+__all__ = ["StyleSwapPatches", "style_swap_patches", "style_swap", "style_swap_features"]
+
+_DEFAULT_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class StyleSwapPatches:
+    """The cacheable style side of style swap: all style patches, raw and normalised.
+
+    raw: P x C x k x k style feature patches phi_j(S) (patch j of the style maps, in unfold order, maps
+    concatenated in the order given). filters: P x C x k x k, raw / max(||raw||, eps), the conv filters of
+    the paper's eq. (1) (the content norm does not change the argmax, so it is left out).
+    """
+
+    raw: Tensor
+    filters: Tensor
+
+    @property
+    def num_patches(self) -> int:
+        return self.raw.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.raw.shape[1]
+
+    @property
+    def patch_size(self) -> int:
+        return self.raw.shape[2]
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> StyleSwapPatches:
+        """Return the patches on another device and/or dtype."""
+        return StyleSwapPatches(self.raw.to(device, dtype), self.filters.to(device, dtype))
+
+    @staticmethod
+    def cat(patches: Sequence[StyleSwapPatches]) -> StyleSwapPatches:
+        """Concatenate the patch sets of several style images (same C and patch size) into one."""
+        if not patches:
+            raise ValueError("StyleSwapPatches.cat needs at least one patch set")
+        shapes = {p.raw.shape[1:] for p in patches}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"cannot concatenate style patches of different shapes (C, k, k): {sorted(shapes)}"
+            )
+        return StyleSwapPatches(torch.cat([p.raw for p in patches]), torch.cat([p.filters for p in patches]))
+
+
+def _check_patch_args(patch_size: int, stride: int, stride_name: str) -> None:
+    if not isinstance(patch_size, int) or patch_size < 1:
+        raise ConfigError(f"style-swap patch_size must be a positive integer, got {patch_size!r}")
+    if not isinstance(stride, int) or stride < 1:
+        raise ConfigError(f"style-swap {stride_name} must be a positive integer, got {stride!r}")
+
+
+def _check_map_size(what: str, feat: Tensor, patch_size: int) -> None:
+    h, w = feat.shape[-2:]
+    if h < patch_size or w < patch_size:
+        raise ConfigError(
+            f"the {what} feature map is {h}x{w}, smaller than the style-swap patch size {patch_size}: "
+            f"use a larger {what} image or a smaller patch_size"
+        )
+
+
+def style_swap_patches(
+    style_feat: Tensor | Sequence[Tensor], patch_size: int = 3, style_stride: int = 1, eps: float = 1e-8
+) -> StyleSwapPatches:
+    """Extract the raw and normalised style patches once, to reuse for many contents.
+
+    style_feat: N x C x H x W style features (the patches of all N maps are pooled), or a sequence of
+    1 x C x H_i x W_i maps of different sizes (several style images). Patches are patch_size x
+    patch_size, taken every ``style_stride`` pixels. Returns P patches, P = sum over maps of
+    ((H - k) // style_stride + 1) * ((W - k) // style_stride + 1).
+    """
+    _check_patch_args(patch_size, style_stride, "style_stride")
+    maps = [style_feat] if isinstance(style_feat, Tensor) else list(style_feat)
+    if not maps:
+        raise ValueError("style_swap_patches needs at least one style feature map")
+    raws = []
+    for m in maps:
+        if m.dim() != 4:
+            raise ValueError(f"style features must be N x C x H x W, got shape {tuple(m.shape)}")
+        if m.shape[1] != maps[0].shape[1]:
+            raise ValueError(
+                f"style feature maps have different channel counts: {m.shape[1]} vs {maps[0].shape[1]}"
+            )
+        _check_map_size("style", m, patch_size)
+        cols = F.unfold(m, patch_size, stride=style_stride)  # N x Ckk x L
+        raws.append(cols.transpose(1, 2).reshape(-1, m.shape[1], patch_size, patch_size))
+    raw = torch.cat(raws).contiguous()
+    norms = raw.flatten(1).norm(dim=1).clamp_min(eps)
+    filters = raw / norms[:, None, None, None]
+    return StyleSwapPatches(raw=raw, filters=filters)
+
+
+def _block_rows(n_rows: int, row_len: int, ckk: int, chunk: int, itemsize: int, max_memory_mb: float) -> int:
+    """Content patch rows per block so that the block's temporaries stay within the budget."""
+    # per content patch: unfolded column + gathered raw patch + its contiguous copy + one row of scores
+    per_patch = itemsize * (3 * ckk + chunk) + 24
+    rows = int(max_memory_mb * 2**20 // (per_patch * row_len))
+    return max(1, min(n_rows, rows))
+
+
+def _best_match(cols: Tensor, filters: Tensor, chunk: int, compute_dtype: torch.dtype | None) -> Tensor:
+    """Index of the highest-scoring filter for every column: cols Ckk x L, filters P x Ckk -> L (int64).
+
+    Style patches are visited in chunks with a running max; ties keep the lowest index, as argmax does.
+    """
+    if compute_dtype is not None:
+        cols = cols.to(compute_dtype)
+    q = cols.T  # L x Ckk view (the matmul reads it transposed, no copy)
+    best_val = best_idx = None
+    for start in range(0, filters.shape[0], chunk):
+        fchunk = filters[start : start + chunk]
+        if compute_dtype is not None:
+            fchunk = fchunk.to(compute_dtype)
+        scores = q @ fchunk.T  # L x chunk
+        val, idx = scores.max(dim=1)
+        if best_val is None:
+            best_val, best_idx = val, idx
+        else:
+            better = val > best_val
+            best_val = torch.where(better, val, best_val)
+            best_idx = torch.where(better, idx + start, best_idx)
+        del scores
+    return best_idx
+
+
+def style_swap(
+    content_feat: Tensor,
+    patches: StyleSwapPatches,
+    stride: int = 1,
+    chunk_size: int | None = None,
+    max_memory_mb: float = 128.0,
+    compute_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Style-swapped features Phi^ss(C, S): each content patch replaced by its best style patch.
+
+    content_feat: B x C x H x W (H, W >= patch size). patches: from :func:`style_swap_patches`.
+    For every k x k content patch phi_i(C) taken every ``stride`` pixels, the style patch maximising
+    <phi_i(C), phi_j(S)> / ||phi_j(S)|| (paper eq. 1) is chosen; the output averages the chosen raw
+    style patches where they overlap. When (H - k) is not a multiple of ``stride`` the map is padded by
+    edge replication at the bottom/right so that every pixel is covered, and the result cropped back.
+
+    chunk_size: style patches per matmul (default min(P, 4096)); content patch rows are processed in
+    blocks so the temporaries of one block stay near ``max_memory_mb``. The result does not depend on
+    either. compute_dtype: dtype of the matching matmul (e.g. torch.bfloat16 for speed); None = the
+    content's dtype. Lower precision can change the chosen patch where two scores are close.
+    Returns B x C x H x W in content_feat's dtype. Not differentiable (argmax).
+    """
+    if content_feat.dim() != 4:
+        raise ValueError(f"content_feat must be B x C x H x W, got shape {tuple(content_feat.shape)}")
+    _check_patch_args(patches.patch_size, stride, "stride")
+    if stride > patches.patch_size:
+        raise ConfigError(
+            f"style-swap stride {stride} is larger than the patch size {patches.patch_size}: "
+            "some pixels would be covered by no patch; use stride <= patch_size"
+        )
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ConfigError(f"style-swap chunk_size must be a positive integer, got {chunk_size!r}")
+    if max_memory_mb <= 0:
+        raise ConfigError(f"style-swap max_memory_mb must be positive, got {max_memory_mb!r}")
+    b, c, h, w = content_feat.shape
+    k = patches.patch_size
+    if c != patches.channels:
+        raise ValueError(f"content has {c} channels but the style patches have {patches.channels}")
+    _check_map_size("content", content_feat, k)
+
+    dtype, device = content_feat.dtype, content_feat.device
+    filters = patches.filters.to(device, dtype).reshape(patches.num_patches, -1)
+    raw = patches.raw.to(device, dtype).reshape(patches.num_patches, -1)
+    ckk = filters.shape[1]
+    chunk = min(patches.num_patches, chunk_size or _DEFAULT_CHUNK)
+
+    pad_h, pad_w = (-(h - k)) % stride, (-(w - k)) % stride
+    hp, wp = h + pad_h, w + pad_w
+    n_rows, row_len = (hp - k) // stride + 1, (wp - k) // stride + 1
+    rows_per_block = _block_rows(n_rows, row_len, ckk, chunk, content_feat.element_size(), max_memory_mb)
+
+    # overlap count depends only on the geometry: fold of ones
+    ones = torch.ones(1, k * k, n_rows * row_len, dtype=dtype, device=device)
+    count = F.fold(ones, (hp, wp), k, stride=stride)
+
+    outs = []
+    for i in range(b):
+        x = content_feat[i : i + 1]
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        # 1) matching, a block of content patch rows at a time
+        idx = torch.empty(n_rows * row_len, dtype=torch.long, device=device)
+        for r0 in range(0, n_rows, rows_per_block):
+            r1 = min(n_rows, r0 + rows_per_block)
+            y0, blk_h = r0 * stride, (r1 - r0 - 1) * stride + k
+            cols = F.unfold(x[:, :, y0 : y0 + blk_h], k, stride=stride)[0]  # Ckk x Lb
+            idx[r0 * row_len : r1 * row_len] = _best_match(cols, filters, chunk, compute_dtype)
+            del cols
+        # 2) reconstruction, a band of output rows at a time; every output pixel is summed inside a
+        # single fold over all the patches covering it, so the result does not depend on the banding
+        out = torch.empty(1, c, hp, wp, dtype=dtype, device=device)
+        for r0 in range(0, n_rows, rows_per_block):
+            r1 = min(n_rows, r0 + rows_per_block)
+            rs = max(0, r0 - (k - 1) // stride)  # first patch row reaching into this band
+            y_end = hp if r1 == n_rows else r1 * stride
+            fold_h = (r1 - 1 - rs) * stride + k
+            chosen = raw.index_select(0, idx[rs * row_len : r1 * row_len]).T.unsqueeze(0)  # 1 x Ckk x L
+            band = F.fold(chosen, (fold_h, wp), k, stride=stride)
+            out[:, :, r0 * stride : y_end] = band[:, :, r0 * stride - rs * stride : y_end - rs * stride]
+            del chosen, band
+        outs.append((out / count)[:, :, :h, :w])
+    return torch.cat(outs)
+
+
+def style_swap_features(
+    content: Tensor,
+    style: Tensor | Sequence[Tensor],
+    patch_size: int = 3,
+    stride: int = 1,
+    style_stride: int = 1,
+    **kwargs: object,
+) -> Tensor:
+    """Style swap without caching: patches of ``style`` (one or several maps) applied to ``content``.
+
+    content: B x C x H x W; style: N x C x H' x W' or a sequence of such maps. Returns B x C x H x W.
+    Extra keyword arguments go to :func:`style_swap`.
+    """
+    patches = style_swap_patches(style, patch_size=patch_size, style_stride=style_stride)
+    return style_swap(content, patches, stride=stride, **kwargs)

@@ -1,0 +1,128 @@
+"""Whitening and colouring transform (Li et al., "Universal Style Transfer via Feature Transforms", 2017)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["WCTStyleStats", "wct_style_stats", "wct", "wct_features"]
+
+# Eigenvalues below max(eps, _REL_THRESHOLD * largest eigenvalue) are treated as zero (the official code
+# keeps eigenvalues above 1e-5; the relative part protects rank-deficient covariances of large features).
+_REL_THRESHOLD = 1e-12
+
+
+@dataclass(frozen=True)
+class WCTStyleStats:
+    """The cacheable style side of WCT.
+
+    mean: C x 1 (float64) per-channel mean m_s of the style features.
+    colour: C x C (float64) colouring matrix E_s D_s^{1/2} E_s^T, the symmetric square root of the
+    style covariance restricted to its eigenvalues above the threshold (paper eq. 3).
+    """
+
+    mean: Tensor
+    colour: Tensor
+
+    @property
+    def channels(self) -> int:
+        return self.mean.shape[0]
+
+    def to(self, device: torch.device | str) -> WCTStyleStats:
+        """Return these statistics on another device."""
+        return WCTStyleStats(self.mean.to(device), self.colour.to(device))
+
+
+def _centred_cov(flat: Tensor) -> tuple[Tensor, Tensor]:
+    """C x N float64 features -> (mean C x 1, covariance C x C with the unbiased 1/(N-1))."""
+    n = flat.shape[1]
+    mean = flat.mean(dim=1, keepdim=True)
+    centred = flat - mean
+    cov = centred @ centred.T / max(n - 1, 1)
+    return mean, cov
+
+
+def _kept_eigh(cov: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Eigen-decompose a symmetric C x C float64 matrix; keep eigenpairs with eigenvalue above threshold."""
+    evals, evecs = torch.linalg.eigh(cov)
+    threshold = max(eps, _REL_THRESHOLD * float(evals.abs().max()))
+    keep = evals > threshold
+    return evals[keep], evecs[:, keep]
+
+
+def _as_single_map(name: str, feat: Tensor) -> Tensor:
+    if feat.dim() == 4 and feat.shape[0] == 1:
+        feat = feat[0]
+    if feat.dim() != 3:
+        raise ValueError(f"{name} must be 1 x C x H x W (or C x H x W), got shape {tuple(feat.shape)}")
+    return feat
+
+
+def wct_style_stats(style_feat: Tensor, eps: float = 1e-5) -> WCTStyleStats:
+    """Compute the style mean and colouring matrix of WCT once, to reuse for many contents.
+
+    style_feat: 1 x C x H x W style features (any real values; H*W may be smaller than C). Computed in
+    float64 with ``torch.linalg.eigh``; eigenvalues <= max(eps, 1e-12 * largest) are dropped, as the
+    official code drops eigenvalues below 1e-5.
+    """
+    flat = _as_single_map("style_feat", style_feat).reshape(style_feat.shape[-3], -1).double()
+    mean, cov = _centred_cov(flat)
+    evals, evecs = _kept_eigh(cov, eps)
+    colour = (evecs * evals.sqrt()) @ evecs.T
+    return WCTStyleStats(mean=mean, colour=colour)
+
+
+def wct(content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_ridge: float = 0.0) -> Tensor:
+    """Whiten content features, then colour them with the style statistics (Li et al. 2017, eqs. 2-3).
+
+    f_c_hat = E_c D_c^{-1/2} E_c^T (f_c - m_c);  out = E_s D_s^{1/2} E_s^T f_c_hat + m_s.
+
+    content_feat: B x C x H x W (each sample whitened on its own; B = 1 in the usual case).
+    stats: from :func:`wct_style_stats` with the same C. Returns B x C x H x W in content_feat's dtype,
+    whose per-sample mean equals the style mean and whose covariance equals the style covariance when
+    the content covariance has full rank (H*W > C). Eigenvalues of the content covariance <= max(eps,
+    1e-12 * largest) are dropped, so rank-deficient inputs give finite outputs. ``content_ridge`` is added
+    to the diagonal of the content covariance before whitening (the official PyTorch release adds 1.0; 0
+    gives the exact transform of the paper).
+    """
+    if content_feat.dim() != 4:
+        raise ValueError(f"content_feat must be B x C x H x W, got shape {tuple(content_feat.shape)}")
+    b, c, h, w = content_feat.shape
+    if c != stats.channels:
+        raise ValueError(f"content has {c} channels but the WCT style statistics have {stats.channels}")
+    s_mean = stats.mean.to(content_feat.device)
+    colour = stats.colour.to(content_feat.device)
+    outs = []
+    for i in range(b):
+        flat = content_feat[i].reshape(c, -1).double()
+        mean, cov = _centred_cov(flat)
+        if content_ridge:
+            cov = cov + content_ridge * torch.eye(c, dtype=cov.dtype, device=cov.device)
+        evals, evecs = _kept_eigh(cov, eps)
+        whiten = (evecs * evals.rsqrt()) @ evecs.T
+        out = (colour @ whiten) @ (flat - mean) + s_mean
+        outs.append(out.reshape(c, h, w))
+    return torch.stack(outs).to(content_feat.dtype)
+
+
+def wct_features(content: Tensor, style: Tensor, eps: float = 1e-5, content_ridge: float = 0.0) -> Tensor:
+    """WCT of content features with the statistics of style features (no caching).
+
+    content: B x C x H x W; style: 1 x C x H' x W' (shared by every content) or B x C x H' x W'
+    (one style per content). Returns B x C x H x W.
+    """
+    if style.dim() != 4 or style.shape[0] not in (1, content.shape[0]):
+        raise ValueError(
+            f"style must be 1 x C x H x W or have the content's batch size {content.shape[0]}, "
+            f"got shape {tuple(style.shape)}"
+        )
+    if style.shape[0] == 1:
+        return wct(content, wct_style_stats(style, eps), eps, content_ridge)
+    return torch.cat(
+        [
+            wct(content[i : i + 1], wct_style_stats(style[i : i + 1], eps), eps, content_ridge)
+            for i in range(content.shape[0])
+        ]
+    )

@@ -1,0 +1,133 @@
+"""Every runnable method on real photos and paintings: style statistics move toward the style, structure stays.
+
+Style measure: d(x) = sum over relu1_1, relu2_1, relu3_1 of the real VGG-19 of ||mu(x) - mu(s)|| + ||sigma(x) -
+sigma(s)|| (channel mean/std, as the AdaIN style loss). moved = 1 - d(output) / d(content): 0 = no change, 1 = the
+output has exactly the style's statistics. Structure measure: Pearson correlation of the Sobel edge maps of the
+output and the content luminances (impasto.evaluation.metrics.edge_correlation), and SSIM on luminance.
+Measured values are printed (pytest -s) and recorded in the README.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from impasto.backbones import load_encoder
+from impasto.evaluation.metrics import edge_correlation
+from impasto.io.images import load_tensor
+from impasto.pipeline import Stylizer
+from impasto.transforms.stats import mean_std
+
+pytestmark = pytest.mark.weights
+LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
+
+
+def style_distance(x: torch.Tensor, s: torch.Tensor) -> float:
+    enc = load_encoder("vgg19", "relu3_1")
+    with torch.no_grad():
+        fx, fs = enc(x, LAYERS), enc(s, LAYERS)
+    d = 0.0
+    for k in LAYERS:
+        (mx, sx), (ms, ss) = mean_std(fx[k]), mean_std(fs[k])
+        d += float((mx - ms).norm() + (sx - ss).norm())
+    return d
+
+
+@pytest.fixture(scope="module")
+def images(data_dir):
+    c = load_tensor(data_dir / "content" / "pytorch-AdaIN__chicago.jpg")
+    c = torch.nn.functional.interpolate(c, size=(192, 288), mode="area")
+    s = load_tensor(data_dir / "style" / "AdaAttN__udnie.jpg")
+    s = torch.nn.functional.interpolate(s, size=(256, 256), mode="area")
+    return c, s
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "min_moved", "min_edges"),
+    [
+        ("wct", {}, 0.5, 0.2),
+        ("microast", {}, 0.5, 0.3),
+        ("adain", {}, 0.15, 0.4),
+        # Style-swap rebuilds the image from style patches through a decoder trained on photos only: global
+        # mean/std statistics barely move (measured 0.08 on the real VGG, -0.19 on the distilled one), so they
+        # are recorded here and the move toward the style is asserted by patch similarity below.
+        ("style-swap", {"encoder": "vgg19"}, -1.0, 0.3),
+        ("style-swap", {"encoder": "vgg19-16x"}, -1.0, 0.3),
+        ("magenta", {}, 0.3, 0.3),
+    ],
+)
+def test_method_moves_statistics_and_keeps_structure(images, method, options, min_moved, min_edges):
+    c, s = images
+    st = Stylizer(method, device="cpu", style_size=256, **options)
+    out = st.stylize_tensor(c, s)
+    assert out.shape == c.shape
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+    moved = 1 - style_distance(out, s) / style_distance(c, s)
+    edges = float(edge_correlation(out, c)[0])
+    print(f"{method} {options}: moved {moved:.2f}, edge correlation {edges:.2f}")
+    assert moved >= min_moved, f"{method}: style statistics moved only {moved:.2f}"
+    assert edges >= min_edges, f"{method}: structure lost (edge correlation {edges:.2f})"
+
+
+def patch_similarity(x: torch.Tensor, s: torch.Tensor) -> float:
+    """Mean over x's 3x3 relu3_1 patches of the best cosine similarity to any of s's patches."""
+    enc = load_encoder("vgg19", "relu3_1")
+    with torch.no_grad():
+        px = torch.nn.functional.unfold(enc.encode(x), 3)[0].T
+        ps = torch.nn.functional.unfold(enc.encode(s), 3)[0].T
+        px = px / px.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        ps = ps / ps.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        return float((px @ ps.T).max(1).values.mean())
+
+
+@pytest.mark.parametrize("encoder", ["vgg19", "vgg19-16x"])
+def test_style_swap_output_made_of_style_patches(images, encoder):
+    c, s = images
+    out = Stylizer("style-swap", device="cpu", style_size=256, encoder=encoder).stylize_tensor(c, s)
+    before, after = patch_similarity(c, s), patch_similarity(out, s)
+    print(f"style-swap {encoder}: relu3_1 patch similarity to the style {before:.3f} -> {after:.3f}")
+    assert after - before > 0.05
+
+
+def test_gatys_optimisation_reduces_style_distance(images):
+    c, s = images
+    c = torch.nn.functional.interpolate(c, size=(96, 144), mode="area")
+    st = Stylizer("gatys", device="cpu", style_size=128, steps=25)
+    calls = []
+    out = st.stylize_tensor(c, s, progress=lambda d, t: calls.append((d, t)))
+    moved = 1 - style_distance(out, s) / style_distance(c, s)
+    print(f"gatys 25 steps: moved {moved:.2f}")
+    assert moved > 0.3 and calls and calls[-1][1] == 25
+
+
+def test_style_swap_optimize_lowers_feature_loss(images):
+    c, s = images
+    c = torch.nn.functional.interpolate(c, size=(96, 128), mode="area")
+    ff = Stylizer("style-swap", device="cpu", style_size=128, encoder="vgg19-16x")
+    opt = Stylizer("style-swap", device="cpu", style_size=128, encoder="vgg19-16x", optimize=True, steps=15)
+    from impasto.transforms.style_swap import style_swap
+
+    code = ff.encode_style(s)
+    enc = ff.method.encoder
+    with torch.no_grad():
+        target = style_swap(enc.encode(c), code)
+        loss_ff = float(((enc.encode(ff.stylize_tensor(c, s)) - target) ** 2).mean())
+        loss_opt = float(((enc.encode(opt.stylize_tensor(c, s)) - target) ** 2).mean())
+    print(f"style-swap feature loss: feed-forward {loss_ff:.4f}, optimised {loss_opt:.4f}")
+    assert loss_opt < loss_ff
+
+
+def test_alpha_zero_reconstructs_content(images):
+    c, s = images
+    for method in ("adain", "wct"):
+        out = Stylizer(method, device="cpu", style_size=256).stylize_tensor(c, s, alpha=0.0)
+        psnr = float(10 * torch.log10(1 / ((out - c) ** 2).mean()))
+        print(f"{method} alpha=0 PSNR {psnr:.1f} dB")
+        assert psnr > 18
+
+
+def test_sanet_without_weights_says_what_to_do():
+    from impasto.methods import MethodUnavailable
+
+    with pytest.raises(MethodUnavailable, match="impasto train sanet"):
+        Stylizer("sanet")

@@ -1,0 +1,193 @@
+"""Tests of impasto.transforms.style_swap against hand examples and the paper's one-hot conv formulation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from impasto.errors import ConfigError
+from impasto.transforms import StyleSwapPatches, style_swap, style_swap_features, style_swap_patches
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids thread hand-off costs on the shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def reference_style_swap(content: torch.Tensor, patches: StyleSwapPatches, stride: int = 1) -> torch.Tensor:
+    """The paper's formulation, for tests only: conv with normalised patches, channel argmax -> one-hot,
+    transposed conv with the raw patches, divided by the overlap count (transposed conv of ones).
+
+    Needs (H - k) % stride == 0 and (W - k) % stride == 0.
+    """
+    k = patches.patch_size
+    scores = F.conv2d(content, patches.filters, stride=stride)  # B x P x H' x W'
+    onehot = F.one_hot(scores.argmax(1), patches.num_patches).permute(0, 3, 1, 2).to(content.dtype)
+    out = F.conv_transpose2d(onehot, patches.raw, stride=stride)
+    ones = torch.ones(1, 1, k, k, dtype=content.dtype)
+    count = F.conv_transpose2d(torch.ones_like(onehot[:, :1]), ones, stride=stride)
+    return out / count
+
+
+def test_patches_layout() -> None:
+    style = torch.randn(2, 4, 6, 7)
+    p = style_swap_patches(style, patch_size=3, style_stride=2)
+    assert p.num_patches == 2 * 2 * 3 and p.channels == 4 and p.patch_size == 3
+    assert torch.equal(p.raw[0], style[0, :, 0:3, 0:3])
+    assert torch.equal(p.raw[1], style[0, :, 0:3, 2:5])
+    assert torch.equal(p.raw[3], style[0, :, 2:5, 0:3])
+    assert torch.equal(p.raw[6], style[1, :, 0:3, 0:3])
+    norms = p.filters.flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms))
+
+
+def test_hand_example_one_by_one_patches() -> None:
+    # style pixels (C=2): s0=(1,0), s1=(0,2), s2=(1,1); normalised: (1,0), (0,1), (0.707,0.707)
+    style = torch.tensor([[1.0, 0.0, 1.0], [0.0, 2.0, 1.0]]).view(1, 2, 1, 3)
+    content = torch.tensor([[3.0, 1.0, 1.0], [1.0, 3.0, 1.0]]).view(1, 2, 1, 3)
+    # scores (3, 1, 2.83) -> s0; (1, 3, 2.83) -> s1; (1, 1, 1.41) -> s2
+    out = style_swap_features(content, style, patch_size=1)
+    assert torch.equal(out, style)
+
+
+def test_hand_example_overlap_average() -> None:
+    style = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).view(1, 1, 2, 3)  # p0=(1,2,4,5), p1=(2,3,5,6)
+    content = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]]).view(1, 1, 2, 3)
+    # patch at column 0: (1,0,1,0) scores 5/|p0|=0.737 < 7/|p1|=0.814 -> p1
+    # patch at column 1: (0,0,0,1) scores 5/|p0|=0.737 > 6/|p1|=0.698 -> p0
+    out = style_swap_features(content, style, patch_size=2)
+    expected = torch.tensor([[2.0, (3.0 + 1.0) / 2, 2.0], [5.0, (6.0 + 4.0) / 2, 5.0]]).view(1, 1, 2, 3)
+    assert torch.equal(out, expected)
+
+
+def test_content_equal_to_style_is_identity() -> None:
+    torch.manual_seed(0)
+    style = torch.randn(1, 16, 12, 10).relu()
+    out = style_swap(style, style_swap_patches(style))
+    assert torch.allclose(out, style, atol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_matches_one_hot_transposed_conv_reference(stride: int) -> None:
+    torch.manual_seed(stride)
+    content, style = torch.randn(2, 8, 3 + 5 * stride, 3 + 6 * stride), torch.randn(1, 8, 9, 11)
+    p = style_swap_patches(style)
+    out = style_swap(content, p, stride=stride)
+    assert out.shape == content.shape
+    assert torch.allclose(out, reference_style_swap(content, p, stride), atol=1e-5)
+
+
+def test_stride_not_dividing_size_pads_edges() -> None:
+    torch.manual_seed(1)
+    content, style = torch.randn(1, 4, 12, 10), torch.randn(1, 4, 8, 8)
+    p = style_swap_patches(style)
+    out = style_swap(content, p, stride=2)  # (12 - 3) % 2 == 1: one replicated row/column
+    padded = F.pad(content, (0, 1, 0, 1), mode="replicate")
+    assert out.shape == content.shape
+    assert torch.allclose(out, reference_style_swap(padded, p, 2)[:, :, :12, :10], atol=1e-5)
+
+
+def test_chunked_equals_unchunked_exactly() -> None:
+    torch.manual_seed(2)
+    content, style = torch.randn(2, 6, 17, 15).relu(), torch.randn(1, 6, 11, 12).relu()
+    p = style_swap_patches(style)
+    for stride in (1, 2):
+        full = style_swap(content, p, stride=stride, chunk_size=p.num_patches, max_memory_mb=1024)
+        for chunk, mem in [(1, 1024.0), (7, 1e-3), (50, 0.05), (None, 1e-6)]:
+            got = style_swap(content, p, stride=stride, chunk_size=chunk, max_memory_mb=mem)
+            assert torch.equal(got, full), (stride, chunk, mem)
+
+
+def test_several_style_images() -> None:
+    torch.manual_seed(3)
+    s1, s2 = torch.randn(1, 5, 7, 9), torch.randn(1, 5, 10, 6)
+    p = style_swap_patches([s1, s2])
+    cat = StyleSwapPatches.cat([style_swap_patches(s1), style_swap_patches(s2)])
+    assert p.num_patches == 5 * 7 + 8 * 4
+    assert torch.equal(p.raw, cat.raw) and torch.equal(p.filters, cat.filters)
+    # a content equal to the second style is rebuilt from the second style's patches
+    assert torch.allclose(style_swap(s2, p), s2, atol=1e-6)
+    content = torch.randn(1, 5, 9, 9)
+    assert torch.allclose(style_swap(content, p), reference_style_swap(content, p), atol=1e-5)
+
+
+def test_bfloat16_matching_runs() -> None:
+    torch.manual_seed(4)
+    content, style = torch.randn(1, 8, 10, 10), torch.randn(1, 8, 10, 10)
+    out = style_swap(content, style_swap_patches(style), compute_dtype=torch.bfloat16)
+    assert out.shape == content.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_user_errors() -> None:
+    p = style_swap_patches(torch.randn(1, 3, 5, 5))
+    with pytest.raises(ConfigError, match="patch size"):
+        style_swap(torch.randn(1, 3, 2, 8), p)
+    with pytest.raises(ConfigError, match="stride"):
+        style_swap(torch.randn(1, 3, 8, 8), p, stride=4)
+    with pytest.raises(ConfigError, match="patch_size"):
+        style_swap_patches(torch.randn(1, 3, 5, 5), patch_size=0)
+    with pytest.raises(ConfigError, match="style"):
+        style_swap_patches(torch.randn(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="channels"):
+        style_swap(torch.randn(1, 4, 8, 8), p)
+
+
+_MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys, torch
+    from impasto.transforms import style_swap, style_swap_patches
+    torch.set_num_threads(2)
+    c, hc, hs, budget = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    content = torch.randn(1, c, hc, hc).relu()
+    patches = style_swap_patches(torch.randn(1, c, hs, hs).relu())
+    def rss_mb():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    before = rss_mb()
+    out = style_swap(content, patches, max_memory_mb=budget)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"extra_mb": peak - before, "finite": bool(torch.isfinite(out).all())}))
+    """
+)
+
+
+def _extra_peak_mb(c: int, hc: int, hs: int, budget: float) -> float:
+    """Peak RSS above the RSS before the call (inputs and patches already allocated), in a fresh process.
+
+    ru_maxrss also counts the import peak, so this can only overestimate the call's own peak.
+    """
+    res = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(c), str(hc), str(hs), str(budget)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    assert info["finite"]
+    return info["extra_mb"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_memory_bounded_large_content() -> None:
+    # 254^2 content patches x 62^2 style patches: an unchunked score map alone would take 1 GB
+    assert _extra_peak_mb(16, 256, 64, budget=128) < 250
+    assert _extra_peak_mb(16, 256, 64, budget=32) < 120
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_memory_bounded_distilled_relu3_1_size() -> None:
+    # 1x64x256x256 content vs 1x64x128x128 style: 1.2 TFLOP, about 15-80 s on 2 shared cores;
+    # the unchunked score map alone would take 4.2 GB
+    assert _extra_peak_mb(64, 256, 128, budget=128) < 300
