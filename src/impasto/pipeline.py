@@ -33,6 +33,8 @@ Progress = Callable[[int, int], None]
 MIN_SIDE = 64
 #: Images with more pixels than this are processed in overlapping tiles unless ``tile_size`` says otherwise.
 AUTO_TILE_PIXELS = 2048 * 2048
+#: Long side of the downscaled whole image from which tiles get shared statistics (``Method.content_context``).
+CONTEXT_SIZE = 1024
 
 
 def resolve_device(device: str) -> str:
@@ -346,6 +348,7 @@ class Stylizer:
             self.method.progress = progress
             return self._run_one(c, codes, mix, alpha)
         ys, xs = tile_grid(H, tile_size, overlap), tile_grid(W, tile_size, overlap)
+        context = self.method.content_context(_as_tensor(c, "content", CONTEXT_SIZE).to(self.device))
         acc = torch.zeros(1, 3, H, W)
         wsum = torch.zeros(1, 1, H, W)
         total, done = len(ys) * len(xs), 0
@@ -353,9 +356,8 @@ class Stylizer:
         for y in ys:
             for x in xs:
                 h, w = min(tile_size, H - y), min(tile_size, W - x)
-                out = self._run_one(
-                    c[..., y : y + h, x : x + w], codes, mix[:, y : y + h, x : x + w], alpha
-                ).cpu()
+                tile, tile_mix = c[..., y : y + h, x : x + w], mix[:, y : y + h, x : x + w]
+                out = self._run_one(tile, codes, tile_mix, alpha, context).cpu()
                 wy = _ramp(h, overlap, y == 0, y + h >= H)
                 wx = _ramp(w, overlap, x == 0, x + w >= W)
                 wt = (wy[:, None] * wx[None, :])[None, None]
@@ -366,7 +368,9 @@ class Stylizer:
                     progress(done, total)
         return acc / wsum
 
-    def _run_one(self, c: torch.Tensor, codes: list[Any], mix: torch.Tensor, alpha: float) -> torch.Tensor:
+    def _run_one(
+        self, c: torch.Tensor, codes: list[Any], mix: torch.Tensor, alpha: float, context: Any = None
+    ) -> torch.Tensor:
         """Run the method on one image/tile, upscaling tiny inputs to MIN_SIDE and restoring the size."""
         H, W = c.shape[-2:]
         if min(H, W) < MIN_SIDE:
@@ -374,9 +378,9 @@ class Stylizer:
             size = (max(MIN_SIDE, round(H * s)), max(MIN_SIDE, round(W * s)))
             up = F.interpolate(c, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
             upmix = F.interpolate(mix[None], size=size, mode="nearest")[0]
-            out = self.method.stylize(up.to(self.device), codes, upmix, alpha)
+            out = self.method.stylize(up.to(self.device), codes, upmix, alpha, context)
             return F.interpolate(out, size=(H, W), mode="area").clamp(0, 1)
-        out = self.method.stylize(c.to(self.device), codes, mix, alpha)
+        out = self.method.stylize(c.to(self.device), codes, mix, alpha, context)
         if tuple(out.shape[-2:]) != (H, W):  # every method should keep the size; this is a safety net
             out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False)
         return out

@@ -131,9 +131,7 @@ def test_transform_forward_matches_composition() -> None:
 def test_gradients_reach_every_parameter() -> None:
     torch.manual_seed(5)
     t = SANetTransform(6)
-    out = t(
-        torch.randn(2, 6, 4, 4), torch.randn(2, 6, 4, 4), torch.randn(2, 6, 2, 2), torch.randn(2, 6, 2, 2)
-    )
+    out = t(torch.randn(2, 6, 4, 4), torch.randn(2, 6, 4, 4), torch.randn(2, 6, 2, 2), torch.randn(2, 6, 2, 2))
     out.square().mean().backward()
     for name, p in t.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name

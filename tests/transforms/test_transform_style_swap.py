@@ -181,8 +181,8 @@ def _extra_peak_mb(c: int, hc: int, hs: int, budget: float) -> float:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_memory_bounded_large_content() -> None:
     # 254^2 content patches x 62^2 style patches: an unchunked score map alone would take 1 GB
-    assert _extra_peak_mb(16, 256, 64, budget=128) < 250
-    assert _extra_peak_mb(16, 256, 64, budget=32) < 120
+    # (measured: about 65 MB above the inputs with a 64 MB budget, 126 MB with 128 MB)
+    assert _extra_peak_mb(16, 256, 64, budget=64) < 150
 
 
 @pytest.mark.slow
@@ -191,3 +191,19 @@ def test_memory_bounded_distilled_relu3_1_size() -> None:
     # 1x64x256x256 content vs 1x64x128x128 style: 1.2 TFLOP, about 15-80 s on 2 shared cores;
     # the unchunked score map alone would take 4.2 GB
     assert _extra_peak_mb(64, 256, 128, budget=128) < 300
+
+
+def test_output_is_a_constant_target() -> None:
+    content = torch.randn(1, 4, 6, 6, requires_grad=True)
+    out = style_swap(content, style_swap_patches(torch.randn(1, 4, 5, 5, requires_grad=True)))
+    assert not out.requires_grad
+
+
+def test_ties_pick_the_first_patch_in_every_chunking() -> None:
+    # an all-zero content (ReLU features of a flat region) scores 0 against every style patch
+    p = style_swap_patches(torch.randn(1, 3, 6, 6))
+    content = torch.zeros(1, 3, 5, 7)
+    expected = reference_style_swap(content, p)  # argmax returns the first maximum: patch 0 everywhere
+    outs = [style_swap(content, p, chunk_size=chunk) for chunk in (None, 1, 5)]
+    assert torch.allclose(outs[0], expected, atol=1e-6)
+    assert all(torch.equal(o, outs[0]) for o in outs[1:])

@@ -101,14 +101,24 @@ class AdaIN(Method):
         return mean_std(self.encoder.encode(style.to(self.device)))
 
     @torch.no_grad()
+    def content_context(self, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole-image content (mean, std) at the AdaIN depth, so that every tile is normalised alike."""
+        return mean_std(self.encoder.encode(content.to(self.device)))
+
+    @torch.no_grad()
     def stylize(
         self,
         content: torch.Tensor,
         styles: Sequence[tuple[torch.Tensor, torch.Tensor]],
         mix: torch.Tensor,
         alpha: float = 1.0,
+        context: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         fc = self.encoder.encode(content.to(self.device))
-        targets = [adain(fc, m, s) for m, s in styles]
+        if context is None:
+            targets = [adain(fc, m, s) for m, s in styles]
+        else:  # a tile: normalise with the whole image's statistics (AdaIN eq. 8 with global mu(x), sigma(x))
+            cm, cs = context
+            targets = [(fc - cm) / cs * s + m for m, s in styles]
         t = blend_features(fc, targets, mix, alpha)
         return self.decoder(t, size=tuple(content.shape[-2:])).clamp(0, 1)

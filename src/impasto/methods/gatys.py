@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,7 +90,7 @@ class Gatys(Method):
         content: torch.Tensor,
         styles: Sequence[dict[str, torch.Tensor]],
         mix: torch.Tensor,
-        alpha: float = 1.0,
+        alpha: float = 1.0, context: Any = None,
     ) -> torch.Tensor:
         content = content.to(self.device)
         layers = sorted(set(self.style_layers) | {self.depth})

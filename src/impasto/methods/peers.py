@@ -62,7 +62,7 @@ class MicroASTMethod(Method):
 
     @torch.no_grad()
     def stylize(
-        self, content: torch.Tensor, styles: Sequence[Any], mix: torch.Tensor, alpha: float = 1.0
+        self, content: torch.Tensor, styles: Sequence[Any], mix: torch.Tensor, alpha: float = 1.0, context: Any = None
     ) -> torch.Tensor:
         from impasto.models.microast import mix_styles
 

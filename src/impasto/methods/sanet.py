@@ -8,6 +8,8 @@ this module and differ in the weights they load. They run only with trained weig
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +125,7 @@ class _SANetFamily(Method):
         content: torch.Tensor,
         styles: Sequence[dict[str, torch.Tensor]],
         mix: torch.Tensor,
-        alpha: float = 1.0,
+        alpha: float = 1.0, context: Any = None,
     ) -> torch.Tensor:
         fc = self.encoder(content.to(self.device), ["relu4_1", "relu5_1"])
         targets = [self.transform(fc["relu4_1"], s["relu4_1"], fc["relu5_1"], s["relu5_1"]) for s in styles]

@@ -7,6 +7,8 @@ inverse network exists, the encoder's reconstruction decoder) or, with ``optimiz
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,7 +89,7 @@ class StyleSwap(Method):
         return style_swap_patches(feat, self.config.patch_size, self.config.style_stride)
 
     def stylize(
-        self, content: torch.Tensor, styles: Sequence[StyleSwapPatches], mix: torch.Tensor, alpha: float = 1.0
+        self, content: torch.Tensor, styles: Sequence[StyleSwapPatches], mix: torch.Tensor, alpha: float = 1.0, context: Any = None
     ) -> torch.Tensor:
         size = tuple(content.shape[-2:])
         with torch.no_grad():

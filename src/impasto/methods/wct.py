@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,7 +85,7 @@ class WCT(Method):
         content: torch.Tensor,
         styles: Sequence[dict[str, WCTStyleStats]],
         mix: torch.Tensor,
-        alpha: float = 1.0,
+        alpha: float = 1.0, context: Any = None,
     ) -> torch.Tensor:
         img = content.to(self.device)
         size = tuple(content.shape[-2:])

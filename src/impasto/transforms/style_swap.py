@@ -47,9 +47,7 @@ class StyleSwapPatches:
     def patch_size(self) -> int:
         return self.raw.shape[2]
 
-    def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> StyleSwapPatches:
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> StyleSwapPatches:
         """Return the patches on another device and/or dtype."""
         return StyleSwapPatches(self.raw.to(device, dtype), self.filters.to(device, dtype))
 
@@ -60,9 +58,7 @@ class StyleSwapPatches:
             raise ValueError("StyleSwapPatches.cat needs at least one patch set")
         shapes = {p.raw.shape[1:] for p in patches}
         if len(shapes) != 1:
-            raise ValueError(
-                f"cannot concatenate style patches of different shapes (C, k, k): {sorted(shapes)}"
-            )
+            raise ValueError(f"cannot concatenate style patches of different shapes (C, k, k): {sorted(shapes)}")
         return StyleSwapPatches(torch.cat([p.raw for p in patches]), torch.cat([p.filters for p in patches]))
 
 
@@ -101,9 +97,7 @@ def style_swap_patches(
         if m.dim() != 4:
             raise ValueError(f"style features must be N x C x H x W, got shape {tuple(m.shape)}")
         if m.shape[1] != maps[0].shape[1]:
-            raise ValueError(
-                f"style feature maps have different channel counts: {m.shape[1]} vs {maps[0].shape[1]}"
-            )
+            raise ValueError(f"style feature maps have different channel counts: {m.shape[1]} vs {maps[0].shape[1]}")
         _check_map_size("style", m, patch_size)
         cols = F.unfold(m, patch_size, stride=style_stride)  # N x Ckk x L
         raws.append(cols.transpose(1, 2).reshape(-1, m.shape[1], patch_size, patch_size))
@@ -146,6 +140,7 @@ def _best_match(cols: Tensor, filters: Tensor, chunk: int, compute_dtype: torch.
     return best_idx
 
 
+@torch.no_grad()
 def style_swap(
     content_feat: Tensor,
     patches: StyleSwapPatches,
@@ -166,7 +161,7 @@ def style_swap(
     blocks so the temporaries of one block stay near ``max_memory_mb``. The result does not depend on
     either. compute_dtype: dtype of the matching matmul (e.g. torch.bfloat16 for speed); None = the
     content's dtype. Lower precision can change the chosen patch where two scores are close.
-    Returns B x C x H x W in content_feat's dtype. Not differentiable (argmax).
+    Returns B x C x H x W in content_feat's dtype, without gradient (a constant target: argmax).
     """
     if content_feat.dim() != 4:
         raise ValueError(f"content_feat must be B x C x H x W, got shape {tuple(content_feat.shape)}")

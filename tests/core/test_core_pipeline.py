@@ -1,0 +1,191 @@
+"""The Stylizer's controls on real weights: alpha, style mixing, masks, colour preservation, sizes, tiling, cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from impasto.errors import ConfigError
+from impasto.io.images import load_tensor
+from impasto.pipeline import Stylizer, rgb_to_ycbcr, tile_grid, ycbcr_to_rgb
+
+pytestmark = pytest.mark.weights
+
+
+@pytest.fixture(scope="module")
+def adain():
+    return Stylizer("adain", device="cpu", style_size=192)
+
+
+@pytest.fixture(scope="module")
+def imgs(data_dir):
+    c = F.interpolate(load_tensor(data_dir / "content" / "pytorch-AdaIN__chicago.jpg"), size=(160, 240), mode="area")
+    s1 = F.interpolate(load_tensor(data_dir / "style" / "AdaAttN__udnie.jpg"), size=(192, 192), mode="area")
+    s2 = load_tensor(sorted((data_dir / "style").glob("*wave*"))[0])
+    s2 = F.interpolate(s2, size=(192, 192), mode="area")
+    return c, s1, s2
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b) ** 2).mean())
+
+
+def test_alpha_moves_monotonically_from_content_to_style(adain, imgs):
+    c, s1, _ = imgs
+    outs = [adain.stylize_tensor(c, s1, alpha=a) for a in (0.0, 0.5, 1.0)]
+    d_content = [mse(o, c) for o in outs]
+    assert d_content[0] < d_content[1] < d_content[2]
+
+
+def test_style_weights_interpolate(adain, imgs):
+    c, s1, s2 = imgs
+    only1 = adain.stylize_tensor(c, s1)
+    w10 = adain.stylize_tensor(c, [s1, s2], style_weights=[1.0, 0.0])
+    torch.testing.assert_close(w10, only1, atol=1e-5, rtol=0)
+    only2 = adain.stylize_tensor(c, s2)
+    half = adain.stylize_tensor(c, [s1, s2], style_weights=[1.0, 1.0])
+    assert mse(half, only1) > 1e-4 and mse(half, only2) > 1e-4
+    assert mse(half, only1) < mse(only2, only1) and mse(half, only2) < mse(only2, only1)
+
+
+def test_mask_one_style_per_region(adain, imgs):
+    c, s1, s2 = imgs
+    H, W = c.shape[-2:]
+    mask = torch.zeros(H, W)
+    mask[:, : W // 2] = 1
+    out = adain.stylize_tensor(c, [s1, s2], mask=mask)
+    full1, full2 = adain.stylize_tensor(c, s1), adain.stylize_tensor(c, s2)
+    left, right = slice(0, W // 2 - 24), slice(W // 2 + 24, W)
+    assert mse(out[..., left], full1[..., left]) < 0.2 * mse(full2[..., left], full1[..., left])
+    assert mse(out[..., right], full2[..., right]) < 0.2 * mse(full1[..., right], full2[..., right])
+    # one style + mask: black keeps the content (as alpha = 0 there)
+    one = adain.stylize_tensor(c, s1, mask=mask)
+    recon = adain.stylize_tensor(c, s1, alpha=0.0)
+    assert mse(one[..., right], recon[..., right]) < 0.2 * mse(full1[..., right], recon[..., right])
+
+
+def test_mask_size_mismatch_is_config_error(adain, imgs, tmp_path):
+    c, s1, _ = imgs
+    p = tmp_path / "mask.png"
+    Image.new("L", (10, 10), 255).save(p)
+    with pytest.raises(ConfigError, match="resize the mask"):
+        adain.stylize_tensor(c, s1, mask=str(p))
+
+
+def test_preserve_color_keeps_content_chroma(adain, imgs):
+    c, s1, _ = imgs
+    out = adain.stylize_tensor(c, s1, preserve_color=True)
+    plain = adain.stylize_tensor(c, s1)
+    yo, yc, yp = rgb_to_ycbcr(out), rgb_to_ycbcr(c), rgb_to_ycbcr(plain)
+    assert mse(yo[:, 1:], yc[:, 1:]) < 0.1 * mse(yp[:, 1:], yc[:, 1:])
+    assert mse(yo[:, :1], yp[:, :1]) < 1e-3
+
+
+def test_ycbcr_round_trip():
+    x = torch.rand(2, 3, 5, 7)
+    torch.testing.assert_close(ycbcr_to_rgb(rgb_to_ycbcr(x)), x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["adain", "wct", "microast", "style-swap", "magenta"])
+@pytest.mark.parametrize("size", [(131, 257), (8, 8), (12, 700)])
+def test_output_keeps_exact_size(method, size, imgs):
+    c, s1, _ = imgs
+    st = Stylizer(method, device="cpu", style_size=128)
+    x = F.interpolate(c, size=size, mode="bilinear", align_corners=False)
+    out = st.stylize_tensor(x, s1)
+    assert out.shape[-2:] == size
+    assert torch.isfinite(out).all()
+
+
+def test_max_size_keeps_aspect_ratio(adain, data_dir):
+    out = adain.stylize(data_dir / "content" / "pytorch-AdaIN__chicago.jpg",
+                        data_dir / "style" / "AdaAttN__udnie.jpg", max_size=200)
+    src = Image.open(data_dir / "content" / "pytorch-AdaIN__chicago.jpg")
+    assert max(out.size) == 200
+    assert abs(out.size[0] / out.size[1] - src.size[0] / src.size[1]) < 0.01
+
+
+def test_tiling_matches_untiled_and_reports_progress(adain, imgs):
+    c, s1, _ = imgs
+    big = F.interpolate(c, size=(300, 460), mode="bilinear", align_corners=False)
+    calls = []
+    tiled = adain.stylize_tensor(big, s1, tile_size=192, tile_overlap=48, progress=lambda d, t: calls.append((d, t)))
+    whole = adain.stylize_tensor(big, s1, tile_size=0)
+    assert tiled.shape == whole.shape
+    assert calls[-1][0] == calls[-1][1] == len(tile_grid(300, 192, 48)) * len(tile_grid(460, 192, 48))
+    assert float((tiled - whole).abs().mean()) < 0.05
+
+
+def test_tile_grid_covers():
+    for length, tile, ov in [(1000, 256, 32), (257, 256, 32), (100, 256, 32), (4000, 1024, 64)]:
+        starts = tile_grid(length, tile, ov)
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s : s + tile] = True
+        assert covered.all()
+        assert all(b - a <= tile - ov for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_style_cache_and_input_types(imgs, data_dir):
+    st = Stylizer("adain", device="cpu", style_size=128)
+    c, s1, _ = imgs
+    path = data_dir / "style" / "AdaAttN__udnie.jpg"
+    st.stylize_tensor(c, str(path))
+    st.stylize_tensor(c, str(path))
+    assert st.cache_misses == 1 and st.cache_hits == 1
+    pil = Image.open(data_dir / "content" / "pytorch-AdaIN__chicago.jpg").resize((120, 80))
+    for content in (pil, np.asarray(pil), c[0], str(data_dir / "content" / "pytorch-AdaIN__chicago.jpg")):
+        out = st.stylize(content, path, max_size=120)
+        assert isinstance(out, Image.Image) and max(out.size) == 120
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"alpha": 1.5}, "alpha"),
+        ({"alpha": float("nan")}, "alpha"),
+        ({"style_weights": [1, 2]}, "style weight"),
+        ({"style_weights": [-1]}, "non-negative"),
+        ({"max_size": 4}, "max_size"),
+        ({"tile_size": 64}, "tile_size"),
+    ],
+)
+def test_bad_options(adain, imgs, kwargs, match):
+    c, s1, _ = imgs
+    with pytest.raises(ConfigError, match=match):
+        adain.stylize_tensor(c, s1, **kwargs)
+
+
+def test_unknown_method_and_option():
+    with pytest.raises(ConfigError, match="known methods: .*adain"):
+        Stylizer("no-such-method")
+    with pytest.raises(ConfigError, match="valid options"):
+        Stylizer("adain", bogus=1)
+    with pytest.raises(ConfigError, match="encoder"):
+        Stylizer("adain", encoder="resnet")
+
+
+@pytest.mark.slow
+def test_4000x3000_photo_in_bounded_memory(tmp_path, data_dir):
+    """A 12-megapixel photo stylises through tiles in well under 8 GiB (measured in a fresh process)."""
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.jpg"
+    Image.open(data_dir / "content" / "pytorch-AdaIN__chicago.jpg").convert("RGB").resize((4000, 3000)).save(big)
+    code = f"""
+import resource, torch
+torch.set_num_threads(2)
+from impasto.pipeline import Stylizer
+out = Stylizer("adain", device="cpu").stylize({str(big)!r}, {str(data_dir / "style" / "AdaAttN__udnie.jpg")!r})
+assert out.size == (4000, 3000), out.size
+print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    peak_gb = int(res.stdout.split("PEAK_KB")[1]) / 2**20
+    print(f"4000x3000 adain peak RSS {peak_gb:.2f} GiB")
+    assert peak_gb < 8
