@@ -101,8 +101,7 @@ def make_config(name: str, **options: Any) -> MethodConfig:
     unknown = set(options) - set(valid)
     if unknown:
         raise ConfigError(
-            f"method {name!r} has no option(s) {', '.join(sorted(unknown))}; "
-            f"valid options: {', '.join(valid)}"
+            f"method {name!r} has no option(s) {', '.join(sorted(unknown))}; valid options: {', '.join(valid)}"
         )
     cfg = cls.Config(**{k: v for k, v in options.items() if v is not None})
     validate = getattr(cfg, "validate", None)

@@ -61,9 +61,7 @@ def load_impasto_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint written by impasto's trainer (config + model states) or a packaged one."""
     p = Path(path)
     if not p.is_file():
-        raise WeightsError(
-            f"checkpoint {p} does not exist; check the path (or train one with 'impasto train')"
-        )
+        raise WeightsError(f"checkpoint {p} does not exist; check the path (or train one with 'impasto train')")
     try:
         ck = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:

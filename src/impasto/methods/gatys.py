@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -90,7 +89,8 @@ class Gatys(Method):
         content: torch.Tensor,
         styles: Sequence[dict[str, torch.Tensor]],
         mix: torch.Tensor,
-        alpha: float = 1.0, context: Any = None,
+        alpha: float = 1.0,
+        context: Any = None,
     ) -> torch.Tensor:
         content = content.to(self.device)
         layers = sorted(set(self.style_layers) | {self.depth})
@@ -104,9 +104,7 @@ class Gatys(Method):
         else:
             x0 = torch.rand(content.shape, generator=gen).to(self.device)
         x = x0.requires_grad_(True)
-        opt = torch.optim.LBFGS(
-            [x], lr=1.0, max_iter=self.config.steps, history_size=20, line_search_fn="strong_wolfe"
-        )
+        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=self.config.steps, history_size=20, line_search_fn="strong_wolfe")
         calls = [0]
         sw = self.config.style_weight * alpha
 

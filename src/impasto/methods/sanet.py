@@ -8,11 +8,10 @@ this module and differ in the weights they load. They run only with trained weig
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -125,7 +124,8 @@ class _SANetFamily(Method):
         content: torch.Tensor,
         styles: Sequence[dict[str, torch.Tensor]],
         mix: torch.Tensor,
-        alpha: float = 1.0, context: Any = None,
+        alpha: float = 1.0,
+        context: Any = None,
     ) -> torch.Tensor:
         fc = self.encoder(content.to(self.device), ["relu4_1", "relu5_1"])
         targets = [self.transform(fc["relu4_1"], s["relu4_1"], fc["relu5_1"], s["relu5_1"]) for s in styles]

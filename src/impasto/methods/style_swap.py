@@ -7,10 +7,9 @@ inverse network exists, the encoder's reconstruction decoder) or, with ``optimiz
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -89,14 +88,18 @@ class StyleSwap(Method):
         return style_swap_patches(feat, self.config.patch_size, self.config.style_stride)
 
     def stylize(
-        self, content: torch.Tensor, styles: Sequence[StyleSwapPatches], mix: torch.Tensor, alpha: float = 1.0, context: Any = None
+        self,
+        content: torch.Tensor,
+        styles: Sequence[StyleSwapPatches],
+        mix: torch.Tensor,
+        alpha: float = 1.0,
+        context: Any = None,
     ) -> torch.Tensor:
         size = tuple(content.shape[-2:])
         with torch.no_grad():
             fc = self.encoder.encode(content.to(self.device))
             targets = [
-                style_swap(fc, p, stride=self.config.stride, max_memory_mb=self.config.max_memory_mb)
-                for p in styles
+                style_swap(fc, p, stride=self.config.stride, max_memory_mb=self.config.max_memory_mb) for p in styles
             ]
             target = blend_features(fc, targets, mix, alpha)
             img = self.decoder(target, size=size).clamp(0, 1)
@@ -107,9 +110,7 @@ class StyleSwap(Method):
     def _optimize(self, init: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Pixel optimisation of ||E(I) - target||^2 + tv * TV(I) with L-BFGS (paper eq. 2)."""
         x = init.clone().requires_grad_(True)
-        opt = torch.optim.LBFGS(
-            [x], lr=1.0, max_iter=self.config.steps, history_size=20, line_search_fn="strong_wolfe"
-        )
+        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=self.config.steps, history_size=20, line_search_fn="strong_wolfe")
         n = target.numel()
         calls = [0]
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -85,7 +84,8 @@ class WCT(Method):
         content: torch.Tensor,
         styles: Sequence[dict[str, WCTStyleStats]],
         mix: torch.Tensor,
-        alpha: float = 1.0, context: Any = None,
+        alpha: float = 1.0,
+        context: Any = None,
     ) -> torch.Tensor:
         img = content.to(self.device)
         size = tuple(content.shape[-2:])
