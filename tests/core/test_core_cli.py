@@ -1,0 +1,111 @@
+"""The CLI end to end on real files: single image, folders with bad files, clear errors without tracebacks."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from impasto.cli import app
+
+pytestmark = pytest.mark.weights
+
+
+@pytest.fixture()
+def small(tmp_path, data_dir):
+    c = tmp_path / "in"
+    c.mkdir()
+    Image.open(data_dir / "content" / "pytorch-AdaIN__chicago.jpg").convert("RGB").resize((150, 100)).save(c / "a.jpg")
+    Image.open(data_dir / "content" / "pytorch-AdaIN__chicago.jpg").convert("RGBA").resize((77, 61)).save(c / "b.png")
+    s = tmp_path / "udnie.jpg"
+    Image.open(data_dir / "style" / "AdaAttN__udnie.jpg").convert("RGB").resize((128, 128)).save(s)
+    return c, s
+
+
+def run(*args: str):
+    res = CliRunner().invoke(app, list(args))
+    assert "Traceback" not in res.output
+    return res
+
+
+def test_single_file(small, tmp_path):
+    c, s = small
+    out = tmp_path / "out.png"
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-o", str(out), "--alpha", "0.8")
+    assert res.exit_code == 0, res.output
+    assert Image.open(out).size == (150, 100)
+
+
+def test_folder_with_a_corrupt_file_does_the_rest(small, tmp_path):
+    c, s = small
+    (c / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "outdir"
+    res = run("stylize", str(c), "-s", str(s), "-o", str(out))
+    assert res.exit_code == 1
+    assert "broken.jpg" in res.output and "1 failed" in res.output
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["a__udnie.png", "b__udnie.png"]
+    assert Image.open(out / "b__udnie.png").size == (77, 61)
+
+
+def test_mix_and_preserve_color_and_mask(small, tmp_path, data_dir):
+    c, s = small
+    s2 = tmp_path / "s2.jpg"
+    Image.open(sorted((data_dir / "style").glob("*wave*"))[0]).convert("RGB").resize((128, 128)).save(s2)
+    out = tmp_path / "mix.png"
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-s", str(s2), "-w", "0.7", "-w", "0.3",
+              "--preserve-color", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    mask = tmp_path / "mask.png"
+    Image.new("L", (150, 100), 255).save(mask)
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-s", str(s2), "--mask", str(mask), "-o",
+              str(tmp_path / "m.png"))
+    assert res.exit_code == 0, res.output
+    bad = tmp_path / "badmask.png"
+    Image.new("L", (10, 10), 255).save(bad)
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "--mask", str(bad), "-o", str(tmp_path / "x.png"))
+    assert res.exit_code == 2 and "resize the mask" in res.output
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "nope"], "known methods"),
+        (["--alpha", "3"], "alpha must be in"),
+        (["-m", "sanet"], "impasto train sanet"),
+        (["--encoder", "resnet"], "--encoder"),
+        (["-O", "nonsense"], "key=value"),
+        (["--pairs", "bogus"], "--pairs must be"),
+        (["-s", "MISSING.jpg"], "MISSING.jpg"),
+    ],
+)
+def test_bad_options_exit_with_message(small, tmp_path, args, message):
+    c, s = small
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), *args, "-o", str(tmp_path / "o.png"))
+    assert res.exit_code != 0
+    assert message in res.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_missing_weights_message(small, tmp_path, monkeypatch):
+    c, s = small
+    monkeypatch.setenv("IMPASTO_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("IMPASTO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMPASTO_OFFLINE", "1")
+    from impasto import backbones
+
+    backbones.load_encoder.cache_clear()
+    backbones.load_decoder.cache_clear()
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-o", str(tmp_path / "o.png"))
+    assert res.exit_code == 2
+    assert "impasto weights list" in res.output or "IMPASTO_WEIGHTS_DIR" in res.output
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-m", "microast", "-o", str(tmp_path / "o.png"))
+    assert res.exit_code == 2 and "content_encoder_iter_160000.pth.tar" in res.output
+
+
+def test_methods_command_lists_availability():
+    res = run("methods")
+    assert res.exit_code == 0
+    for name in ("adain", "wct", "style-swap", "gatys", "sanet", "iecontraast", "microast"):
+        assert name in res.output
