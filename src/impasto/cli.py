@@ -291,6 +291,136 @@ def serve(
     run_server(config)
 
 
+@app.command()
+@user_errors
+def video(
+    source: Path = typer.Argument(..., help="Video file (mp4, mov, webm, mkv, avi...) or folder of frames."),
+    style: list[str] = typer.Option(..., "--style", "-s", help="Style image(s); several are mixed into one."),
+    output: Path = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Output .mp4 (or .m4v, .mov, .mkv), or a folder for PNG frames (default: IN__STYLE.mp4 here).",
+    ),
+    method: str = typer.Option("adain", "--method", "-m", help="Method (see 'impasto methods')."),
+    alpha: float = typer.Option(1.0, "--alpha", "-a", help="Style strength in [0, 1]."),
+    style_weight: list[float] = typer.Option(
+        None, "--style-weight", "-w", help="Weights of the styles in the mix (default: equal)."
+    ),
+    preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the video's colours."),
+    max_size: int = typer.Option(
+        None, "--max-size", help="Stylise frames at most this long side (pixels); the video keeps its size."
+    ),
+    style_size: int = typer.Option(512, "--style-size", help="Long side the style is resized to."),
+    encoder: str = typer.Option(None, "--encoder", help="vgg19 | vgg19-16x (default: best available)."),
+    depth: str = typer.Option(None, "--depth", help="Encoder depth, e.g. relu3_1."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained model file for the method."),
+    optimize: bool = typer.Option(None, "--optimize/--no-optimize", help="style-swap: pixel optimisation."),
+    option: list[str] = typer.Option(None, "--option", "-O", help="Extra method option key=value."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    temporal: bool = typer.Option(
+        True, "--temporal/--no-temporal", help="Reduce flicker: blend in the previous output warped by optical flow."
+    ),
+    temporal_strength: float = typer.Option(
+        0.5, "--temporal-strength", help="Weight of the warped previous output in [0, 1]."
+    ),
+    flow: str = typer.Option("dis", "--flow", help="Optical flow: dis | dis-fast (5x faster) | farneback."),
+    max_frames: int = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+    fps: str = typer.Option(None, "--fps", help="Frame rate of a frame-folder input, e.g. 25 or 30000/1001."),
+    audio: bool = typer.Option(True, "--audio/--no-audio", help="Copy the audio track into the video."),
+    crf: int = typer.Option(18, "--crf", help="H.264 quality 0-51 (lower = better and larger)."),
+) -> None:
+    """Stylise a video (or a folder of frames) with paintings; keeps frame rate, size and audio."""
+    import time
+    from fractions import Fraction
+
+    from impasto.io.images import iter_image_files
+    from impasto.pipeline import Stylizer
+    from impasto.temporal import TemporalConfig
+    from impasto.video import check_video_paths, stylize_video_file
+
+    smoothing = TemporalConfig(strength=temporal_strength, flow=flow) if temporal else None
+    rate: Fraction | None = None
+    if fps is not None:
+        try:
+            rate = Fraction(fps)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"--fps must be a number such as 25 or 30000/1001, got {fps!r}") from None
+    styles = iter_image_files(style)
+    if not styles:
+        raise ConfigError(f"no style images found in {', '.join(style)}")
+    if output is None:
+        output = Path(_output_name(source, styles[0] if len(styles) == 1 else None, ".mp4"))
+    info = check_video_paths(source, output, fps=rate)
+    opts = parse_options(option or [])
+    for k, v in (("encoder", encoder), ("depth", depth), ("checkpoint", checkpoint), ("optimize", optimize)):
+        if v is not None:
+            opts[k] = v
+    stylizer = Stylizer(method, device=device, style_size=style_size, **opts)
+    console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
+    with _progress() as prog:
+        task = prog.add_task("stylizing", total=info.frames if max_frames is None else min(info.frames, max_frames))
+        start = time.perf_counter()
+
+        def on_progress(done: int, total: int | None) -> None:
+            speed = done / max(time.perf_counter() - start, 1e-9)
+            prog.update(task, completed=done, total=total, description=f"stylizing {speed:5.2f} frames/s")
+
+        result = stylize_video_file(
+            source,
+            output,
+            stylizer,
+            [str(s) for s in styles],
+            alpha=alpha,
+            style_weights=style_weight or None,
+            preserve_color=preserve_color,
+            max_size=max_size,
+            temporal=smoothing,
+            max_frames=max_frames,
+            fps=rate,
+            batch_size=1 if stylizer.method.iterative else 4,
+            progress=on_progress,
+            audio=audio,
+            crf=crf,
+        )
+    out = result.output
+    details = f"{out.width}x{out.height} at {float(out.fps):.4g} fps"
+    if result.processed_size and result.processed_size != (info.width, info.height):
+        details += f" (stylised at {result.processed_size[0]}x{result.processed_size[1]})"
+    if out.has_audio:
+        details += ", audio kept"
+    if smoothing is not None:
+        details += f", temporal {smoothing.strength:g} ({smoothing.flow})"
+    console.print(
+        f"wrote {output}: {result.frames} frames, {details}, in {result.seconds:.1f} s "
+        f"({result.frames_per_second:.2f} frames/s)",
+        highlight=False,
+    )
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
+def train(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Training task: adain, sanet, iecontraast, refine-encoder, "
+                               "style-swap-inverse."),
+    content: str = typer.Option(None, "--content", help="Folder of content photos."),
+    style: str = typer.Option(None, "--style", help="Folder of style paintings."),
+    config: str = typer.Option(None, "--config", help="YAML configuration file."),
+    out: str = typer.Option(None, "--out", help="Output folder (default runs/TASK)."),
+    steps: int = typer.Option(None, "--steps", help="Total number of training steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's)."),
+) -> None:
+    """Train a model; extra arguments are key=value overrides (task_options.NAME=VALUE for task options)."""
+    from impasto.training.cli import run_train
+
+    result = run_train(task, content, style, config, out, steps, resume, list(ctx.args), threads=threads)
+    console.print(f"stopped at step {result.step} (interrupted)" if result.interrupted
+                  else f"done: step {result.step}", highlight=False)
+    console.print(f"model: {result.out_dir / 'model.pt'}; checkpoint: {result.checkpoint}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 

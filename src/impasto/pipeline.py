@@ -53,9 +53,7 @@ def _as_tensor(img: ImageInput, what: str, max_size: int | None = None) -> torch
     if isinstance(img, torch.Tensor):
         t = img if img.dim() == 4 else img[None]
         if t.dim() != 4 or t.shape[1] != 3:
-            raise ConfigError(
-                f"{what} tensor must be 3 x H x W or 1 x 3 x H x W, got shape {tuple(img.shape)}"
-            )
+            raise ConfigError(f"{what} tensor must be 3 x H x W or 1 x 3 x H x W, got shape {tuple(img.shape)}")
         t = t.float()
         if max_size and max(t.shape[-2:]) > max_size:
             s = max_size / max(t.shape[-2:])
@@ -285,9 +283,7 @@ class Stylizer:
                 weights = [1.0] * k
             weights = [float(w) for w in weights]
             if len(weights) != k:
-                raise ConfigError(
-                    f"got {len(weights)} style weight(s) for {k} style image(s); give one per style"
-                )
+                raise ConfigError(f"got {len(weights)} style weight(s) for {k} style image(s); give one per style")
             if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
                 raise ConfigError(f"style weights must be non-negative with a positive sum, got {weights}")
             return constant_mix(weights, size)
@@ -299,8 +295,7 @@ class Stylizer:
             return torch.stack([maps[0], 1 - maps[0]])
         if len(maps) != k:
             raise ConfigError(
-                f"got {len(maps)} mask(s) for {k} style(s): give one mask per style (or one mask "
-                f"for one or two styles)"
+                f"got {len(maps)} mask(s) for {k} style(s): give one mask per style (or one mask for one or two styles)"
             )
         stack = torch.stack(maps)
         total = stack.sum(0, keepdim=True)
@@ -341,9 +336,7 @@ class Stylizer:
         if tile_size is None:
             tile_size = 1024 if H * W > AUTO_TILE_PIXELS else 0
         if tile_size and (tile_size < 128 or overlap < 0 or overlap >= tile_size // 2):
-            raise ConfigError(
-                f"tile_size must be >= 128 and overlap in [0, tile_size/2), got {tile_size}, {overlap}"
-            )
+            raise ConfigError(f"tile_size must be >= 128 and overlap in [0, tile_size/2), got {tile_size}, {overlap}")
         if not tile_size or (H <= tile_size and W <= tile_size):
             self.method.progress = progress
             return self._run_one(c, codes, mix, alpha)
