@@ -131,3 +131,19 @@ def test_sanet_without_weights_says_what_to_do():
 
     with pytest.raises(MethodUnavailable, match="impasto train sanet"):
         Stylizer("sanet")
+
+
+def test_refined_encoder_state_in_a_model_file_is_used(tmp_path):
+    from impasto.methods.adain import packaged_checkpoint
+
+    path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
+    if path is None:
+        pytest.skip("no packaged adain checkpoint")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    enc = load_encoder("vgg19-16x", "relu4_1").state_dict()
+    ck["encoder_state"] = {k: v + 0.01 if k == "conv0.bias" else v for k, v in enc.items()}
+    torch.save(ck, tmp_path / "refined.pt")
+    st = Stylizer("adain", device="cpu", checkpoint=str(tmp_path / "refined.pt"))
+    used = st.method.encoder.state_dict()["conv0.bias"]
+    torch.testing.assert_close(used, enc["conv0.bias"] + 0.01)
+    assert torch.equal(load_encoder("vgg19-16x", "relu4_1").state_dict()["conv0.bias"], enc["conv0.bias"])

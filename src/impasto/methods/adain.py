@@ -9,13 +9,14 @@ from pathlib import Path
 import torch
 
 from impasto import weights
-from impasto.backbones import load_decoder, load_encoder
+from impasto.backbones import load_decoder
 from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.errors import WeightsError
 from impasto.methods.base import Method, blend_features, register
 from impasto.methods.common import (
     PACKAGED_CHECKPOINTS,
     EncoderConfig,
+    checkpoint_encoder,
     load_impasto_checkpoint,
     resolve_backbone,
 )
@@ -83,7 +84,7 @@ class AdaIN(Method):
                 load_decoder(self.backbone, self.depth),
                 "reconstruction decoder",
             )
-        self.encoder = load_encoder(self.backbone, self.depth)
+        self.encoder = checkpoint_encoder(self.backbone, self.depth, ck)
         self.encoder.to(self.device)
         self.decoder.to(self.device)
 

@@ -68,4 +68,27 @@ def load_impasto_checkpoint(path: str | Path) -> dict:
         raise WeightsError(f"cannot read checkpoint {p}: {exc}") from None
     if not isinstance(ck, dict):
         raise WeightsError(f"{p} is not an impasto checkpoint (expected a dict)")
+    if "model" in ck and "modules" in ck and "optimizers" in ck:  # a full training checkpoint: its model file
+        model = ck["model"]
+        if not isinstance(model, dict) or "decoder" not in model:
+            raise WeightsError(f"{p} is a training checkpoint without a model state; use RUN/model.pt instead")
+        return model
     return ck
+
+
+def checkpoint_encoder(backbone: str, depth: str, ck: dict | None):
+    """The encoder a model file needs: its fine-tuned ``encoder_state`` (``impasto train refine-encoder``) loaded
+    into a private copy of the pretrained encoder, or the shared pretrained encoder when there is none."""
+    import copy
+
+    from impasto.backbones import load_encoder
+
+    enc = load_encoder(backbone, depth)
+    if not ck or "encoder_state" not in ck:
+        return enc
+    enc = copy.deepcopy(enc)
+    try:
+        enc.load_state_dict(ck["encoder_state"], strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"the checkpoint's refined encoder does not fit {backbone} at {depth}: {exc}") from None
+    return enc.requires_grad_(False).eval()

@@ -102,7 +102,12 @@ class MagentaMethod(Method):
         return self.model.style_embedding(arr)
 
     def stylize(
-        self, content: torch.Tensor, styles: Sequence[np.ndarray], mix: torch.Tensor, alpha: float = 1.0, context: Any = None
+        self,
+        content: torch.Tensor,
+        styles: Sequence[np.ndarray],
+        mix: torch.Tensor,
+        alpha: float = 1.0,
+        context: Any = None,
     ) -> torch.Tensor:
         arr = (content[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 

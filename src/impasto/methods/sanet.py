@@ -16,12 +16,11 @@ from typing import Any
 import torch
 
 from impasto import weights
-from impasto.backbones import load_encoder
 from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.errors import WeightsError
 from impasto.methods.adain import load_model_decoder, packaged_checkpoint
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
-from impasto.methods.common import EncoderConfig, load_impasto_checkpoint
+from impasto.methods.common import EncoderConfig, checkpoint_encoder, load_impasto_checkpoint
 
 
 @dataclass
@@ -50,6 +49,7 @@ class _SANetFamily(Method):
 
         super().__init__(config)
         ck_path = config.checkpoint or self._packaged(config)
+        ck = None
         if ck_path:
             ck = load_impasto_checkpoint(ck_path)
             try:
@@ -73,7 +73,7 @@ class _SANetFamily(Method):
                 convert_sequential_decoder(weights.load_state_dict(pair[0]), "relu4_1"), strict=True
             )
             self.source = f"{pair[0].name} + {pair[1].name}"
-        self.encoder = load_encoder(self.backbone, "relu5_1").to(self.device)
+        self.encoder = checkpoint_encoder(self.backbone, "relu5_1", ck).to(self.device)
         self.transform.requires_grad_(False).eval().to(self.device)
         self.decoder.requires_grad_(False).eval().to(self.device)
 

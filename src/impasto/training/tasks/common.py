@@ -1,0 +1,154 @@
+"""Pieces shared by impasto's training tasks: typed task options, the model file, image (de)normalisation."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from impasto.backbones import BACKBONES, LEVELS
+from impasto.decoders.vgg import VGGDecoder
+from impasto.errors import ConfigError
+from impasto.training.config import TrainConfig
+
+MODEL_FORMAT = "impasto-model"
+MODEL_FILE = "model.pt"
+
+
+def task_options(config: TrainConfig, defaults: Mapping[str, Any], choices: Mapping[str, tuple] | None = None
+                 ) -> dict[str, Any]:
+    """``config.task_options`` merged over ``defaults``; unknown keys, wrong types or bad choices -> ConfigError.
+
+    Values are converted to the type of their default (int/float/bool/str; a None default accepts anything).
+    """
+    given = dict(config.task_options or {})
+    unknown = sorted(k for k in given if k not in defaults)
+    if unknown:
+        raise ConfigError(f"unknown task option(s) {', '.join(unknown)} for task {config.task!r}; "
+                          f"valid: {', '.join(sorted(defaults))} (set them as task_options.NAME=VALUE)")
+    out = copy.deepcopy(dict(defaults))
+    for k, v in given.items():
+        out[k] = _convert(k, v, defaults[k], config.task)
+    for k, valid in (choices or {}).items():
+        if out[k] not in valid:
+            raise ConfigError(f"task_options.{k}={out[k]!r} is not valid for task {config.task!r}; "
+                              f"choose one of {', '.join(map(str, valid))}")
+    return out
+
+
+def _convert(key: str, value: Any, default: Any, task: str) -> Any:
+    where = f"task_options.{key} (task {task!r})"
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where} must be true or false (got {value!r})")
+    if isinstance(default, (int, float)):
+        try:
+            num = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number (got {value!r})") from None
+        if isinstance(default, int):
+            if num != int(num):
+                raise ConfigError(f"{where} must be an integer (got {value!r})")
+            return int(num)
+        return num
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string (got {value!r})")
+        return value.strip()
+    return value
+
+
+def check_backbone(encoder: str, depth: str, allowed_depths: tuple[str, ...] = LEVELS) -> None:
+    """ConfigError unless ``encoder`` is a known backbone and ``depth`` one of ``allowed_depths``."""
+    if encoder not in BACKBONES:
+        raise ConfigError(f"task_options.encoder={encoder!r} is not valid; choose one of {', '.join(BACKBONES)}")
+    if depth not in allowed_depths:
+        raise ConfigError(f"task_options.depth={depth!r} is not valid here; choose one of "
+                          f"{', '.join(allowed_depths)}")
+
+
+def decoder_first_width(decoder: VGGDecoder) -> int | None:
+    """The ``first_width`` a VGGDecoder was built with (None when it equals ``widths[0]``)."""
+    conv = decoder.convs["conv1_1"] if "conv1_1" in decoder.convs else None
+    if conv is None or conv.in_channels == decoder.widths[0]:
+        return None
+    return int(conv.in_channels)
+
+
+def trainable_decoder(decoder: VGGDecoder) -> VGGDecoder:
+    """A trainable copy (requires_grad on, train mode) of a (shared, frozen) decoder."""
+    dec = copy.deepcopy(decoder)
+    dec.requires_grad_(True)
+    return dec.train()
+
+
+def fresh_decoder(like: VGGDecoder, seed: int | None = None) -> VGGDecoder:
+    """A randomly initialised decoder with the layout of ``like`` (PyTorch's default init)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return VGGDecoder(like.widths, like.depth, first_width=decoder_first_width(like)).train()
+
+
+def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` detached, cloned and on the CPU (float32 kept)."""
+    return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
+
+
+def model_file(method: str, encoder: str, depth: str, decoder: VGGDecoder, config: TrainConfig, step: int,
+               **extra: Any) -> dict[str, Any]:
+    """The impasto model file (DESIGN rule 5) that ``impasto stylize --checkpoint`` loads.
+
+    Keys: format, method, encoder, depth, decoder, decoder_widths, decoder_first_width, config, step, plus
+    ``extra`` (transform, transform_channels, encoder_state, ...).
+    """
+    state = {
+        "format": MODEL_FORMAT, "method": method, "encoder": encoder, "depth": depth,
+        "decoder": cpu_state(decoder), "decoder_widths": list(decoder.widths),
+        "decoder_first_width": decoder_first_width(decoder),
+        "config": config.to_dict(), "step": int(step),
+    }
+    state.update(extra)
+    return state
+
+
+def write_model_file(state: dict[str, Any], out_dir: str | os.PathLike, name: str = MODEL_FILE) -> Path:
+    """Write ``state`` to ``out_dir/name`` atomically (temporary file + rename)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    tmp = out / f".{name}.tmp{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+class ModelFileMixin:
+    """Makes ``model_state()`` also write ``out_dir/model.pt`` (the loop calls it at every checkpoint).
+
+    Subclasses implement ``_model_state()``; the file is written on the main process only.
+    """
+
+    write_model: bool = True
+
+    def model_state(self) -> dict[str, Any]:
+        state = self._model_state()  # type: ignore[attr-defined]
+        dist = getattr(self, "dist", None)
+        if self.write_model and (dist is None or dist.is_main):
+            write_model_file(state, self.config.out_dir)  # type: ignore[attr-defined]
+        return state
+
+
+def requires_grad(module: nn.Module, flag: bool) -> None:
+    """Set ``requires_grad`` of every parameter of ``module``."""
+    for p in module.parameters():
+        p.requires_grad_(flag)

@@ -1,0 +1,115 @@
+"""Training task ``iecontraast``: SANet + internal/external contrastive learning (Chen et al., NeurIPS 2021).
+
+Per step: m = batch_size / 2 contents and styles arranged into 2m pairs (``iecontra_arrange``); a discriminator
+step (LSGAN: paintings -> 1, stylised -> 0), then a generator step with D frozen:
+``L = 1 L_c + 1 L_s + 50 L_id1 + 1 L_id2 + 0.3 L_style-contrast + 0.3 L_content-contrast + 5 L_gan`` (release).
+Trained generator parameters: decoder, SANetTransform, both projection heads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from impasto.data.arrangement import iecontra_arrange
+from impasto.losses import (
+    ContentProjector,
+    MultiScaleDiscriminator,
+    StyleProjector,
+    iecontra_content_loss,
+    iecontra_style_loss,
+    lsgan_d_loss,
+    lsgan_g_loss,
+)
+from impasto.training.config import TrainConfig
+from impasto.training.loop import register_task
+from impasto.training.tasks.common import requires_grad, task_options
+from impasto.training.tasks.sanet import (
+    LAYERS5,
+    SANET_CHOICES,
+    SANET_DEFAULTS,
+    SANetTask,
+    build_generator,
+    sanet_losses,
+)
+
+IECONTRA_DEFAULTS: dict[str, Any] = {
+    **SANET_DEFAULTS,
+    "style_weight": 1.0,
+    "style_contrastive_weight": 0.3,
+    "content_contrastive_weight": 0.3,
+    "gan_weight": 5.0,
+    "tau": 0.2,
+    "discriminator_scales": 3,
+}
+
+
+class IEContraHeads(nn.Module):
+    """The two projection heads: style (relu3_1 -> 128) and content (relu4_1 -> 128), L2-normalised."""
+
+    def __init__(self, c3: int, c4: int) -> None:
+        super().__init__()
+        self.style = StyleProjector(c3, 128, 128)
+        self.content = ContentProjector(c4, 256, 128)
+
+
+@register_task("iecontraast")
+class IEContraASTTask(SANetTask):
+    """IEContraAST training (official release's losses and weights); options in ``IECONTRA_DEFAULTS``."""
+
+    method = "iecontraast"
+
+    def batch_sizes(self, config: TrainConfig) -> dict[str, int]:
+        m = max(1, config.batch_size // 2)
+        return {"content": m, "style": m}
+
+    def build(self, config: TrainConfig, device: torch.device) -> None:
+        self.opts = task_options(config, IECONTRA_DEFAULTS, SANET_CHOICES)
+        self.backbone = self.opts["encoder"]
+        self.encoder, self.generator = build_generator(self.backbone, self.opts, device)
+        self.heads = IEContraHeads(self.encoder.channels("relu3_1"), self.encoder.channels("relu4_1")).to(device)
+        self.discriminator = MultiScaleDiscriminator(int(self.opts["discriminator_scales"])).to(device)
+        self.ddp_generator = self.wrap_ddp(self.generator)
+        self.ddp_discriminator = self.wrap_ddp(self.discriminator)
+        self.opt = torch.optim.Adam(list(self.generator.parameters()) + list(self.heads.parameters()),
+                                    lr=config.lr)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
+        self.step_done = 0
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "heads": self.heads, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt, "discriminator": self.opt_d}
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        c, s = iecontra_arrange(batch["content"], batch["style"])
+        with torch.no_grad(), self.autocast():
+            fc, fs = self.encoder(c, LAYERS5), self.encoder(s, LAYERS5)
+        # ---- discriminator step
+        requires_grad(self.discriminator, True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self.autocast():
+            with torch.no_grad():
+                fake = self.generator(fc, fs, tuple(c.shape[-2:]))
+            d_loss = lsgan_d_loss(self.ddp_discriminator(batch["style"]), self.ddp_discriminator(fake))
+        self.backward(d_loss)
+        self.optimizer_step(self.opt_d)
+        # ---- generator step, D frozen
+        requires_grad(self.discriminator, False)
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            terms, out, out_feats = sanet_losses(self.ddp_generator, self.encoder, c, s, fc, fs, self.opts)
+            l_sc = iecontra_style_loss(self.heads.style(out_feats["relu3_1"]), self.opts["tau"])
+            l_cc = iecontra_content_loss(self.heads.content(out_feats["relu4_1"]), self.opts["tau"])
+            l_gan = lsgan_g_loss(self.ddp_discriminator(out))
+            total = (terms["total"] + self.opts["style_contrastive_weight"] * l_sc
+                     + self.opts["content_contrastive_weight"] * l_cc + self.opts["gan_weight"] * l_gan)
+        self.backward(total)
+        self.optimizer_step(self.opt)
+        requires_grad(self.discriminator, True)
+        self.step_done = step + 1
+        terms.update(style_contrastive=l_sc, content_contrastive=l_cc, gan_g=l_gan, gan_d=d_loss, total=total)
+        return {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,145 @@
+"""Training task ``sanet``: SANet's attention transform + decoder (Park & Lee, CVPR 2019, eq. 5-8).
+
+Frozen encoder to relu5_1 (vgg19-16x by default: the only one reaching relu5_1 here). Trained: a
+``SANetTransform(C)`` (sanet4_1, sanet5_1, merge_conv) and a decoder from relu4_1. Loss:
+``L = w_c L_c + w_s L_s + l_id1 L_id1 + l_id2 L_id2`` with L_c the MSE of mean-variance-normalised relu4_1 and
+relu5_1 features, L_s the mean/std loss over relu1_1..relu5_1, L_id the identity losses of I_cc and I_ss
+(pixels; features relu1_1..relu5_1); SANet's weights w_c = 1, w_s = 3, l_id1 = 50, l_id2 = 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from impasto.backbones import load_decoder, load_encoder
+from impasto.encoders.vgg import VGGEncoder
+from impasto.losses import content_loss, identity_loss, mean_std_style_loss
+from impasto.training.config import TrainConfig
+from impasto.training.loop import Task, register_task
+from impasto.training.tasks.common import (
+    ModelFileMixin,
+    check_backbone,
+    cpu_state,
+    fresh_decoder,
+    model_file,
+    task_options,
+    trainable_decoder,
+)
+from impasto.transforms.sanet import SANetTransform
+
+LAYERS5 = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+SANET_DEFAULTS: dict[str, Any] = {
+    "encoder": "vgg19-16x",
+    "content_weight": 1.0,
+    "style_weight": 3.0,
+    "identity_pixel_weight": 50.0,
+    "identity_feature_weight": 1.0,
+    "init_decoder": "pretrained",
+    "query_chunk": None,
+}
+SANET_CHOICES = {"init_decoder": ("pretrained", "random")}
+
+
+class SANetGenerator(nn.Module):
+    """Transform + decoder: ``forward(fc, fs) -> image`` from {relu4_1, relu5_1} feature dicts (B x C x h x w)."""
+
+    def __init__(self, transform: SANetTransform, decoder: nn.Module) -> None:
+        super().__init__()
+        self.transform = transform
+        self.decoder = decoder
+
+    def forward(self, fc: dict[str, torch.Tensor], fs: dict[str, torch.Tensor],
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        t = self.transform(fc["relu4_1"], fs["relu4_1"], fc["relu5_1"], fs["relu5_1"])
+        return self.decoder(t, size=size)
+
+
+def sanet_losses(generator: nn.Module, loss_encoder: VGGEncoder, content: torch.Tensor, style: torch.Tensor,
+                 fc: dict[str, torch.Tensor], fs: dict[str, torch.Tensor], weights: dict[str, float],
+                 identity: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+    """SANet's generator losses (Park & Lee eq. 5-8), weighted sum in ``"total"``.
+
+    ``fc``/``fs``: features of content/style (B x 3 x H x W in [0, 1]) at relu1_1..relu5_1 from the encoder the
+    generator reads; ``loss_encoder`` (frozen) gives the output's features. Returns (terms, output image
+    B x 3 x H x W, output features).
+    """
+    size = tuple(content.shape[-2:])
+    out = generator(fc, fs, size)
+    out_feats = loss_encoder(out, LAYERS5)
+    lc = content_loss(out_feats, fc, normalize=True, layers=["relu4_1", "relu5_1"])
+    ls = mean_std_style_loss(out_feats, fs, layers=LAYERS5)
+    terms = {"content": lc, "style": ls}
+    total = weights["content_weight"] * lc + weights["style_weight"] * ls
+    if identity:
+        i_cc = generator(fc, fc, size)
+        i_ss = generator(fs, fs, tuple(style.shape[-2:]))
+        l_id1, l_id2 = identity_loss(i_cc, i_ss, content, style, loss_encoder(i_cc, LAYERS5),
+                                     loss_encoder(i_ss, LAYERS5), fc, fs, layers=LAYERS5)
+        terms.update(identity_pixel=l_id1, identity_feature=l_id2)
+        total = total + weights["identity_pixel_weight"] * l_id1 + weights["identity_feature_weight"] * l_id2
+    terms["total"] = total
+    return terms, out, out_feats
+
+
+def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) -> tuple[VGGEncoder, SANetGenerator]:
+    """(frozen encoder to relu5_1, trainable SANetGenerator with ``C = channels(relu4_1)``)."""
+    check_backbone(encoder, "relu4_1")
+    enc = load_encoder(encoder, "relu5_1").to(device)
+    pretrained = load_decoder(encoder, "relu4_1")
+    decoder = trainable_decoder(pretrained) if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
+    transform = SANetTransform(enc.channels("relu4_1"), query_chunk=opts.get("query_chunk"))
+    return enc, SANetGenerator(transform, decoder).to(device).train()
+
+
+@register_task("sanet")
+class SANetTask(ModelFileMixin, Task):
+    """SANet training (Park & Lee 2019); options in ``SANET_DEFAULTS``."""
+
+    method = "sanet"
+
+    def build(self, config: TrainConfig, device: torch.device) -> None:
+        self.opts = task_options(config, SANET_DEFAULTS, SANET_CHOICES)
+        self.backbone = self.opts["encoder"]
+        self.encoder, self.generator = build_generator(self.backbone, self.opts, device)
+        self.ddp_generator = self.wrap_ddp(self.generator)
+        self.opt = torch.optim.Adam(self.generator.parameters(), lr=config.lr)
+        self.step_done = 0
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt}
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        c, s = batch["content"], batch["style"]
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            with torch.no_grad():
+                fc, fs = self.encoder(c, LAYERS5), self.encoder(s, LAYERS5)
+            terms, _, _ = sanet_losses(self.ddp_generator, self.encoder, c, s, fc, fs, self.opts)
+        self.backward(terms["total"])
+        self.optimizer_step(self.opt)
+        self.step_done = step + 1
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    @torch.no_grad()
+    def sample(self, contents: torch.Tensor, styles: torch.Tensor | None) -> torch.Tensor:
+        fc = self.encoder(contents, ["relu4_1", "relu5_1"])
+        fs = self.encoder(styles, ["relu4_1", "relu5_1"])
+        return self.generator(fc, fs, tuple(contents.shape[-2:])).clamp(0, 1)
+
+    def _model_state(self) -> dict[str, Any]:
+        tr = self.generator.transform
+        return model_file(self.method, self.backbone, "relu4_1", self.generator.decoder, self.config,
+                          self.step_done, transform=cpu_state(tr),
+                          transform_channels=int(tr.merge_conv.in_channels))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_done": self.step_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_done = int(state.get("step_done", 0))

@@ -1,0 +1,147 @@
+"""The ``adain`` training task, the model file it writes, ``impasto train`` and ``stylize --checkpoint``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from impasto.cli import app
+from impasto.errors import ConfigError
+from impasto.methods.common import load_impasto_checkpoint
+from impasto.training.config import TrainConfig
+from impasto.training.tasks.adain import AdaINTask, style_layers
+from impasto.training.tasks.common import task_options
+
+pytestmark = pytest.mark.weights
+
+
+def make_folder(root: Path, n: int, seed: int, size: int = 48) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = (rng.random((size, size + 8, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / f"img{i}.png")
+    return root
+
+
+def built(task_cls, tmp_path: Path, **opts) -> AdaINTask:
+    cfg = TrainConfig(task=task_cls.name, out_dir=str(tmp_path / "run"), crop=32, size=48, batch_size=2,
+                      task_options=opts)
+    task = task_cls()
+    task.bind(cfg, torch.device("cpu"))
+    task.build(cfg, torch.device("cpu"))
+    return task
+
+
+def check_gradients(task, frozen) -> None:
+    """Every trainable parameter got a non-zero gradient; no frozen module has parameters with gradients."""
+    for name, module in task.trainable_modules().items():
+        for pname, p in module.named_parameters():
+            assert p.grad is not None, f"{name}.{pname} got no gradient"
+            assert p.grad.abs().sum() > 0, f"{name}.{pname} got a zero gradient"
+    for module in frozen:
+        for p in module.parameters():
+            assert not p.requires_grad and p.grad is None
+
+
+def test_style_layers() -> None:
+    assert style_layers("relu4_1") == ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+    assert style_layers("relu3_1") == ["relu1_1", "relu2_1", "relu3_1"]
+
+
+@pytest.mark.parametrize("opts", [{"style_loss": "classic"}, {"style_loss": "balanced"},
+                                  {"loss_network": "aux"}, {"loss_network": "vgg19"},
+                                  {"encoder": "vgg19", "init_decoder": "random"}])
+def test_adain_gradients(weights_dir: Path, tmp_path: Path, opts: dict) -> None:
+    torch.manual_seed(0)
+    task = built(AdaINTask, tmp_path, **opts)
+    batch = {"content": torch.rand(2, 3, 32, 32), "style": torch.rand(2, 3, 32, 32)}
+    losses = task.training_step(batch, 0)
+    assert set(losses) == {"content", "style", "total"}
+    w = task.style_weight
+    assert losses["total"] == pytest.approx(losses["content"] + w * losses["style"], rel=1e-4)
+    if opts.get("style_loss") == "balanced":
+        assert 0 < losses["style"] <= 4.0 and w == 800.0  # 4 layers, each ratio in [0, 1]
+    check_gradients(task, [task.encoder, task.loss_net])
+    assert task.depth == ("relu3_1" if opts.get("encoder") == "vgg19" else "relu4_1")
+    out = task.sample(batch["content"], batch["style"])
+    assert out.shape == (2, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
+
+
+def test_adain_loss_falls_on_one_batch(weights_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    task = built(AdaINTask, tmp_path)
+    batch = {"content": torch.rand(2, 3, 32, 32), "style": torch.rand(2, 3, 32, 32)}
+    first = task.training_step(batch, 0)["total"]
+    for i in range(1, 8):
+        last = task.training_step(batch, i)["total"]
+    assert last < first
+
+
+def test_model_file_and_stylize(weights_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    content = make_folder(tmp_path / "c", 3, 1)
+    style = make_folder(tmp_path / "s", 3, 2)
+    out = tmp_path / "run"
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "adain", "--content", str(content), "--style", str(style), "--out",
+                              str(out), "--steps", "2", "size=48", "crop=32", "batch_size=2", "sample_every=0",
+                              "task_options.style_loss=balanced"])
+    assert res.exit_code == 0, res.output
+    model = torch.load(out / "model.pt", weights_only=False)
+    assert model["format"] == "impasto-model" and model["method"] == "adain"
+    assert (model["encoder"], model["depth"], model["step"]) == ("vgg19-16x", "relu4_1", 2)
+    assert model["decoder_widths"] == [16, 32, 64, 128, 128] and model["decoder_first_width"] is None
+    assert model["config"]["task_options"]["style_loss"] == "balanced"
+    assert all(v.dtype == torch.float32 for v in model["decoder"].values())
+    # the full training checkpoint is accepted too and gives the same model
+    full = load_impasto_checkpoint(out / "checkpoints" / "latest.pt")
+    assert torch.equal(full["decoder"]["convs.conv1_1.weight"], model["decoder"]["convs.conv1_1.weight"])
+    dest = tmp_path / "styl.png"
+    res = runner.invoke(app, ["stylize", str(content / "img0.png"), "-s", str(style / "img1.png"), "-m", "adain",
+                              "--checkpoint", str(out / "model.pt"), "-o", str(dest)])
+    assert res.exit_code == 0, res.output
+    assert Image.open(dest).size == (56, 48)
+    # resuming continues from step 2
+    res = runner.invoke(app, ["train", "adain", "--content", str(content), "--style", str(style), "--out",
+                              str(out), "--steps", "3", "--resume", "size=48", "crop=32", "batch_size=2",
+                              "sample_every=0", "task_options.style_loss=balanced"])
+    assert res.exit_code == 0, res.output
+    assert torch.load(out / "model.pt", weights_only=False)["step"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["task_options.style_loss=gram"], "style_loss"),
+    (["task_options.nonsense=1"], "unknown task option"),
+    (["nonsense=1"], "unknown configuration key"),
+    (["crop=abc"], "crop must be an integer"),
+    (["task_options.loss_network=aux", "task_options.encoder=vgg19"], "aux"),
+])
+def test_bad_config_is_a_clear_error(weights_dir: Path, tmp_path: Path, args: list, message: str) -> None:
+    content = make_folder(tmp_path / "c", 2, 1)
+    res = CliRunner().invoke(app, ["train", "adain", "--content", str(content), "--style", str(content),
+                                   "--out", str(tmp_path / "r"), "--steps", "1", "size=48", "crop=32",
+                                   "batch_size=2", *args])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split())
+
+
+def test_unknown_task_and_missing_folder(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["train", "nope", "--content", str(tmp_path)])
+    assert res.exit_code == 2 and "known tasks" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["train", "adain", "--content", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "not a folder" in " ".join(res.output.split())
+
+
+def test_task_options_types() -> None:
+    cfg = TrainConfig(task="adain", task_options={"style_weight": "5", "init_decoder": "random"})
+    opts = task_options(cfg, {"style_weight": 1.0, "init_decoder": "pretrained"},
+                        {"init_decoder": ("pretrained", "random")})
+    assert opts == {"style_weight": 5.0, "init_decoder": "random"}
+    with pytest.raises(ConfigError, match="must be a number"):
+        task_options(TrainConfig(task="adain", task_options={"style_weight": "x"}), {"style_weight": 1.0})
