@@ -33,6 +33,8 @@ Progress = Callable[[int, int], None]
 MIN_SIDE = 64
 #: Images with more pixels than this are processed in overlapping tiles unless ``tile_size`` says otherwise.
 AUTO_TILE_PIXELS = 2048 * 2048
+#: Tiles start on multiples of this (the deepest encoders downsample 16x).
+TILE_ALIGN = 16
 #: Long side of the downscaled whole image from which tiles get shared statistics (``Method.content_context``).
 CONTEXT_SIZE = 1024
 
@@ -109,6 +111,11 @@ def luminance_transfer(stylized: torch.Tensor, content: torch.Tensor) -> torch.T
     content's chrominance. Both B x 3 x H x W in [0, 1]; returns the same shape, clamped."""
     s, c = rgb_to_ycbcr(stylized), rgb_to_ycbcr(content)
     return ycbcr_to_rgb(torch.cat([s[:, :1], c[:, 1:]], 1)).clamp(0, 1)
+
+
+def _align(v: int) -> int:
+    """Round ``v`` down to a multiple of :data:`TILE_ALIGN`."""
+    return v - v % TILE_ALIGN
 
 
 def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
@@ -349,8 +356,15 @@ class Stylizer:
         for y in ys:
             for x in xs:
                 h, w = min(tile_size, H - y), min(tile_size, W - x)
-                tile, tile_mix = c[..., y : y + h, x : x + w], mix[:, y : y + h, x : x + w]
+                # Each tile is stylised with at least `overlap` pixels of context on every side (where the image has
+                # them), then cropped, so border effects of the convolutions fall outside the kept part. The context
+                # starts on a multiple of TILE_ALIGN, so the encoder's pooling grid (and with it the decoder's texture)
+                # lines up with the untiled image's.
+                y0, x0 = _align(max(0, y - overlap)), _align(max(0, x - overlap))
+                y1, x1 = min(H, y + h + overlap), min(W, x + w + overlap)
+                tile, tile_mix = c[..., y0:y1, x0:x1], mix[:, y0:y1, x0:x1]
                 out = self._run_one(tile, codes, tile_mix, alpha, context).cpu()
+                out = out[..., y - y0 : y - y0 + h, x - x0 : x - x0 + w]
                 wy = _ramp(h, overlap, y == 0, y + h >= H)
                 wx = _ramp(w, overlap, x == 0, x + w >= W)
                 wt = (wy[:, None] * wx[None, :])[None, None]

@@ -116,7 +116,7 @@ def test_tiling_matches_untiled_and_reports_progress(adain, imgs):
     whole = adain.stylize_tensor(big, s1, tile_size=0)
     assert tiled.shape == whole.shape
     assert calls[-1][0] == calls[-1][1] == len(tile_grid(300, 192, 48)) * len(tile_grid(460, 192, 48))
-    assert float((tiled - whole).abs().mean()) < 0.05
+    assert float((tiled - whole).abs().mean()) < 1e-3  # measured 1e-7: aligned tiles with context match exactly
 
 
 def test_tile_grid_covers():
