@@ -88,7 +88,8 @@ class VGGEncoder(nn.Module):
             )
         last = max(layer_index(w) for w in wanted)
         out: dict[str, torch.Tensor] = {}
-        h = self.conv0(x)
+        # channels-last runs the 3x3 convs 1.3-1.6x faster on CPU (benchmarks/README.md); values are unchanged
+        h = self.conv0(x.contiguous(memory_format=torch.channels_last))
         prev_block = 1
         for i, (name, conv) in enumerate(self.convs.items()):
             if i > last:

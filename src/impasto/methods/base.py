@@ -156,6 +156,8 @@ def blend_features(
     feature size, so alpha = 0 or an all-zero mix give the content features back (AdaIN paper, Sec. 7).
     content, targets: 1 x C x h x w; mix: K x H x W.
     """
+    if len(targets) == 1 and alpha == 1.0 and bool((mix == 1).all()):
+        return targets[0]  # one style at full strength everywhere: nothing to blend
     m = resize_mix(mix.to(content), tuple(content.shape[-2:]))
     out = content * (1 - alpha * m.sum(0, keepdim=True))[None]
     for k, t in enumerate(targets):

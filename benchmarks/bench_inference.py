@@ -1,0 +1,1127 @@
+"""Inference speed and memory benchmark of impasto's methods, each time against a lower bound from the same run.
+
+Usage (the numbers in ``benchmarks/results/inference.md`` come from the first line)::
+
+    python benchmarks/bench_inference.py --quick
+    python benchmarks/bench_inference.py --cases adain-16x,microast --sizes 512 --repeats 5 --out /tmp/bench
+
+For every case (method, options, image size) a fresh Python process (``--worker``) loads the model, then
+measures, through the public :class:`impasto.pipeline.Stylizer` API only:
+
+* ``time``: median of N runs of ``Stylizer.stylize_tensor`` after a warm-up run, with the style already cached
+  (N = 1 for sides above 512; a case whose warm-up run takes longer than ``--long-s`` is timed by that run
+  alone, whose first-call overhead is then a few percent at most);
+* ``enc uncached`` / ``enc cached``: ``Stylizer.encode_style`` after ``st._cache.clear()`` / on a cache hit;
+* ``MACs``: multiply-adds of every convolution (forward and, for Gatys, backward) and matrix product actually
+  executed, counted at the ATen level by :class:`MacCounter` during the warm-up run (a ``TorchDispatchMode``;
+  it sees ``nn.Conv2d``/``nn.Linear`` modules and functional ``F.conv2d``/``@``/``torch.mm`` calls alike, and
+  costs a few microseconds per op); Magenta's int8 ONNX graph is counted from its weight shapes
+  (:func:`magenta_transform_macs`);
+* ``bound = MACs / R`` with ``R`` the MAC/s of a large well-shaped convolution (1 x 128 x 256 x 256, 3x3,
+  128 -> 128) measured in the same process right before and after the case (best of 3: the machine is
+  shared, so the bound follows its load), and ``ratio = time / bound`` (1.0 = the machine's conv speed);
+* ``peak MB``: the resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) during the
+  timed stylisation runs minus the resident set just before them (model, inputs and cached style loaded);
+  ``ru_maxrss`` where the reset is not possible.
+
+Per-part times (encoder / transform / decoder ...) come from forward hooks on the method's modules and from
+wrapping its transform functions in the worker process (no library file is changed); they explain where the
+time goes when a method is far from its bound. The parent process writes ``inference.md`` and ``inference.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import ctypes
+import gc
+import importlib
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMPASTO_SHARED_DIR", ROOT.parent / "shared"))
+DEFAULT_CONTENT = SHARED / "data" / "content" / "pytorch-AdaIN__chicago.jpg"
+DEFAULT_STYLE = SHARED / "data" / "style" / "AdaAttN__udnie.jpg"
+RESULT_TAG = "BENCH_RESULT "
+
+#: Reference numbers measured on this machine with the peers' public code (2 threads), from the benchmark issue:
+#: (method label, size) -> (seconds, peak MB or None).
+REFERENCES: dict[tuple[str, int], tuple[float, float | None]] = {
+    ("magenta (public ONNX)", 512): (0.128, None),
+    ("microast (public code)", 512): (0.20, None),
+    ("microast (public code)", 1024): (1.15, None),
+    ("wct 5 levels vgg19-16x (public code)", 512): (0.96, None),
+    ("wct 5 levels vgg19-16x (public code)", 1024): (5.9, None),
+    ("wct 3 levels vgg19 (public code)", 512): (3.2, None),
+    ("wct 3 levels vgg19 (public code)", 1024): (16.6, 6100.0),
+    ("style-swap (public PyTorch port)", 512): (10.7, 4000.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Counting multiply-adds
+# ---------------------------------------------------------------------------------------------------------------
+def _numel(shape: Sequence[int]) -> int:
+    return math.prod(int(s) for s in shape)
+
+
+def conv_macs(
+    out_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    transposed: bool = False,
+    in_shape: Sequence[int] | None = None,
+) -> int:
+    """Multiply-adds of one convolution: every output value costs Cin/groups * prod(kernel) MACs.
+
+    out_shape: N x Cout x H' x W' (any spatial rank); weight_shape: Cout x Cin/groups x k... (a transposed
+    convolution's weight is Cin x Cout/groups x k...: every *input* value is multiplied by Cout/groups * prod(k)
+    weights, so ``in_shape`` is needed then).
+    """
+    if transposed:
+        if in_shape is None:
+            raise ValueError("a transposed convolution needs in_shape")
+        return _numel(in_shape) * _numel(weight_shape[1:])
+    return _numel(out_shape) * _numel(weight_shape[1:])
+
+
+def _op_macs(func: Any, args: Sequence[Any], out: Any) -> tuple[str, int]:
+    """(kind, MACs) of one ATen call; kind '' for ops without multiply-adds counted here."""
+    name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
+    if name == "convolution":
+        x, w, transposed = args[0], args[1], bool(args[6])
+        return "conv", conv_macs(out.shape, w.shape, transposed, x.shape)
+    if name == "convolution_backward":
+        grad_out, x, w, transposed, mask = args[0], args[1], args[2], bool(args[7]), args[10]
+        fwd = conv_macs(grad_out.shape, w.shape, transposed, x.shape)
+        return "conv_backward", fwd * (int(bool(mask[0])) + int(bool(mask[1])))
+    if name == "mm":
+        a, b = args[0], args[1]
+        return "matmul", a.shape[0] * a.shape[1] * b.shape[1]
+    if name == "addmm":
+        a, b = args[1], args[2]
+        return "matmul", a.shape[0] * a.shape[1] * b.shape[1]
+    if name == "bmm":
+        a, b = args[0], args[1]
+        return "matmul", a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    if name == "baddbmm":
+        a, b = args[1], args[2]
+        return "matmul", a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    if name in ("mv", "addmv"):
+        a = args[0] if name == "mv" else args[1]
+        return "matmul", a.shape[0] * a.shape[1]
+    return "", 0
+
+
+class MacCounter(TorchDispatchMode):
+    """Count the multiply-adds of every convolution and matrix product executed inside ``with MacCounter():``.
+
+    Works at the ATen dispatch level, so ``nn.Conv2d``, ``nn.Linear``, ``F.conv2d``, ``@``, ``torch.mm`` and
+    backward convolutions are all seen (onnxruntime graphs are not). ``total``: all MACs; ``by_kind``:
+    conv / conv_backward / matmul; ``by_part``: attributed to the innermost :class:`PartTimer` part active
+    (``other`` outside any part). Element-wise ops, pooling, padding, im2col and eigendecompositions count 0.
+    """
+
+    def __init__(self, parts: PartTimer | None = None) -> None:
+        super().__init__()
+        self.parts = parts
+        self.by_kind: Counter[str] = Counter()
+        self.by_part: Counter[str] = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_kind.values())
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        kind, macs = _op_macs(func, args, out)
+        if macs:
+            self.by_kind[kind] += int(macs)
+            part = self.parts.current if self.parts is not None else "other"
+            self.by_part[part] += int(macs)
+        return out
+
+
+def style_swap_matching_macs(
+    content_hw: tuple[int, int],
+    style_hw: tuple[int, int],
+    channels: int,
+    patch_size: int = 3,
+    stride: int = 1,
+    style_stride: int = 1,
+) -> int:
+    """Analytic MACs of style-swap's patch matching: content patches x style patches x C*k*k.
+
+    content_hw / style_hw: the feature-map sizes (h, w) at the swap layer. Content patches are counted as the
+    transform takes them (the map padded at the bottom/right to a multiple of the stride).
+    """
+    k = patch_size
+    ch, cw = content_hw
+    n_content = (math.ceil((ch - k) / stride) + 1) * (math.ceil((cw - k) / stride) + 1)
+    n_style = ((style_hw[0] - k) // style_stride + 1) * ((style_hw[1] - k) // style_stride + 1)
+    return n_content * n_style * channels * k * k
+
+
+#: Output resolution (fraction of the input side) of each conv of Magenta's transform network (Ghiasi et al.
+#: 2017, ``transformer/{contract,residual,expand}``: 9x9 conv, two stride-2 convs, 5 residual blocks at 1/4,
+#: then nearest x2 upsampling before expand/conv1 and expand/conv2).
+_MAGENTA_SCALE = {
+    "contract/conv1": 1.0,
+    "contract/conv2": 0.5,
+    "contract/conv3": 0.25,
+    "residual": 0.25,
+    "expand/conv1": 0.5,
+    "expand/conv2": 1.0,
+    "expand/conv3": 1.0,
+}
+
+
+def onnx_weight_shapes(path: str | Path) -> dict[str, list[int]]:
+    """Names and dims of the 4-d initializers of an ONNX file (read with impasto's minimal protobuf reader)."""
+    from impasto.models.magenta import _fields, _read_varint
+
+    model = Path(path).read_bytes()
+    graph = next(p for n, w, _, p in _fields(model) if n == 7 and w == 2)
+    shapes = {}
+    for num, wire, _, tensor in _fields(graph):
+        if num != 5 or wire != 2:  # GraphProto.initializer
+            continue
+        dims: list[int] = []
+        name = ""
+        for n, w, raw, p in _fields(tensor):
+            if n == 1 and w == 0:  # TensorProto.dims (unpacked)
+                dims.append(_read_varint(raw, 1)[0])
+            elif n == 1 and w == 2:  # packed
+                pos = 0
+                while pos < len(p):
+                    v, pos = _read_varint(p, pos)
+                    dims.append(v)
+            elif n == 8 and w == 2:
+                name = p.decode()
+        if len(dims) == 4:
+            shapes[name] = dims
+    return shapes
+
+
+def magenta_transform_macs(height: int, width: int, path: str | Path) -> int:
+    """MACs of Magenta's transform network on an H x W content (padded to a multiple of 4), from the weight
+    shapes in the ONNX file; the conditional-instance-norm 1x1 convs of the 100-d style vector are ignored."""
+    h, w = -(-height // 4) * 4, -(-width // 4) * 4
+    total = 0
+    for name, dims in onnx_weight_shapes(path).items():
+        if not name.startswith("transformer/") or not name.endswith("/weights"):
+            continue
+        key = next((k for k in _MAGENTA_SCALE if k in name), None)
+        if key is None:
+            raise ValueError(f"unexpected Magenta weight {name}")
+        s = _MAGENTA_SCALE[key]
+        total += round(h * s) * round(w * s) * _numel(dims)  # dims = Cout x Cin x k x k
+    return total
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Timing the parts of a method
+# ---------------------------------------------------------------------------------------------------------------
+class PartTimer:
+    """Inclusive wall time and call count of named parts: modules (forward hooks) and wrapped functions."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[str, float]] = []
+        self.seconds: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self._handles: list[Any] = []
+        self._patched: list[tuple[Any, str, Any]] = []
+
+    @property
+    def current(self) -> str:
+        return self._stack[-1][0] if self._stack else "other"
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+    def enter(self, name: str) -> None:
+        self._stack.append((name, time.perf_counter()))
+
+    def exit(self) -> None:
+        name, t0 = self._stack.pop()
+        self.seconds[name] += time.perf_counter() - t0
+        self.calls[name] += 1
+
+    def add_module(self, name: str, module: nn.Module) -> None:
+        """Time ``module(...)`` calls (forward hooks) and, for impasto's VGG encoders, ``module.encode(...)``,
+        which calls ``forward`` directly (no hooks)."""
+        self._handles.append(module.register_forward_pre_hook(lambda m, a: self.enter(name)))
+        self._handles.append(module.register_forward_hook(lambda m, a, o: self.exit()))
+        if callable(getattr(module, "encode", None)):
+            self.add_function(module, "encode", name)
+
+    def add_function(self, owner: Any, attr: str, name: str) -> None:
+        """Replace ``owner.attr`` (a module-level function or an instance's method) by a timed wrapper until
+        :meth:`close`."""
+        fn = getattr(owner, attr)
+        own = attr in vars(owner)  # a module function, or an attribute set on this instance
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self.enter(name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.exit()
+
+        setattr(owner, attr, timed)
+        self._patched.append((owner, attr, fn if own else None))
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        for owner, attr, fn in reversed(self._patched):
+            if fn is None:  # a bound method shadowed on the instance: remove the shadow
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, fn)
+        self._handles.clear()
+        self._patched.clear()
+
+
+def attach_parts(timer: PartTimer, stylizer: Any) -> None:
+    """Register the modules and transform functions of a Stylizer's method with ``timer`` (by method name)."""
+    import impasto.methods.adain as m_adain
+    import impasto.methods.style_swap as m_swap
+    import impasto.methods.wct as m_wct
+
+    t_swap = importlib.import_module("impasto.transforms.style_swap")  # the package re-exports a same-named function
+    m = stylizer.method
+    name = stylizer.name
+    if name == "adain":
+        timer.add_module("encoder", m.encoder)
+        timer.add_module("decoder", m.decoder)
+        timer.add_function(m_adain, "adain", "transform")
+        timer.add_function(m_adain, "blend_features", "blend")
+    elif name == "wct":
+        for enc in m.encoders.values():
+            timer.add_module("encoder", enc)
+        for dec in m.decoders.values():
+            timer.add_module("decoder", dec)
+        timer.add_function(m_wct, "wct", "transform")
+        timer.add_function(m_wct, "wct_style_stats", "style stats")
+        timer.add_function(m_wct, "blend_features", "blend")
+    elif name == "style-swap":
+        timer.add_module("encoder", m.encoder)
+        timer.add_module("decoder", m.decoder)
+        timer.add_function(m_swap, "style_swap", "swap")
+        timer.add_function(t_swap, "_best_match", "match")
+        timer.add_function(m_swap, "style_swap_patches", "patches")
+        timer.add_function(m_swap, "blend_features", "blend")
+    elif name == "microast":
+        timer.add_module("encoder", m.model.content_encoder)
+        timer.add_module("style encoder", m.model.style_encoder)
+        timer.add_module("modulator", m.model.modulator)
+        timer.add_module("decoder", m.model.decoder)
+    elif name == "gatys":
+        timer.add_module("encoder", m.encoder)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Machine measurements
+# ---------------------------------------------------------------------------------------------------------------
+def conv_throughput(repeats: int = 3, size: int = 256, channels: int = 128) -> float:
+    """MAC/s of a 3x3 ``channels -> channels`` convolution on 1 x channels x size x size (best of ``repeats``)."""
+    x = torch.randn(1, channels, size, size)
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    macs = size * size * channels * channels * 9
+    best = math.inf
+    with torch.no_grad():
+        conv(x)
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            conv(x)
+            best = min(best, time.perf_counter() - t0)
+    return macs / best
+
+
+def matmul_throughput(repeats: int = 3, n: int = 2048, k: int = 2304) -> float:
+    """MAC/s of an (n x k) @ (k x n) float32 matrix product (best of ``repeats``); k = 256 * 3 * 3 as in the
+    style-swap matching at relu3_1."""
+    a, b = torch.randn(n, k), torch.randn(k, n)
+    a @ b
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return n * n * k / best
+
+
+def _status_kb(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _maxrss_kb() -> int:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r // 1024 if sys.platform == "darwin" else r
+
+
+def trim_memory() -> None:
+    """Collect garbage and give freed heap pages back to the OS (glibc ``malloc_trim``)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """Peak resident memory above a baseline, for one block: ``with PeakMemory() as pm: ...; pm.peak_mb``."""
+
+    def __init__(self) -> None:
+        self.baseline_kb = 0
+        self.peak_mb = float("nan")
+        self.exact = False
+
+    def __enter__(self) -> PeakMemory:
+        trim_memory()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            self.exact = True
+        except OSError:
+            self.exact = False
+        self.baseline_kb = _status_kb("VmRSS") or _maxrss_kb()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        hwm = _status_kb("VmHWM") if self.exact else None
+        self.peak_mb = ((hwm if hwm is not None else _maxrss_kb()) - self.baseline_kb) / 1024
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """One benchmark case: a Stylizer method with options on a W x H content; repeats = timed runs."""
+
+    label: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    width: int = 512
+    height: int = 512
+    repeats: int = 3
+    gatys_steps: int | None = None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+#: label -> (method, options): the configurations of the benchmark issue.
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "adain-16x": ("adain", {"encoder": "vgg19-16x"}),
+    "adain-vgg19-r31": ("adain", {"encoder": "vgg19", "depth": "relu3_1"}),
+    "wct-16x": ("wct", {"encoder": "vgg19-16x"}),
+    "wct-vgg19": ("wct", {"encoder": "vgg19"}),
+    "style-swap": ("style-swap", {"encoder": "vgg19"}),
+    "style-swap-16x": ("style-swap", {"encoder": "vgg19-16x"}),
+    "microast": ("microast", {}),
+    "magenta": ("magenta", {}),
+    "gatys": ("gatys", {"encoder": "vgg19"}),
+}
+
+#: label -> sizes run by default (square sides, or "4000x3000"). 4000x3000 is tiled by the Stylizer (> 4 MP).
+DEFAULT_SIZES: dict[str, list[str]] = {
+    "adain-16x": ["512", "1024", "4000x3000"],
+    "adain-vgg19-r31": ["512", "1024"],
+    "wct-16x": ["512", "1024"],
+    "wct-vgg19": ["512", "1024"],
+    "style-swap": ["512", "1024"],
+    "style-swap-16x": ["512", "1024"],
+    "microast": ["512", "1024", "4000x3000"],
+    "magenta": ["512", "1024", "4000x3000"],
+    "gatys": ["512"],
+}
+
+
+def _parse_size(s: str) -> tuple[int, int]:
+    if "x" in s:
+        w, h = s.lower().split("x")
+        return int(w), int(h)
+    return int(s), int(s)
+
+
+def build_cases(labels: Sequence[str], sizes: Sequence[str] | None, repeats: int) -> list[Case]:
+    """Cases for the given config labels; sizes None = each config's defaults. Sides above 512 run once."""
+    cases = []
+    for label in labels:
+        if label not in CONFIGS:
+            raise SystemExit(f"unknown case {label!r}; known: {', '.join(CONFIGS)}")
+        method, options = CONFIGS[label]
+        for s in sizes or DEFAULT_SIZES[label]:
+            w, h = _parse_size(s)
+            big = max(w, h) > 512
+            if method == "gatys":
+                cases.append(Case(label, method, dict(options), w, h, 1, gatys_steps=1))
+            else:
+                cases.append(Case(label, method, dict(options), w, h, 1 if big else repeats))
+    return cases
+
+
+def load_rgb(path: str | Path, width: int, height: int) -> torch.Tensor:
+    """An image file resized to exactly width x height: 1 x 3 x H x W float in [0, 1]."""
+    from PIL import Image
+
+    from impasto.io.images import image_to_tensor
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if img.size != (width, height):
+            img = img.resize((width, height), Image.Resampling.BICUBIC)
+        return image_to_tensor(img)
+
+
+def _median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def run_case(
+    case: Case,
+    content_path: str | Path = DEFAULT_CONTENT,
+    style_path: str | Path = DEFAULT_STYLE,
+    threads: int = 2,
+    enc_repeats: int = 3,
+    long_s: float = 5.0,
+    throughput_repeats: int = 2,
+    style_size: int = 512,
+    calib_size: int = 256,
+) -> dict[str, Any]:
+    """Measure one case in this process (see the module docstring); returns a flat dict of results."""
+    from impasto.pipeline import AUTO_TILE_PIXELS, Stylizer
+
+    torch.set_num_threads(threads)
+    res: dict[str, Any] = {
+        "label": case.label,
+        "method": case.method,
+        "options": case.options,
+        "size": case.size,
+        "pixels": case.width * case.height,
+    }
+    res["loadavg"] = _loadavg()
+    rate_pre = conv_throughput(throughput_repeats, calib_size)
+
+    t0 = time.perf_counter()
+    opts = dict(case.options)
+    if case.gatys_steps is not None:
+        opts["steps"] = case.gatys_steps
+    st = Stylizer(case.method, device="cpu", style_size=style_size, **opts)
+    res["load_s"] = time.perf_counter() - t0
+    res["describe"] = st.describe()
+    if not hasattr(st.method, "content_context"):
+        # Stylizer._run calls method.content_context(...) on tiled images, but only some methods define it (no
+        # default in Method): stand in for the missing default (no shared statistics) so the tiled cases run.
+        st.method.content_context = lambda content: None
+        res["shim"] = "content_context -> None"
+    content = load_rgb(content_path, case.width, case.height)
+    from PIL import Image
+
+    with Image.open(style_path) as im:
+        sw, sh = im.size
+    scale = min(1.0, style_size / max(sw, sh))
+    style = load_rgb(style_path, max(1, round(sw * scale)), max(1, round(sh * scale)))
+    res["style_size"] = f"{style.shape[-1]}x{style.shape[-2]}"
+    res["tiled"] = case.width * case.height > AUTO_TILE_PIXELS
+
+    timer = PartTimer()
+    attach_parts(timer, st)
+    encoder_calls = [0]
+    gatys_hook = None
+    if case.method == "gatys":
+        gatys_hook = st.method.encoder.register_forward_pre_hook(
+            lambda m, a: encoder_calls.__setitem__(0, encoder_calls[0] + 1)
+        )
+    try:
+        # -- style encoding: the first (cold, counted) call, then uncached and cached timings
+        with PeakMemory() as pm_enc, MacCounter(timer) as mc_enc:
+            st.encode_style(style)
+        res["enc_peak_mb"] = pm_enc.peak_mb
+        res["enc_macs"] = mc_enc.total
+        unc, cached = [], []
+        for _ in range(enc_repeats):
+            st._cache.clear()
+            t0 = time.perf_counter()
+            st.encode_style(style)
+            unc.append(time.perf_counter() - t0)
+        for _ in range(enc_repeats):
+            t0 = time.perf_counter()
+            st.encode_style(style)
+            cached.append(time.perf_counter() - t0)
+        res["enc_uncached_s"], res["enc_cached_s"] = _median(unc), _median(cached)
+        code = st.encode_style(style)
+        if case.method == "style-swap":
+            res["style_patches"] = int(code.num_patches)
+            res["style_code_mb"] = (code.raw.numel() + code.filters.numel()) * code.raw.element_size() / 2**20
+
+        # -- stylisation: counted warm-up run, then timed runs (all with the style cached)
+        timer.reset()
+        encoder_calls[0] = 0
+        times = []
+        with PeakMemory() as pm:
+            with MacCounter(timer) as mc:
+                t0 = time.perf_counter()
+                out = st.stylize_tensor(content, style)
+                first = time.perf_counter() - t0
+            calls_first = encoder_calls[0]
+            counted_parts = dict(timer.seconds)
+            timer.reset()
+            n_timed = case.repeats if first <= long_s else 0
+            for _ in range(n_timed):
+                t0 = time.perf_counter()
+                out = st.stylize_tensor(content, style)
+                times.append(time.perf_counter() - t0)
+        parts = {k: v / n_timed for k, v in timer.seconds.items()} if n_timed else counted_parts
+        if not n_timed:
+            times = [first]
+        res.update(
+            time_s=_median(times),
+            times=times,
+            first_run_s=first,
+            timed_runs=len(times),
+            peak_mb=pm.peak_mb,
+            peak_exact=pm.exact,
+            macs=mc.total,
+            macs_by_kind=dict(mc.by_kind),
+            macs_by_part=dict(mc.by_part),
+            parts_s=parts,
+            out_shape=list(out.shape),
+        )
+        if case.method == "gatys":
+            res["iterations"] = max(1, calls_first - 1)  # one encoder pass for the content features
+        if case.method == "magenta":
+            from impasto import weights
+
+            path = weights.resolve("magenta-transform")
+            res["macs"] = magenta_transform_macs(case.height, case.width, path)
+            res["macs_by_kind"] = {"int8 conv (onnx)": res["macs"]}
+            if res["tiled"]:
+                res["macs_note"] = "untiled count"
+        if case.method == "style-swap":
+            m = st.method
+            with torch.no_grad():
+                fs = m.encoder.encode(style)
+            # the content features as the method sees them (the map each tile produces); untiled here
+            hc = math.ceil(case.height / 4) if "relu3" in m.depth else None
+            wc = math.ceil(case.width / 4) if "relu3" in m.depth else None
+            if hc is not None:
+                res["match_macs_analytic"] = style_swap_matching_macs(
+                    (hc, wc),
+                    tuple(fs.shape[-2:]),
+                    fs.shape[1],
+                    m.config.patch_size,
+                    m.config.stride,
+                    m.config.style_stride,
+                )
+            res["match_macs_counted"] = mc.by_part.get("match", 0)
+    finally:
+        if gatys_hook is not None:
+            gatys_hook.remove()
+        timer.close()
+    rate_post = conv_throughput(1, calib_size)
+    res["conv_macs_per_s_pre"], res["conv_macs_per_s_post"] = rate_pre, rate_post
+    res["conv_macs_per_s"] = max(rate_pre, rate_post)
+    return res
+
+
+def derive(res: dict[str, Any], rate: float | None = None) -> dict[str, Any]:
+    """Add bound (MACs / conv rate), ratio and the per-iteration / matching figures to a result dict."""
+    r = dict(res)
+    rate = rate or r["conv_macs_per_s"]
+    per = r.get("iterations") or 1
+    r["time_per_unit_s"] = r["time_s"] / per
+    r["macs_per_unit"] = r["macs"] / per
+    r["bound_s"] = r["macs_per_unit"] / rate if r["macs"] else float("nan")
+    r["ratio"] = r["time_per_unit_s"] / r["bound_s"] if r["macs"] else float("nan")
+    r["enc_bound_s"] = r["enc_macs"] / rate if r.get("enc_macs") else float("nan")
+    if r["method"] == "style-swap":
+        ps = r.get("parts_s", {})
+        mm = r.get("match_macs_counted") or r.get("match_macs_analytic") or 0
+        r["match_bound_s"] = mm / rate
+        r["match_s"] = ps.get("match", float("nan"))
+        r["swap_s"] = ps.get("swap", float("nan"))
+        r["match_ratio"] = r["match_s"] / r["match_bound_s"] if mm else float("nan")
+        r["swap_ratio"] = r["swap_s"] / r["match_bound_s"] if mm else float("nan")
+    return r
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running cases in fresh processes, writing the results
+# ---------------------------------------------------------------------------------------------------------------
+def run_in_subprocess(case: Case, args: argparse.Namespace, timeout: float = 1800.0) -> dict[str, Any]:
+    """Run one case with ``--worker`` in a fresh interpreter (so peak memory is per case); returns its dict."""
+    env = dict(os.environ)
+    env.setdefault("IMPASTO_WEIGHTS_DIR", str(SHARED / "weights"))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    if args.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    payload = json.dumps(
+        {
+            "case": asdict(case),
+            "content": str(args.content),
+            "style": str(args.style),
+            "threads": args.threads,
+            "long_s": args.long_s,
+            "enc_repeats": args.enc_repeats,
+            "style_size": args.style_size,
+            "calib_size": args.calib_size,
+        }
+    )
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", payload]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"label": case.label, "method": case.method, "size": case.size, "error": f"timeout {timeout}s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG) :])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+    return {
+        "label": case.label,
+        "method": case.method,
+        "size": case.size,
+        "error": f"worker exited {proc.returncode}: {' | '.join(tail)}",
+    }
+
+
+def _opt_str(opts: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in opts.items()) or "-"
+
+
+def _fmt(x: Any, nd: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+CSV_FIELDS = [
+    "label",
+    "method",
+    "options",
+    "size",
+    "tiled",
+    "timed_runs",
+    "time_s",
+    "time_per_unit_s",
+    "iterations",
+    "first_run_s",
+    "peak_mb",
+    "enc_peak_mb",
+    "macs",
+    "macs_per_unit",
+    "conv_macs_per_s",
+    "bound_s",
+    "ratio",
+    "enc_uncached_s",
+    "enc_cached_s",
+    "enc_macs",
+    "enc_bound_s",
+    "load_s",
+    "match_macs_counted",
+    "match_macs_analytic",
+    "match_s",
+    "swap_s",
+    "match_bound_s",
+    "match_ratio",
+    "swap_ratio",
+    "style_patches",
+    "style_code_mb",
+    "parts_s",
+    "macs_by_kind",
+    "macs_by_part",
+    "loadavg",
+    "shim",
+    "describe",
+    "error",
+]
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            out = {}
+            for k in CSV_FIELDS:
+                v = r.get(k)
+                if isinstance(v, dict):
+                    v = json.dumps({a: (round(b, 4) if isinstance(b, float) else b) for a, b in v.items()})
+                elif isinstance(v, float):
+                    v = f"{v:.6g}"
+                out[k] = "" if v is None else v
+            out["options"] = _opt_str(r.get("options", {}))
+            w.writerow(out)
+
+
+def _find(rows: Sequence[dict[str, Any]], label: str, size: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r.get("label") == label and r.get("size") == size and "error" not in r), None)
+
+
+def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The benchmark issue's goals, each with the measured numbers and 'met' / 'NOT met'."""
+    out = []
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**NOT met**"
+
+    ff = [r for r in rows if "error" not in r and r["method"] not in ("gatys", "magenta", "style-swap")]
+    worst = max(ff, key=lambda r: r["ratio"], default=None)
+    if worst:
+        bad = [f"{r['label']} {r['size']} {r['ratio']:.2f}x" for r in ff if r["ratio"] > 1.5]
+        out.append(
+            f"- Feed-forward methods within 1.5x of their bound: {verdict(not bad)} "
+            f"(worst {worst['label']} {worst['size']} {worst['ratio']:.2f}x"
+            + (f"; over 1.5x: {', '.join(bad)}" if bad else "")
+            + ")."
+        )
+    sw = [r for r in rows if "error" not in r and r["method"] == "style-swap" and "match_ratio" in r]
+    if sw:
+        txt = ", ".join(
+            f"{r['label']} {r['size']} matching {r['match_ratio']:.2f}x (whole swap {r['swap_ratio']:.2f}x)" for r in sw
+        )
+        out.append(
+            f"- Style-swap patch matching within 2x of its MACs: "
+            f"{verdict(all(r['match_ratio'] <= 2 for r in sw))} ({txt})."
+        )
+    a, mg = _find(rows, "adain-16x", "512x512"), _find(rows, "magenta", "512x512")
+    if a and mg:
+        for size in ("512x512", "1024x1024", "4000x3000"):
+            a, mg = _find(rows, "adain-16x", size), _find(rows, "magenta", size)
+            if a and mg:
+                out.append(
+                    f"- adain on vgg19-16x faster than Magenta at {size}: "
+                    f"{verdict(a['time_s'] < mg['time_s'])} ({a['time_s']:.3f} s vs {mg['time_s']:.3f} s, "
+                    "same run)."
+                )
+    mg = _find(rows, "magenta", "512x512")
+    cal = mg["time_s"] / REFERENCES[("magenta (public ONNX)", 512)][0] if mg else None
+    if cal:
+        out.append(
+            f"- Load factor of this run: Magenta took {mg['time_s']:.3f} s vs 0.128 s in the reference "
+            f"measurement, i.e. {cal:.2f}x; the WCT and style-swap reference figures are compared below both raw "
+            "and scaled by it."
+        )
+    for label, ref_label in (
+        ("wct-16x", "wct 5 levels vgg19-16x (public code)"),
+        ("wct-vgg19", "wct 3 levels vgg19 (public code)"),
+    ):
+        for side in (512, 1024):
+            r = _find(rows, label, f"{side}x{side}")
+            ref = REFERENCES.get((ref_label, side))
+            if r and ref:
+                target = ref[0] / 2
+                txt = f"{r['time_s']:.2f} s vs target {target:.2f} s (reference {ref[0]} s)"
+                if cal:
+                    txt += f"; scaled by the load factor: {r['time_s'] / cal:.2f} s"
+                out.append(
+                    f"- {label} at {side} at least 2x faster than {ref_label}: "
+                    f"{verdict(r['time_s'] <= target)} raw, "
+                    f"{verdict(bool(cal) and r['time_s'] / cal <= target)} load-scaled ({txt})."
+                )
+    for r in [x for x in rows if x.get("label") == "style-swap" and "error" not in x]:
+        if r["size"] == "512x512":
+            txt = f"{r['time_s']:.2f} s" + (f", load-scaled {r['time_s'] / cal:.2f} s" if cal else "")
+            out.append(
+                f"- style-swap under 5 s at 512 px: {verdict(r['time_s'] < 5)} raw, "
+                f"{verdict(bool(cal) and r['time_s'] / cal < 5)} load-scaled ({txt}; public port 10.7 s, "
+                "4.0 GB)."
+            )
+        else:
+            out.append(
+                f"- style-swap runs at {r['size']}: **met** ({r['time_s']:.1f} s, peak "
+                f"{r['peak_mb']:.0f} MB above the loaded model; the public port cannot run at 1024)."
+            )
+    return out
+
+
+def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, meta: dict[str, Any]) -> None:
+    L = [
+        "# impasto inference benchmark",
+        "",
+        "Command (from the repository root):",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- Date: {meta['date']}; machine: {meta['cpu']}, {meta['threads']} threads (`torch.set_num_threads`), "
+        f"torch {meta['torch']}, Python {meta['python']}, OMP_WAIT_POLICY {meta['omp']}; impasto at commit "
+        f"{meta['commit']}.",
+        f"- Conv throughput (1x128x{meta['calib_size']}x{meta['calib_size']}, 3x3, 128->128, float32): "
+        f"run start {meta['rate_start'] / 1e9:.1f} GMAC/s, run end {meta['rate_end'] / 1e9:.1f} GMAC/s, best of "
+        f"all cases {meta['rate_best'] / 1e9:.1f} GMAC/s; matmul ({meta['mm_n']}x2304 @ 2304x{meta['mm_n']}) "
+        f"{meta['mm_rate'] / 1e9:.1f} GMAC/s.",
+        f"- Load average (1 min) at start / end: {meta['load_start']} / {meta['load_end']} "
+        "(the machine is shared: every bound uses the conv rate measured inside the case's own process, right "
+        "before and after it, best of 3).",
+        f"- Content `{meta['content']}` resized to each size; style `{meta['style']}` (Stylizer style_size "
+        f"{meta['style_size']}), cached unless noted. Wall time of the whole run: "
+        f"{meta['wall_s'] / 60:.1f} min.",
+        "",
+        "time = median of the timed runs of `Stylizer.stylize_tensor` after a warm-up run (style cached; `runs` = "
+        "how many; one for sides above 512; a case whose warm-up run exceeds 5 s is timed by that run alone); "
+        "peak MB = resident-memory high-water mark during those runs "
+        "above the loaded model, inputs and cached style (fresh process per case); GMACs = multiply-adds of "
+        "all convolutions and matrix products executed (tile overlaps included); bound = GMACs / conv "
+        "throughput; ratio = time / bound; enc = `encode_style` uncached (cache cleared) and cached (hit).",
+        "",
+        "| method | options | size | runs | time s | peak MB | GMACs | bound s | ratio | enc uncached s "
+        "| enc cached ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            L.append(
+                f"| {r['label']} | {_opt_str(r.get('options', {}))} | {r['size']} | - | error: "
+                f"{r['error'][:80]} | | | | | | |"
+            )
+            continue
+        size = r["size"] + (" (tiled)" if r.get("tiled") else "")
+        t = _fmt(r["time_per_unit_s"], 3)
+        gm = _fmt(r["macs_per_unit"] / 1e9, 1)
+        if r.get("iterations"):
+            t += f" per iteration ({r['iterations']} in {r['time_s']:.1f} s)"
+            gm += " per iteration"
+        opts = _opt_str(r.get("options", {}))
+        if r["method"] == "magenta":
+            opts += " (int8 ONNX)"
+        L.append(
+            f"| {r['label']} | {opts} | {size} | {r['timed_runs']} | {t} | {_fmt(r['peak_mb'], 0)} | "
+            f"{gm} | {_fmt(r['bound_s'], 3)} | {_fmt(r['ratio'], 2)} | {_fmt(r['enc_uncached_s'], 3)} | "
+            f"{_fmt(r['enc_cached_s'] * 1000, 1)} |"
+        )
+    L += [
+        "",
+        "Where the time goes (seconds per run; inclusive: `match` is inside `swap`; `other` = time outside "
+        "the listed parts: tiling, blending, padding, clamping, copies):",
+        "",
+        "| method | size | parts (s) | MACs by part (G) |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r or not r.get("parts_s"):
+            continue
+        ps = dict(r["parts_s"])
+        top = sum(v for k, v in ps.items() if k not in ("match",))
+        ps["other"] = max(0.0, r["time_s"] - top)
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in ps.items())
+        mp = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in r.get("macs_by_part", {}).items())
+        L.append(f"| {r['label']} | {r['size']} | {parts} | {mp} |")
+    sw = [r for r in rows if "error" not in r and r["method"] == "style-swap"]
+    if sw:
+        L += [
+            "",
+            "Style-swap matching (content patches x style patches x C*k*k multiply-adds):",
+            "",
+            "| case | size | style patches | matching GMACs counted (analytic) | matching s | swap s | bound s "
+            "| matching ratio | swap ratio | style code MB |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sw:
+            L.append(
+                f"| {r['label']} | {r['size']} | {r.get('style_patches', '-')} | "
+                f"{r.get('match_macs_counted', 0) / 1e9:.1f} ({_fmt((r.get('match_macs_analytic') or 0) / 1e9, 1)}) "
+                f"| {_fmt(r.get('match_s'), 2)} | {_fmt(r.get('swap_s'), 2)} | {_fmt(r.get('match_bound_s'), 2)} | "
+                f"{_fmt(r.get('match_ratio'), 2)} | {_fmt(r.get('swap_ratio'), 2)} | "
+                f"{_fmt(r.get('style_code_mb'), 0)} |"
+            )
+    L += [
+        "",
+        "Reference numbers (measured earlier on this machine with the peers' public code, 2 threads):",
+        "",
+        "| reference | size | time s | peak MB |",
+        "|---|---|---|---|",
+    ]
+    for (name, side), (t, mb) in REFERENCES.items():
+        L.append(f"| {name} | {side} | {t} | {_fmt(mb, 0)} |")
+    notes = []
+    for r in rows:
+        small = _find(rows, r.get("label", ""), "512x512")
+        if r.get("tiled") and "error" not in r and small and small["macs"] and r["method"] != "magenta":
+            ideal = small["macs"] * r["pixels"] / small["pixels"]
+            notes.append(
+                f"- {r['label']} {r['size']}: the tiles (1024 px, 64 px overlap, plus any context margin or "
+                "whole-image context pass) "
+                f"executed {r['macs'] / 1e9:.0f} GMACs, {r['macs'] / ideal:.2f}x the {ideal / 1e9:.0f} GMACs of "
+                "the image processed untiled (the 512 case scaled by the pixel count)."
+            )
+    shimmed = [f"{r['label']} {r['size']}" for r in rows if r.get("shim") and r.get("tiled") and "error" not in r]
+    if shimmed:
+        notes.append(
+            f"- {', '.join(shimmed)}: ran with a benchmark-side stand-in `method.content_context = lambda c: None`: "
+            "`Stylizer` calls `method.content_context` for tiled images, but only some methods define it (no "
+            "default in `Method`), so without it these cases raise AttributeError."
+        )
+    if notes:
+        L += ["", "Notes:", ""] + notes
+    L += ["", "## Goals", ""] + goals(rows) + [""]
+    path.write_text("\n".join(L))
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} visible cores)"
+    return platform.processor() or "unknown CPU"
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    if head.returncode:
+        return "unknown"
+    return head.stdout.strip() + (" + uncommitted changes under src/" if dirty.stdout.strip() else "")
+
+
+def _loadavg() -> str:
+    with contextlib.suppress(OSError, AttributeError):
+        return f"{os.getloadavg()[0]:.1f}"
+    return "-"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 timed runs at 512 (default 5), 1 above; 3 encodings")
+    p.add_argument("--cases", default=",".join(CONFIGS), help=f"comma-separated, from: {', '.join(CONFIGS)}")
+    p.add_argument("--sizes", default=None, help="comma-separated sides or WxH (default: per case)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs for sides <= 512")
+    p.add_argument("--enc-repeats", type=int, default=None)
+    p.add_argument("--long-s", type=float, default=5.0, help="runs longer than this are timed once")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--style-size", type=int, default=512, help="Stylizer style_size (long side of the style)")
+    p.add_argument(
+        "--omp-wait-policy",
+        default=None,
+        choices=["active", "passive"],
+        help="OMP_WAIT_POLICY for the workers (default: inherited); passive stops idle OpenMP threads from "
+        "spinning, which matters when other processes share the cores",
+    )
+    p.add_argument("--calib-size", type=int, default=256, help="side of the 128-channel throughput conv")
+    p.add_argument("--content", default=str(DEFAULT_CONTENT))
+    p.add_argument("--style", default=str(DEFAULT_STYLE))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--name", default="inference", help="base name of the .md/.csv written to --out")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker:  # one case in this fresh process; print its result as one JSON line
+        spec = json.loads(args.worker)
+        res = run_case(
+            Case(**spec["case"]),
+            spec["content"],
+            spec["style"],
+            threads=spec["threads"],
+            enc_repeats=spec["enc_repeats"],
+            long_s=spec["long_s"],
+            style_size=spec["style_size"],
+            calib_size=spec["calib_size"],
+        )
+        print(RESULT_TAG + json.dumps(res, default=float), flush=True)
+        return 0
+
+    repeats = args.repeats or (3 if args.quick else 5)
+    args.enc_repeats = args.enc_repeats or (3 if args.quick else 5)
+    labels = [s.strip() for s in args.cases.split(",") if s.strip()]
+    sizes = [s.strip() for s in args.sizes.split(",")] if args.sizes else None
+    cases = build_cases(labels, sizes, repeats)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    command = "python " + " ".join(
+        shlex.quote(a)
+        for a in [
+            os.path.relpath(Path(__file__).resolve(), Path.cwd()),
+            *(argv if argv is not None else sys.argv[1:]),
+        ]
+    )
+    if "IMPASTO_WEIGHTS_DIR" in os.environ:
+        command = f"IMPASTO_WEIGHTS_DIR={os.environ['IMPASTO_WEIGHTS_DIR']} " + command
+    t_start = time.perf_counter()
+    meta: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpu": _cpu_name(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_start": _loadavg(),
+        "commit": _git_commit(),
+        "content": Path(args.content).name,
+        "style": Path(args.style).name,
+        "style_size": args.style_size,
+        "calib_size": args.calib_size,
+        "omp": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY") or "unset (libgomp default: spin, then sleep)",
+    }
+    meta["rate_start"] = conv_throughput(5, args.calib_size)
+    meta["mm_n"] = 8 * args.calib_size
+    meta["mm_rate"] = matmul_throughput(3, n=meta["mm_n"])
+    print(
+        f"conv throughput {meta['rate_start'] / 1e9:.1f} GMAC/s, matmul {meta['mm_rate'] / 1e9:.1f} GMAC/s; "
+        f"{len(cases)} cases",
+        flush=True,
+    )
+    rows = []
+    for case in cases:
+        t0 = time.perf_counter()
+        res = run_in_subprocess(case, args)
+        if "error" not in res:
+            res = derive(res)
+            print(
+                f"{case.label:16s} {case.size:>10s}  {res['time_per_unit_s']:8.3f} s  peak {res['peak_mb']:7.0f} MB"
+                f"  {res['macs_per_unit'] / 1e9:8.1f} GMAC  ratio {res['ratio']:5.2f}  "
+                f"enc {res['enc_uncached_s']:.3f}/{res['enc_cached_s'] * 1e3:.1f}ms  "
+                f"[{time.perf_counter() - t0:.0f} s wall]",
+                flush=True,
+            )
+        else:
+            print(f"{case.label:16s} {case.size:>10s}  ERROR {res['error']}", flush=True)
+        res.setdefault("options", case.options)
+        rows.append(res)
+    meta["rate_end"] = conv_throughput(3, args.calib_size)
+    meta["rate_best"] = max(
+        [meta["rate_start"], meta["rate_end"]] + [r["conv_macs_per_s"] for r in rows if "conv_macs_per_s" in r]
+    )
+    meta["load_end"] = _loadavg()
+    meta["wall_s"] = time.perf_counter() - t_start
+    write_csv(rows, out_dir / f"{args.name}.csv")
+    write_markdown(rows, out_dir / f"{args.name}.md", command, meta)
+    print(f"wrote {out_dir / (args.name + '.md')} and .csv ({meta['wall_s'] / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
