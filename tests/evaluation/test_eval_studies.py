@@ -146,3 +146,24 @@ def test_cli_evaluate_runs_and_reports_bad_option(tiny_dirs, tmp_path: Path) -> 
                               "--out", str(tmp_path / "r2"), "--methods", "adain,bogus"])
     assert bad.exit_code == 2
     assert "unknown method 'bogus'" in bad.output
+
+
+def test_encoder_consistency_compares_refined_with_its_pretrained_encoder(tiny_dirs, tmp_path: Path) -> None:
+    import torch
+
+    from impasto.backbones import load_encoder
+    from impasto.evaluation.studies import study_encoder_consistency
+    from impasto.methods.adain import packaged_checkpoint
+
+    path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
+    if path is None:
+        pytest.skip("no packaged adain checkpoint")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    enc = load_encoder("vgg19-16x", "relu4_1").state_dict()
+    ck["encoder_state"] = {k: v * 1.5 if k == "conv0.weight" else v for k, v in enc.items()}
+    torch.save(ck, tmp_path / "refined.pt")
+    ctx = make_context(tiny_dirs[0], tiny_dirs[1], ["adain"], pairs=2, max_size=64)
+    study_encoder_consistency(ctx, tmp_path / "out", tmp_path / "refined.pt")
+    rows = {r["encoder"]: r for r in _read(tmp_path / "out" / "study4_consistency.csv")}
+    pre, ref = rows["pretrained vgg19-16x 1_1-4_1"], rows["refined vgg19-16x 1_1-4_1"]
+    assert float(pre["mean_pair_distance"]) != float(ref["mean_pair_distance"])

@@ -18,7 +18,6 @@ Everything is deterministic for a seed except the timings of study 6.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -460,10 +459,17 @@ def study_encoder_consistency(ctx: EvalContext, out_dir: str | Path, refined_che
         ck = torch.load(p, map_location="cpu", weights_only=False)
         if not isinstance(ck, dict) or "encoder_state" not in ck:
             raise ConfigError(f"{p} has no 'encoder_state'; pass a model.pt from 'impasto train refine-encoder'")
-        enc = copy.deepcopy(load_encoder(ck["encoder"], ck["depth"]))
-        enc.load_state_dict(ck["encoder_state"])
-        layers = [x for x in (*STYLE_LAYERS, "relu4_1", "relu5_1") if x in enc.layers]
-        encoders.append((f"refined {ck['encoder']} {layers[0][4:]}-{layers[-1][4:]}", enc.eval(), layers))
+        from impasto.methods.common import checkpoint_encoder
+
+        try:
+            enc = checkpoint_encoder(ck["encoder"], ck["depth"], ck)
+        except KeyError as exc:
+            raise ConfigError(f"{p} is not an impasto model file (missing {exc})") from None
+        layers = [x for x in (*STYLE_LAYERS, "relu4_1", "relu5_1") if x in enc.layer_names]
+        span = f"{layers[0][4:]}-{layers[-1][4:]}"
+        # the same encoder before refinement, on the same layers, so the two rows compare like with like
+        encoders.append((f"pretrained {ck['encoder']} {span}", load_encoder(ck["encoder"], ck["depth"]), layers))
+        encoders.append((f"refined {ck['encoder']} {span}", enc.eval(), layers))
     rows, panels = [], {}
     for name, enc, layers in encoders:
         ctx.progress(f"latent consistency: {name}", 0)
