@@ -352,7 +352,8 @@ def _to_np(x: torch.Tensor) -> np.ndarray:
 
 
 def study_trained_adain(ctx: EvalContext, out_dir: str | Path, checkpoint_classic: str | Path,
-                        checkpoint_balanced: str | Path, magenta: str | Path | None = None) -> dict[str, Any]:
+                        checkpoint_balanced: str | Path, magenta: str | Path | None = None,
+                        labels: tuple[str, str] = ("classic", "balanced")) -> dict[str, Any]:
     """Study 3: AdaIN decoders trained with the classic vs the balanced style loss, on the same pairs.
 
     Per model: classic and balanced losses (median), Magenta retrieval top-1/top-5 and same-artist rate
@@ -367,7 +368,7 @@ def study_trained_adain(ctx: EvalContext, out_dir: str | Path, checkpoint_classi
     for opt, p in (("--checkpoint-classic", checkpoint_classic), ("--checkpoint-balanced", checkpoint_balanced)):
         if p is None or not Path(p).is_file():
             raise ConfigError(f"{opt}: {p} is not a file; pass an AdaIN model.pt from 'impasto train adain'")
-    models = {"classic": str(checkpoint_classic), "balanced": str(checkpoint_balanced)}
+    models = {labels[0]: str(checkpoint_classic), labels[1]: str(checkpoint_balanced)}
     steps = {}
     for name, ck in models.items():
         state = torch.load(ck, map_location="cpu", weights_only=False)
@@ -403,14 +404,14 @@ def study_trained_adain(ctx: EvalContext, out_dir: str | Path, checkpoint_classi
     diff = [abs(rows[k]["balanced_total"] - rows[n + k]["balanced_total"]) for k in range(n)]
     top = sorted(range(n), key=lambda k: -diff[k])[:4]
     grid = [[_to_np(ctx.image(ctx.contents[ctx.pairs[k][0]])), _to_np(ctx.image(ctx.styles[ctx.pairs[k][1]])),
-             _to_np(ctx.stylize("adain", k, models["classic"])), _to_np(ctx.stylize("adain", k, models["balanced"]))]
+             _to_np(ctx.stylize("adain", k, models[labels[0]])), _to_np(ctx.stylize("adain", k, models[labels[1]]))]
             for k in top]
-    rp.grid_png(grid, ["content", "style", "classic-loss AdaIN", "balanced-loss AdaIN"], out / "study3_grid.png",
+    rp.grid_png(grid, ["content", "style", f"{labels[0]} AdaIN", f"{labels[1]} AdaIN"], out / "study3_grid.png",
                 [f"{ctx.styles[ctx.pairs[k][1]].name[:28]}" for k in top])
     md = [
-        "## Study 3: AdaIN trained with the classic vs the balanced style loss",
-        f"Checkpoints: classic `{models['classic']}` (step {steps['classic']}), balanced "
-        f"`{models['balanced']}` (step {steps['balanced']}); the {n} pairs of "
+        f"## Study 3: AdaIN trained two ways: {labels[0]} vs {labels[1]}",
+        f"Checkpoints: {labels[0]} `{models[labels[0]]}` (step {steps[labels[0]]}), {labels[1]} "
+        f"`{models[labels[1]]}` (step {steps[labels[1]]}); the {n} pairs of "
         "study 1. Retrieval: Magenta style embedding of each output, nearest of all "
         f"{len(ctx.styles)} style images (top-1/top-5 = exact painting; same-artist over pairs whose artist is "
         "known in SOURCES.csv). SSIM and edge correlation against the content photo.",
