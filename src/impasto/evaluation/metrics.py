@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from impasto.errors import ConfigError
+from impasto.losses.style import gram as _gram
+from impasto.transforms.stats import mean_std as _mean_std
 
 __all__ = [
     "BT601",
@@ -271,9 +273,7 @@ def gram_matrix(f: Tensor) -> Tensor:
     Returns:
         B x C x C, symmetric positive semi-definite.
     """
-    b, c, h, w = f.shape
-    flat = f.reshape(b, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    return _gram(f)
 
 
 def mean_std(f: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
@@ -284,9 +284,8 @@ def mean_std(f: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
     Returns:
         (mean, std), each B x C; ``std = sqrt(unbiased variance + eps)`` as in the official AdaIN code.
     """
-    flat = f.flatten(2)
-    var = flat.var(dim=2, unbiased=flat.shape[2] > 1)
-    return flat.mean(dim=2), torch.sqrt(var + eps)
+    mean, std = _mean_std(f, eps)
+    return mean.flatten(1), std.flatten(1)
 
 
 def _per_layer(

@@ -10,15 +10,9 @@ import torch
 
 from impasto.backbones import encoder_depths, load_encoder
 from impasto.errors import ConfigError
+from impasto.losses.style import gram
 from impasto.methods.base import Method, MethodUnavailable, register, resize_mix
 from impasto.methods.common import EncoderConfig
-
-
-def gram(feat: torch.Tensor) -> torch.Tensor:
-    """Gram matrix B x C x C of B x C x H x W features, divided by C * H * W."""
-    b, c, h, w = feat.shape
-    f = feat.reshape(b, c, h * w)
-    return f @ f.transpose(1, 2) / (c * h * w)
 
 
 @dataclass
