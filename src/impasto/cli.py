@@ -63,6 +63,13 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def method_options(pairs: list[str] | None, **named: Any) -> dict[str, Any]:
+    """Method options from ``-O key=value`` strings plus the named options that were given (not None)."""
+    opts = parse_options(pairs or [])
+    opts.update({k: v for k, v in named.items() if v is not None})
+    return opts
+
+
 def _parse_value(v: str) -> Any:
     if v.lower() in ("true", "false"):
         return v.lower() == "true"
@@ -135,26 +142,19 @@ def stylize(
         raise ConfigError(f"no content images found in {', '.join(content)}")
     if not styles:
         raise ConfigError(f"no style images found in {', '.join(style)}")
-    opts = parse_options(option or [])
-    for k, v in (("encoder", encoder), ("depth", depth), ("checkpoint", checkpoint), ("optimize", optimize)):
-        if v is not None:
-            opts[k] = v
+    opts = method_options(option, encoder=encoder, depth=depth, checkpoint=checkpoint, optimize=optimize)
     mixed = bool(style_weight) or bool(mask)
     if mixed:
         jobs: list[tuple[Path, list[Path]]] = [(c, styles) for c in contents]
     elif pairs == "zip":
         if len(contents) != len(styles):
-            raise ConfigError(
-                f"--pairs zip needs as many styles as contents ({len(styles)} vs {len(contents)})"
-            )
+            raise ConfigError(f"--pairs zip needs as many styles as contents ({len(styles)} vs {len(contents)})")
         jobs = [(c, [s]) for c, s in zip(contents, styles, strict=True)]
     else:
         jobs = [(c, [s]) for c, s in itertools.product(contents, styles)]
     single = len(jobs) == 1 and output.suffix.lower() in OUTPUT_SUFFIXES
     if len(jobs) > 1 and output.suffix.lower() in OUTPUT_SUFFIXES:
-        raise ConfigError(
-            f"{len(jobs)} results would be written but --output {output} is a single file; give a folder"
-        )
+        raise ConfigError(f"{len(jobs)} results would be written but --output {output} is a single file; give a folder")
     if mask and len(contents) > 1:
         raise ConfigError("--mask works with one content image at a time")
 
@@ -248,9 +248,7 @@ def weights_verify() -> None:
     for r in present:
         out_console.print(f"[green]ok[/]       {r['name']:28s} {r['location']} ({r['verified']})")
     for r in corrupt:
-        out_console.print(
-            f"[red]corrupt[/]  {r['name']:28s} {r['location']} (sha256 mismatch: re-download it)"
-        )
+        out_console.print(f"[red]corrupt[/]  {r['name']:28s} {r['location']} (sha256 mismatch: re-download it)")
     out_console.print(
         f"{len(present)} verified, {len(corrupt)} corrupt, {len(rows) - len(present) - len(corrupt)} missing"
     )
@@ -267,9 +265,7 @@ def serve(
     port: int = typer.Option(8000, "--port", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="Stylize jobs running at the same time (threads)."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted image file (MB)."),
-    max_pixels: int = typer.Option(
-        16_000_000, "--max-pixels", help="Largest accepted image (width x height, pixels)."
-    ),
+    max_pixels: int = typer.Option(16_000_000, "--max-pixels", help="Largest accepted image (width x height, pixels)."),
     queue: int = typer.Option(8, "--queue", help="Jobs that may wait; more are refused with HTTP 429."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds a job may run before it fails."),
 ) -> None:
@@ -285,9 +281,7 @@ def serve(
         queue=queue,
         timeout=timeout,
     )
-    console.print(
-        f"impasto web app on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops it", highlight=False
-    )
+    console.print(f"impasto web app on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops it", highlight=False)
     run_server(config)
 
 
@@ -352,10 +346,7 @@ def video(
     if output is None:
         output = Path(_output_name(source, styles[0] if len(styles) == 1 else None, ".mp4"))
     info = check_video_paths(source, output, fps=rate)
-    opts = parse_options(option or [])
-    for k, v in (("encoder", encoder), ("depth", depth), ("checkpoint", checkpoint), ("optimize", optimize)):
-        if v is not None:
-            opts[k] = v
+    opts = method_options(option, encoder=encoder, depth=depth, checkpoint=checkpoint, optimize=optimize)
     stylizer = Stylizer(method, device=device, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
     with _progress() as prog:
@@ -402,8 +393,9 @@ def video(
 @user_errors
 def train(
     ctx: typer.Context,
-    task: str = typer.Argument(..., help="Training task: adain, sanet, iecontraast, refine-encoder, "
-                               "style-swap-inverse."),
+    task: str = typer.Argument(
+        ..., help="Training task: adain, sanet, iecontraast, refine-encoder, style-swap-inverse."
+    ),
     content: str = typer.Option(None, "--content", help="Folder of content photos."),
     style: str = typer.Option(None, "--style", help="Folder of style paintings."),
     config: str = typer.Option(None, "--config", help="YAML configuration file."),
@@ -416,8 +408,10 @@ def train(
     from impasto.training.cli import run_train
 
     result = run_train(task, content, style, config, out, steps, resume, list(ctx.args), threads=threads)
-    console.print(f"stopped at step {result.step} (interrupted)" if result.interrupted
-                  else f"done: step {result.step}", highlight=False)
+    console.print(
+        f"stopped at step {result.step} (interrupted)" if result.interrupted else f"done: step {result.step}",
+        highlight=False,
+    )
     console.print(f"model: {result.out_dir / 'model.pt'}; checkpoint: {result.checkpoint}", highlight=False)
 
 
@@ -427,19 +421,24 @@ def evaluate(
     content: str = typer.Option(..., "--content", help="Folder of content photos."),
     style: str = typer.Option(..., "--style", help="Folder of style paintings."),
     out: str = typer.Option(..., "--out", help="Report folder (report.md, CSV files, PNG plots)."),
-    methods: str = typer.Option("adain,wct,microast,magenta,style-swap", "--methods",
-                                help="Comma-separated methods for studies 1, 2, 5, 6."),
+    methods: str = typer.Option(
+        "adain,wct,microast,magenta,style-swap", "--methods", help="Comma-separated methods for studies 1, 2, 5, 6."
+    ),
     video: str = typer.Option(None, "--video", help="Folder of video clips (study 5)."),
     pairs: int = typer.Option(24, "--pairs", help="Number of (content, style) pairs sampled."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pair sampling and reshuffles."),
-    studies: str = typer.Option(None, "--studies", help="Comma-separated study numbers 1-6 (default: all "
-                                "that the given options allow)."),
-    checkpoint_classic: str = typer.Option(None, "--checkpoint-classic", help="AdaIN model.pt trained with "
-                                           "the classic style loss (study 3)."),
-    checkpoint_balanced: str = typer.Option(None, "--checkpoint-balanced", help="AdaIN model.pt trained with "
-                                            "the balanced style loss (study 3)."),
-    checkpoint_refined: str = typer.Option(None, "--checkpoint-refined", help="model.pt with a refined "
-                                           "encoder (encoder_state) for study 4."),
+    studies: str = typer.Option(
+        None, "--studies", help="Comma-separated study numbers 1-6 (default: all that the given options allow)."
+    ),
+    checkpoint_classic: str = typer.Option(
+        None, "--checkpoint-classic", help="AdaIN model.pt trained with the classic style loss (study 3)."
+    ),
+    checkpoint_balanced: str = typer.Option(
+        None, "--checkpoint-balanced", help="AdaIN model.pt trained with the balanced style loss (study 3)."
+    ),
+    checkpoint_refined: str = typer.Option(
+        None, "--checkpoint-refined", help="model.pt with a refined encoder (encoder_state) for study 4."
+    ),
     max_size: int = typer.Option(256, "--max-size", help="Long side of every image."),
     gatys_steps: int = typer.Option(20, "--gatys-steps", help="L-BFGS steps of gatys in the timing study."),
 ) -> None:
@@ -465,11 +464,19 @@ def evaluate(
                 started[0] += 1
             progress.update(task, description=desc)
 
-        ctx = make_context(content, style, method_list, pairs=pairs, seed=seed, max_size=max_size,
-                           video_dir=video, progress=report)
-        run_evaluation(ctx, out, chosen, checkpoint_classic=checkpoint_classic,
-                       checkpoint_balanced=checkpoint_balanced, checkpoint_refined=checkpoint_refined,
-                       command=command, gatys_steps=gatys_steps)
+        ctx = make_context(
+            content, style, method_list, pairs=pairs, seed=seed, max_size=max_size, video_dir=video, progress=report
+        )
+        run_evaluation(
+            ctx,
+            out,
+            chosen,
+            checkpoint_classic=checkpoint_classic,
+            checkpoint_balanced=checkpoint_balanced,
+            checkpoint_refined=checkpoint_refined,
+            command=command,
+            gatys_steps=gatys_steps,
+        )
         progress.update(task, completed=len(chosen), description="done")
     console.print(f"wrote {Path(out) / 'report.md'} (studies {', '.join(map(str, chosen))})", highlight=False)
 

@@ -9,15 +9,6 @@ import torch.nn.functional as F
 from impasto.transforms import SANet, SANetTransform, mean_std, sanet_attention
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread hand-off costs on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _official_sanet(net: SANet, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """Transcription of the official SANet.forward (SANET / IEContraAST repositories)."""
 

@@ -10,15 +10,6 @@ import torch
 from impasto.transforms import adain, adain_features, mean_std, mean_variance_norm
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread hand-off costs on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_mean_std_hand_computation() -> None:
     feat = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[-1.0, -1.0], [-1.0, 5.0]]]])  # 1 x 2 x 2 x 2
     mean, std = mean_std(feat)

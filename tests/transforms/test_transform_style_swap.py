@@ -15,15 +15,6 @@ from impasto.errors import ConfigError
 from impasto.transforms import StyleSwapPatches, style_swap, style_swap_features, style_swap_patches
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread hand-off costs on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def reference_style_swap(content: torch.Tensor, patches: StyleSwapPatches, stride: int = 1) -> torch.Tensor:
     """The paper's formulation, for tests only: conv with normalised patches, channel argmax -> one-hot,
     transposed conv with the raw patches, divided by the overlap count (transposed conv of ones).

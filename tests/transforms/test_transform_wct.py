@@ -8,15 +8,6 @@ import torch
 from impasto.transforms import WCTStyleStats, wct, wct_features, wct_style_stats
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread hand-off costs on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mean_cov(feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     flat = feat[0].reshape(feat.shape[1], -1).double()
     mean = flat.mean(1, keepdim=True)

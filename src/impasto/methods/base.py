@@ -165,6 +165,35 @@ def blend_features(
     return out
 
 
+def optimize_pixels(
+    init: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    steps: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Minimise ``loss_fn(x)`` over the pixels of ``x`` (1 x 3 x H x W) with L-BFGS, starting from ``init``.
+
+    Shared by the optimisation methods (Gatys; style-swap's eq. 2). ``steps`` bounds the loss evaluations;
+    ``progress(done, steps)`` is called after each. Returns the result clamped to [0, 1], detached.
+    """
+    x = init.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
+    calls = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal calls
+        opt.zero_grad()
+        loss = loss_fn(x)
+        loss.backward()
+        calls += 1
+        if progress:
+            progress(min(calls, steps), steps)
+        return loss
+
+    opt.step(closure)
+    return x.detach().clamp(0, 1)
+
+
 def constant_mix(weights: Sequence[float], size: tuple[int, int]) -> torch.Tensor:
     """A K x H x W map with the normalised ``weights`` everywhere."""
     w = torch.tensor(list(weights), dtype=torch.float32)

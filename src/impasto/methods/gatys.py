@@ -11,7 +11,7 @@ import torch
 from impasto.backbones import encoder_depths, load_encoder
 from impasto.errors import ConfigError
 from impasto.losses.style import gram
-from impasto.methods.base import Method, MethodUnavailable, register, resize_mix
+from impasto.methods.base import Method, MethodUnavailable, optimize_pixels, register, resize_mix
 from impasto.methods.common import EncoderConfig
 
 
@@ -97,13 +97,9 @@ class Gatys(Method):
             x0 = content.clone()
         else:
             x0 = torch.rand(content.shape, generator=gen).to(self.device)
-        x = x0.requires_grad_(True)
-        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=self.config.steps, history_size=20, line_search_fn="strong_wolfe")
-        calls = [0]
         sw = self.config.style_weight * alpha
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
+        def loss_fn(x: torch.Tensor) -> torch.Tensor:
             f = self.encoder(x, layers)
             loss = ((f[self.depth] - fc[self.depth]) ** 2).mean()
             for layer in self.style_layers:
@@ -115,11 +111,6 @@ class Gatys(Method):
                     masked = feat * m[k].sqrt()[None, None]
                     g = gram(masked) / m[k].mean().clamp_min(1e-8)
                     loss = loss + sw * weights[k] * ((g - s[layer]) ** 2).sum() / len(self.style_layers)
-            loss.backward()
-            calls[0] += 1
-            if self.progress:
-                self.progress(min(calls[0], self.config.steps), self.config.steps)
             return loss
 
-        opt.step(closure)
-        return x.detach().clamp(0, 1)
+        return optimize_pixels(x0, loss_fn, self.config.steps, self.progress)

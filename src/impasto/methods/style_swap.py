@@ -15,8 +15,9 @@ import torch
 
 from impasto.backbones import load_decoder, load_encoder
 from impasto.errors import ConfigError
+from impasto.losses.regularizers import total_variation
 from impasto.methods.adain import load_model_decoder, packaged_checkpoint
-from impasto.methods.base import Method, blend_features, register
+from impasto.methods.base import Method, blend_features, optimize_pixels, register
 from impasto.methods.common import EncoderConfig, load_impasto_checkpoint, resolve_backbone
 from impasto.transforms.style_swap import StyleSwapPatches, style_swap, style_swap_patches
 
@@ -109,21 +110,9 @@ class StyleSwap(Method):
 
     def _optimize(self, init: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Pixel optimisation of ||E(I) - target||^2 + tv * TV(I) with L-BFGS (paper eq. 2)."""
-        x = init.clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=self.config.steps, history_size=20, line_search_fn="strong_wolfe")
         n = target.numel()
-        calls = [0]
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = ((self.encoder.encode(x) - target) ** 2).sum() / n
-            tv = (x[..., 1:, :] - x[..., :-1, :]).pow(2).sum() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum()
-            loss = loss + self.config.tv_weight * tv
-            loss.backward()
-            calls[0] += 1
-            if self.progress:
-                self.progress(min(calls[0], self.config.steps), self.config.steps)
-            return loss
+        def loss_fn(x: torch.Tensor) -> torch.Tensor:
+            return ((self.encoder.encode(x) - target) ** 2).sum() / n + self.config.tv_weight * total_variation(x)
 
-        opt.step(closure)
-        return x.detach().clamp(0, 1)
+        return optimize_pixels(init, loss_fn, self.config.steps, self.progress)
