@@ -128,6 +128,9 @@ def stylize(
     optimize: bool = typer.Option(None, "--optimize/--no-optimize", help="style-swap: pixel optimisation."),
     option: list[str] = typer.Option(None, "--option", "-O", help="Extra method option key=value."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 where the hardware has it) | fp32 (exact) | bf16 (about 2x faster)."
+    ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search content folders recursively."),
 ) -> None:
     """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
@@ -158,7 +161,7 @@ def stylize(
     if mask and len(contents) > 1:
         raise ConfigError("--mask works with one content image at a time")
 
-    stylizer = Stylizer(method, device=device, style_size=style_size, **opts)
+    stylizer = Stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
     failures: list[tuple[Path, str]] = []
     written = 0
@@ -312,6 +315,9 @@ def video(
     optimize: bool = typer.Option(None, "--optimize/--no-optimize", help="style-swap: pixel optimisation."),
     option: list[str] = typer.Option(None, "--option", "-O", help="Extra method option key=value."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 where the hardware has it) | fp32 (exact) | bf16 (about 2x faster)."
+    ),
     temporal: bool = typer.Option(
         True, "--temporal/--no-temporal", help="Reduce flicker: blend in the previous output warped by optical flow."
     ),
@@ -347,7 +353,7 @@ def video(
         output = Path(_output_name(source, styles[0] if len(styles) == 1 else None, ".mp4"))
     info = check_video_paths(source, output, fps=rate)
     opts = method_options(option, encoder=encoder, depth=depth, checkpoint=checkpoint, optimize=optimize)
-    stylizer = Stylizer(method, device=device, style_size=style_size, **opts)
+    stylizer = Stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
     with _progress() as prog:
         task = prog.add_task("stylizing", total=info.frames if max_frames is None else min(info.frames, max_frames))

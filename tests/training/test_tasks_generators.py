@@ -76,7 +76,8 @@ def test_iecontraast(weights_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("base", ["adain", "sanet"])
 def test_refine_encoder(weights_dir: Path, tmp_path: Path, base: str) -> None:
     torch.manual_seed(0)
-    task = built(RefineEncoderTask, tmp_path, base=base, num_positives=2, num_patches=8)
+    # the full-copy variant (the layer split is tested in test_refine_layer_split.py)
+    task = built(RefineEncoderTask, tmp_path, base=base, num_positives=2, num_patches=8, layer_split=False)
     before = {k: v.clone() for k, v in task.refined.state_dict().items()}
     b = {"content": torch.rand(2, 3, 32, 32), "style": torch.rand(2, 3, 32, 32)}
     losses = task.training_step(b, 0)

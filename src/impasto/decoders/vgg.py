@@ -62,7 +62,7 @@ class VGGDecoder(nn.Module):
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
         if size is not None and tuple(h.shape[-2:]) != tuple(size):
             h = _fit(h, size)
-        return h
+        return h if h.dtype == feat.dtype else h.to(feat.dtype)  # bf16 autocast: back to the input's dtype
 
 
 def _fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -100,8 +100,8 @@ class VGGEncoder(nn.Module):
                 prev_block = b
             h = F.relu(conv(F.pad(h, (1, 1, 1, 1), mode="reflect")))
             relu = name.replace("conv", "relu")
-            if relu in wanted:
-                out[relu] = h
+            if relu in wanted:  # under bf16 autocast the convs run in bf16; features are returned in x's dtype
+                out[relu] = h if h.dtype == x.dtype else h.to(x.dtype)
         return out
 
     def encode(self, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:

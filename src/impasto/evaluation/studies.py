@@ -102,7 +102,10 @@ class EvalContext:
         if key not in self._stylizers:
             if checkpoint is not None:
                 options = {**options, "checkpoint": str(checkpoint)}
-            self._stylizers[key] = Stylizer(method, device="cpu", style_size=self.max_size, **options)
+            # fp32: the studies measure the models, not bf16 rounding
+            self._stylizers[key] = Stylizer(
+                method, device="cpu", precision="fp32", style_size=self.max_size, **options
+            )
         return self._stylizers[key]
 
     def stylize(self, method: str, pair_idx: int, checkpoint: str | None = None) -> torch.Tensor:

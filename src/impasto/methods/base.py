@@ -12,6 +12,7 @@ per region; where it sums to less than 1 the content shows through (as ``alpha``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -27,11 +28,20 @@ class MethodUnavailable(ImpastoError):
     """The method cannot run with the weights present (the message says which files it needs)."""
 
 
+#: Precisions a method can run in: fp32, or bf16 autocast (convolutions and matrix products in bfloat16).
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass
 class MethodConfig:
-    """Options shared by every method (subclasses add their own)."""
+    """Options shared by every method (subclasses add their own).
+
+    precision: ``fp32`` or ``bf16`` (convolutions and matrix products autocast to bfloat16, 2x faster on CPUs
+    with native bf16 and on GPUs; features handed to the transforms stay float32).
+    """
 
     device: str = "cpu"
+    precision: str = "fp32"
 
 
 class Method:
@@ -45,11 +55,25 @@ class Method:
     default_max_size: ClassVar[int | None] = None
     #: Optimisation methods report per-iteration progress; feed-forward ones do not.
     iterative: ClassVar[bool] = False
+    #: False for methods whose results degrade in bf16 (pixel optimisation): they always run in fp32.
+    supports_bf16: ClassVar[bool] = True
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
         self.device = torch.device(config.device)
         self.progress: Callable[[int, int], None] | None = None
+        if config.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if config.precision == "bf16" and not self.supports_bf16:
+            raise ConfigError(f"method {self.name!r} runs in fp32 only; use precision fp32 (or auto)")
+        #: the low-precision dtype of this method's autocast, None for fp32
+        self.low_dtype: torch.dtype | None = torch.bfloat16 if config.precision == "bf16" else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context of this method's precision (the Stylizer runs every method call inside it)."""
+        if self.low_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.low_dtype)
 
     @classmethod
     def check_available(cls, config: MethodConfig) -> None:
@@ -126,7 +150,8 @@ def availability(name: str, **options: Any) -> tuple[bool, str]:
         cls.check_available(cfg)
     except ImpastoError as exc:
         return False, str(exc)
-    return True, ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if k != "device")
+    shown = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("device", "precision")}
+    return True, ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def _ensure_loaded() -> None:
@@ -176,14 +201,15 @@ def optimize_pixels(
     Shared by the optimisation methods (Gatys; style-swap's eq. 2). ``steps`` bounds the loss evaluations;
     ``progress(done, steps)`` is called after each. Returns the result clamped to [0, 1], detached.
     """
-    x = init.detach().clone().requires_grad_(True)
+    x = init.detach().clone().float().requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
     calls = 0
 
     def closure() -> torch.Tensor:
         nonlocal calls
         opt.zero_grad()
-        loss = loss_fn(x)
+        with torch.autocast(x.device.type, enabled=False):  # L-BFGS line searches need exact fp32 losses
+            loss = loss_fn(x)
         loss.backward()
         calls += 1
         if progress:

@@ -78,7 +78,10 @@ def load_impasto_checkpoint(path: str | Path) -> dict:
 
 def checkpoint_encoder(backbone: str, depth: str, ck: dict | None):
     """The encoder a model file needs: its fine-tuned ``encoder_state`` (``impasto train refine-encoder``) loaded
-    into a private copy of the pretrained encoder, or the shared pretrained encoder when there is none."""
+    into a private copy of the pretrained encoder, or the shared pretrained encoder when there is none.
+
+    With ``encoder_split: True`` in the model file the state is that of a layer-split encoder (ConvX_1 layers
+    only, :class:`~impasto.encoders.split.SplitVGGEncoder`); files without the key hold a full encoder."""
     import copy
 
     from impasto.backbones import load_encoder
@@ -86,7 +89,15 @@ def checkpoint_encoder(backbone: str, depth: str, ck: dict | None):
     enc = load_encoder(backbone, depth)
     if not ck or "encoder_state" not in ck:
         return enc
-    enc = copy.deepcopy(enc)
+    if ck.get("encoder_split"):
+        from impasto.encoders.split import SplitVGGEncoder
+
+        try:
+            enc = SplitVGGEncoder.from_encoder(enc)
+        except ConfigError as exc:
+            raise WeightsError(f"the checkpoint's layer-split encoder cannot be built on {backbone}: {exc}") from None
+    else:
+        enc = copy.deepcopy(enc)
     try:
         enc.load_state_dict(ck["encoder_state"], strict=True)
     except RuntimeError as exc:

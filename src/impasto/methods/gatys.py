@@ -56,6 +56,7 @@ class Gatys(Method):
     Config = GatysConfig
     default_max_size = 512
     iterative = True
+    supports_bf16 = False  # L-BFGS pixel optimisation needs fp32 losses and gradients
 
     def __init__(self, config: GatysConfig) -> None:
         super().__init__(config)

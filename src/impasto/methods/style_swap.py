@@ -99,8 +99,11 @@ class StyleSwap(Method):
         size = tuple(content.shape[-2:])
         with torch.no_grad():
             fc = self.encoder.encode(content.to(self.device))
+            # at bf16 precision the matching runs in bf16 and the 4 best candidates are re-scored in fp32
             targets = [
-                style_swap(fc, p, stride=self.config.stride, max_memory_mb=self.config.max_memory_mb) for p in styles
+                style_swap(fc, p, stride=self.config.stride, max_memory_mb=self.config.max_memory_mb,
+                           compute_dtype=self.low_dtype)
+                for p in styles
             ]
             target = blend_features(fc, targets, mix, alpha)
             img = self.decoder(target, size=size).clamp(0, 1)

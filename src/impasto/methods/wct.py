@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,9 @@ from impasto.errors import ConfigError
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
 from impasto.methods.common import EncoderConfig
 from impasto.transforms.wct import WCTStyleStats, wct, wct_style_stats
+
+#: Under bf16, levels whose feature map has fewer pixels per channel than this are encoded in fp32 (see _encode).
+FP32_PIXELS_PER_CHANNEL = 16
 
 
 @dataclass
@@ -72,11 +76,27 @@ class WCT(Method):
     def describe(self) -> str:
         return f"wct: encoder {self.backbone}, levels {' -> '.join(self.levels)}"
 
+    def _encode(self, img: torch.Tensor, level: str) -> torch.Tensor:
+        """Features of ``img`` at ``level``.
+
+        At bf16 precision a level whose map has fewer than ``FP32_PIXELS_PER_CHANNEL`` pixels per channel is
+        encoded in fp32: whitening such a small, ill-conditioned covariance amplifies bf16 rounding (measured at
+        512 px, PSNR against fp32: 30 dB with vgg19-16x's relu5_1 (8 pixels per channel) in bf16, 35.4 dB with
+        it in fp32; the levels with >= 32 pixels per channel cost < 1 dB; vgg19's 3 levels all in bf16: 42.6 dB).
+        """
+        encoder = self.encoders[level]
+        stride = 2 ** (int(level[4]) - 1)
+        pixels = math.ceil(img.shape[-2] / stride) * math.ceil(img.shape[-1] / stride)
+        if self.low_dtype is not None and pixels < FP32_PIXELS_PER_CHANNEL * encoder.channels(level):
+            with torch.autocast(self.device.type, enabled=False):
+                return encoder.encode(img)
+        return encoder.encode(img)
+
     @torch.no_grad()
     def encode_style(self, style: torch.Tensor) -> dict[str, WCTStyleStats]:
         """WCT statistics of the style at every level (each level has its own encoder on vgg19-16x)."""
         style = style.to(self.device)
-        return {d: wct_style_stats(self.encoders[d].encode(style)) for d in self.levels}
+        return {d: wct_style_stats(self._encode(style, d)) for d in self.levels}
 
     @torch.no_grad()
     def stylize(
@@ -90,7 +110,7 @@ class WCT(Method):
         img = content.to(self.device)
         size = tuple(content.shape[-2:])
         for d in self.levels:
-            f = self.encoders[d].encode(img)
+            f = self._encode(img, d)
             targets = [wct(f, s[d]) for s in styles]
             img = self.decoders[d](blend_features(f, targets, mix, alpha), size=size)
             if self.progress:

@@ -75,7 +75,7 @@ def mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
     ``std = sqrt(var_unbiased + eps)`` (Huang & Belongie 2017; the official ``calc_mean_std``).
     """
     b, c = feat.shape[:2]
-    flat = feat.reshape(b, c, -1)
+    flat = feat.reshape(b, c, -1).float()  # float32 statistics also under bf16 autocast
     mean = flat.mean(dim=2).reshape(b, c, 1, 1)
     std = (flat.var(dim=2) + eps).sqrt().reshape(b, c, 1, 1)
     return mean, std
@@ -88,7 +88,7 @@ def adain(content: Tensor, style_mean: Tensor, style_std: Tensor, eps: float = E
     Returns B x C x H x W.
     """
     mean, std = mean_std(content, eps)
-    return (content - mean) / std * style_std + style_mean
+    return ((content.float() - mean) / std * style_std + style_mean).to(content.dtype)
 
 
 def modulated_residual(

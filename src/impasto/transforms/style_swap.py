@@ -25,15 +25,21 @@ _DEFAULT_CHUNK = 4096
 
 @dataclass(frozen=True)
 class StyleSwapPatches:
-    """The cacheable style side of style swap: all style patches, raw and normalised.
+    """The cacheable style side of style swap: all style patches and their norms.
 
     raw: P x C x k x k style feature patches phi_j(S) (patch j of the style maps, in unfold order, maps
-    concatenated in the order given). filters: P x C x k x k, raw / max(||raw||, eps), the conv filters of
-    the paper's eq. (1) (the content norm does not change the argmax, so it is left out).
+    concatenated in the order given). norms: P, max(||raw_j||, eps). The conv filters of the paper's eq. (1)
+    are raw / norms (:attr:`filters`, computed on use, so a cached style holds the patches once); the content
+    norm does not change the argmax, so it is left out.
     """
 
     raw: Tensor
-    filters: Tensor
+    norms: Tensor
+
+    @property
+    def filters(self) -> Tensor:
+        """P x C x k x k normalised patches raw / norms (a new tensor)."""
+        return self.raw / self.norms[:, None, None, None]
 
     @property
     def num_patches(self) -> int:
@@ -47,9 +53,14 @@ class StyleSwapPatches:
     def patch_size(self) -> int:
         return self.raw.shape[2]
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by this style code."""
+        return self.raw.numel() * self.raw.element_size() + self.norms.numel() * self.norms.element_size()
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> StyleSwapPatches:
         """Return the patches on another device and/or dtype."""
-        return StyleSwapPatches(self.raw.to(device, dtype), self.filters.to(device, dtype))
+        return StyleSwapPatches(self.raw.to(device, dtype), self.norms.to(device, dtype))
 
     @staticmethod
     def cat(patches: Sequence[StyleSwapPatches]) -> StyleSwapPatches:
@@ -59,7 +70,7 @@ class StyleSwapPatches:
         shapes = {p.raw.shape[1:] for p in patches}
         if len(shapes) != 1:
             raise ValueError(f"cannot concatenate style patches of different shapes (C, k, k): {sorted(shapes)}")
-        return StyleSwapPatches(torch.cat([p.raw for p in patches]), torch.cat([p.filters for p in patches]))
+        return StyleSwapPatches(torch.cat([p.raw for p in patches]), torch.cat([p.norms for p in patches]))
 
 
 def _check_patch_args(patch_size: int, stride: int, stride_name: str) -> None:
@@ -102,33 +113,29 @@ def style_swap_patches(
         cols = F.unfold(m, patch_size, stride=style_stride)  # N x Ckk x L
         raws.append(cols.transpose(1, 2).reshape(-1, m.shape[1], patch_size, patch_size))
     raw = torch.cat(raws).contiguous()
-    norms = raw.flatten(1).norm(dim=1).clamp_min(eps)
-    filters = raw / norms[:, None, None, None]
-    return StyleSwapPatches(raw=raw, filters=filters)
+    return StyleSwapPatches(raw=raw, norms=raw.flatten(1).norm(dim=1).clamp_min(eps))
 
 
-def _block_rows(n_rows: int, row_len: int, ckk: int, chunk: int, itemsize: int, max_memory_mb: float) -> int:
+def _block_rows(
+    n_rows: int, row_len: int, ckk: int, chunk: int, itemsize: int, max_memory_mb: float, rerank: int = 0
+) -> int:
     """Content patch rows per block so that the block's temporaries stay within the budget."""
-    # per content patch: unfolded column + gathered raw patch + its contiguous copy + one row of scores
-    per_patch = itemsize * (3 * ckk + chunk) + 24
+    # per content patch: unfolded column (and its low-precision copy) + gathered raw patch + its contiguous copy
+    # + one row of scores + the re-ranked candidates' patches
+    per_patch = itemsize * (4 * ckk + chunk + rerank * ckk) + 24 * (1 + rerank)
     rows = int(max_memory_mb * 2**20 // (per_patch * row_len))
     return max(1, min(n_rows, rows))
 
 
-def _best_match(cols: Tensor, filters: Tensor, chunk: int, compute_dtype: torch.dtype | None) -> Tensor:
+def _best_match(cols: Tensor, filters: Tensor, chunk: int) -> Tensor:
     """Index of the highest-scoring filter for every column: cols Ckk x L, filters P x Ckk -> L (int64).
 
     Style patches are visited in chunks with a running max; ties keep the lowest index, as argmax does.
     """
-    if compute_dtype is not None:
-        cols = cols.to(compute_dtype)
     q = cols.T  # L x Ckk view (the matmul reads it transposed, no copy)
     best_val = best_idx = None
     for start in range(0, filters.shape[0], chunk):
-        fchunk = filters[start : start + chunk]
-        if compute_dtype is not None:
-            fchunk = fchunk.to(compute_dtype)
-        scores = q @ fchunk.T  # L x chunk
+        scores = q @ filters[start : start + chunk].T  # L x chunk
         val, idx = scores.max(dim=1)
         if best_val is None:
             best_val, best_idx = val, idx
@@ -140,6 +147,37 @@ def _best_match(cols: Tensor, filters: Tensor, chunk: int, compute_dtype: torch.
     return best_idx
 
 
+def _best_match_reranked(
+    cols: Tensor, low_filters: Tensor, patches: StyleSwapPatches, chunk: int, rerank: int
+) -> Tensor:
+    """Like :func:`_best_match`, scoring in low precision and re-scoring the best candidates exactly.
+
+    cols: Ckk x L in the working dtype; low_filters: P x Ckk normalised patches in the low dtype (bfloat16).
+    The ``rerank`` best candidates of every column under low-precision scores are re-scored with the exact
+    normalised patches in cols' dtype; the best of those wins (ties: the lowest index). The pick differs from
+    the exact argmax only when the exact best is not among the low-precision top ``rerank``.
+    """
+    q = cols.T.to(low_filters.dtype)
+    k = min(rerank, low_filters.shape[0])
+    best_val = best_idx = None
+    for start in range(0, low_filters.shape[0], chunk):
+        scores = q @ low_filters[start : start + chunk].T  # L x chunk, low precision
+        val, idx = scores.topk(min(k, scores.shape[1]), dim=1)
+        idx = idx + start
+        if best_val is None:
+            best_val, best_idx = val, idx
+        else:
+            val, pos = torch.cat([best_val, val], 1).topk(k, dim=1)
+            best_idx, best_val = torch.cat([best_idx, idx], 1).gather(1, pos), val
+        del scores
+    cand, _ = best_idx.sort(dim=1)  # ascending index: argmax below keeps the lowest index among ties
+    flat = cand.reshape(-1)
+    raw = patches.raw.reshape(patches.num_patches, -1)
+    exact = raw.index_select(0, flat).to(cols.dtype) / patches.norms.index_select(0, flat).to(cols.dtype)[:, None]
+    exact_scores = torch.bmm(exact.view(cand.shape[0], k, -1), cols.T.unsqueeze(2)).squeeze(2)  # L x k
+    return cand.gather(1, exact_scores.argmax(dim=1, keepdim=True)).squeeze(1)
+
+
 @torch.no_grad()
 def style_swap(
     content_feat: Tensor,
@@ -148,6 +186,7 @@ def style_swap(
     chunk_size: int | None = None,
     max_memory_mb: float = 128.0,
     compute_dtype: torch.dtype | None = None,
+    rerank: int = 4,
 ) -> Tensor:
     """Style-swapped features Phi^ss(C, S): each content patch replaced by its best style patch.
 
@@ -159,8 +198,10 @@ def style_swap(
 
     chunk_size: style patches per matmul (default min(P, 4096)); content patch rows are processed in
     blocks so the temporaries of one block stay near ``max_memory_mb``. The result does not depend on
-    either. compute_dtype: dtype of the matching matmul (e.g. torch.bfloat16 for speed); None = the
-    content's dtype. Lower precision can change the chosen patch where two scores are close.
+    either. compute_dtype: dtype of the matching matmul (e.g. torch.bfloat16: 2x faster on CPUs with native
+    bf16); None = the content's dtype. With a lower precision, the ``rerank`` best candidates of every content
+    patch are re-scored exactly, so the pick changes only where the exact best is not among them (measured in
+    benchmarks/README.md); ``rerank=1`` keeps the low-precision argmax as it is.
     Returns B x C x H x W in content_feat's dtype, without gradient (a constant target: argmax).
     """
     if content_feat.dim() != 4:
@@ -175,6 +216,8 @@ def style_swap(
         raise ConfigError(f"style-swap chunk_size must be a positive integer, got {chunk_size!r}")
     if max_memory_mb <= 0:
         raise ConfigError(f"style-swap max_memory_mb must be positive, got {max_memory_mb!r}")
+    if not isinstance(rerank, int) or rerank < 1:
+        raise ConfigError(f"style-swap rerank must be a positive integer, got {rerank!r}")
     b, c, h, w = content_feat.shape
     k = patches.patch_size
     if c != patches.channels:
@@ -182,46 +225,59 @@ def style_swap(
     _check_map_size("content", content_feat, k)
 
     dtype, device = content_feat.dtype, content_feat.device
-    filters = patches.filters.to(device, dtype).reshape(patches.num_patches, -1)
-    raw = patches.raw.to(device, dtype).reshape(patches.num_patches, -1)
+    patches = patches.to(device)
+    low = compute_dtype is not None and compute_dtype != dtype
+    # the normalised patches, built once per call in the matching dtype (the cached style holds raw + norms)
+    filters = (patches.raw.to(compute_dtype if low else dtype) / patches.norms.to(compute_dtype if low else dtype)[
+        :, None, None, None
+    ]).reshape(patches.num_patches, -1)
+    raw = patches.raw.to(dtype).reshape(patches.num_patches, -1)
     ckk = filters.shape[1]
     chunk = min(patches.num_patches, chunk_size or _DEFAULT_CHUNK)
+    rerank = rerank if low and rerank > 1 else 0
 
     pad_h, pad_w = (-(h - k)) % stride, (-(w - k)) % stride
     hp, wp = h + pad_h, w + pad_w
     n_rows, row_len = (hp - k) // stride + 1, (wp - k) // stride + 1
-    rows_per_block = _block_rows(n_rows, row_len, ckk, chunk, content_feat.element_size(), max_memory_mb)
+    rows_per_block = _block_rows(n_rows, row_len, ckk, chunk, content_feat.element_size(), max_memory_mb, rerank)
 
     # overlap count depends only on the geometry: fold of ones
     ones = torch.ones(1, k * k, n_rows * row_len, dtype=dtype, device=device)
     count = F.fold(ones, (hp, wp), k, stride=stride)
 
     outs = []
-    for i in range(b):
-        x = content_feat[i : i + 1]
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        # 1) matching, a block of content patch rows at a time
-        idx = torch.empty(n_rows * row_len, dtype=torch.long, device=device)
-        for r0 in range(0, n_rows, rows_per_block):
-            r1 = min(n_rows, r0 + rows_per_block)
-            y0, blk_h = r0 * stride, (r1 - r0 - 1) * stride + k
-            cols = F.unfold(x[:, :, y0 : y0 + blk_h], k, stride=stride)[0]  # Ckk x Lb
-            idx[r0 * row_len : r1 * row_len] = _best_match(cols, filters, chunk, compute_dtype)
-            del cols
-        # 2) reconstruction, a band of output rows at a time; every output pixel is summed inside a
-        # single fold over all the patches covering it, so the result does not depend on the banding
-        out = torch.empty(1, c, hp, wp, dtype=dtype, device=device)
-        for r0 in range(0, n_rows, rows_per_block):
-            r1 = min(n_rows, r0 + rows_per_block)
-            rs = max(0, r0 - (k - 1) // stride)  # first patch row reaching into this band
-            y_end = hp if r1 == n_rows else r1 * stride
-            fold_h = (r1 - 1 - rs) * stride + k
-            chosen = raw.index_select(0, idx[rs * row_len : r1 * row_len]).T.unsqueeze(0)  # 1 x Ckk x L
-            band = F.fold(chosen, (fold_h, wp), k, stride=stride)
-            out[:, :, r0 * stride : y_end] = band[:, :, r0 * stride - rs * stride : y_end - rs * stride]
-            del chosen, band
-        outs.append((out / count)[:, :, :h, :w])
+    with torch.autocast(device.type, enabled=False):  # precision is compute_dtype's, not autocast's
+        for i in range(b):
+            x = content_feat[i : i + 1]
+            if pad_h or pad_w:
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+            # 1) matching, a block of content patch rows at a time
+            idx = torch.empty(n_rows * row_len, dtype=torch.long, device=device)
+            for r0 in range(0, n_rows, rows_per_block):
+                r1 = min(n_rows, r0 + rows_per_block)
+                y0, blk_h = r0 * stride, (r1 - r0 - 1) * stride + k
+                cols = F.unfold(x[:, :, y0 : y0 + blk_h], k, stride=stride)[0]  # Ckk x Lb
+                if rerank:
+                    best = _best_match_reranked(cols, filters, patches, chunk, rerank)
+                elif low:
+                    best = _best_match(cols.to(compute_dtype), filters, chunk)
+                else:
+                    best = _best_match(cols, filters, chunk)
+                idx[r0 * row_len : r1 * row_len] = best
+                del cols
+            # 2) reconstruction, a band of output rows at a time; every output pixel is summed inside a
+            # single fold over all the patches covering it, so the result does not depend on the banding
+            out = torch.empty(1, c, hp, wp, dtype=dtype, device=device)
+            for r0 in range(0, n_rows, rows_per_block):
+                r1 = min(n_rows, r0 + rows_per_block)
+                rs = max(0, r0 - (k - 1) // stride)  # first patch row reaching into this band
+                y_end = hp if r1 == n_rows else r1 * stride
+                fold_h = (r1 - 1 - rs) * stride + k
+                chosen = raw.index_select(0, idx[rs * row_len : r1 * row_len]).T.unsqueeze(0)  # 1 x Ckk x L
+                band = F.fold(chosen, (fold_h, wp), k, stride=stride)
+                out[:, :, r0 * stride : y_end] = band[:, :, r0 * stride - rs * stride : y_end - rs * stride]
+                del chosen, band
+            outs.append((out / count)[:, :, :h, :w])
     return torch.cat(outs)
 
 

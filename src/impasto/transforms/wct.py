@@ -35,13 +35,38 @@ class WCTStyleStats:
         return WCTStyleStats(self.mean.to(device), self.colour.to(device))
 
 
-def _centred_cov(flat: Tensor) -> tuple[Tensor, Tensor]:
-    """C x N float64 features -> (mean C x 1, covariance C x C with the unbiased 1/(N-1))."""
-    n = flat.shape[1]
-    mean = flat.mean(dim=1, keepdim=True)
-    centred = flat - mean
-    cov = centred @ centred.T / max(n - 1, 1)
-    return mean, cov
+#: Pixels per covariance matmul: each chunk's C x C product is computed in float32 and summed in float64.
+_COV_CHUNK = 16384
+
+
+def _rows(feat: Tensor) -> Tensor:
+    """C x H x W features -> N x C float32 rows (a view, without copy, for channels-last features)."""
+    return feat.permute(1, 2, 0).reshape(-1, feat.shape[0]).float()
+
+
+def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """N x C features -> (mean C x 1, covariance C x C with the unbiased 1/(N-1)), both float64.
+
+    Maps of at most ``_COV_CHUNK`` pixels (the deep levels, and every rank-deficient case N <= C) are computed
+    in float64. Larger ones run the N-long products in float32 (the features' precision, 2x faster), chunk by
+    chunk, with the mean and the sum of the chunks' products in float64, so rounding does not grow with N.
+    """
+    n, c = rows.shape
+    if n <= _COV_CHUNK:
+        x = rows.double()
+        mean = x.mean(dim=0, keepdim=True)
+        centred = x - mean
+        return mean.T, centred.T @ centred / max(n - 1, 1)
+    total = torch.zeros(1, c, dtype=torch.float64, device=rows.device)
+    for start in range(0, n, _COV_CHUNK):
+        total += rows[start : start + _COV_CHUNK].double().sum(dim=0, keepdim=True)
+    mean = total / n
+    m32 = mean.float()
+    cov = torch.zeros(c, c, dtype=torch.float64, device=rows.device)
+    for start in range(0, n, _COV_CHUNK):
+        part = rows[start : start + _COV_CHUNK] - m32
+        cov += (part.T @ part).double()
+    return mean.T, cov / (n - 1)
 
 
 def _kept_eigh(cov: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -64,11 +89,12 @@ def wct_style_stats(style_feat: Tensor, eps: float = 1e-5) -> WCTStyleStats:
     """Compute the style mean and colouring matrix of WCT once, to reuse for many contents.
 
     style_feat: 1 x C x H x W style features (any real values; H*W may be smaller than C). Computed in
-    float64 with ``torch.linalg.eigh``; eigenvalues <= max(eps, 1e-12 * largest) are dropped, as the
-    official code drops eigenvalues below 1e-5.
+    float64 (the covariance from float32 products) with ``torch.linalg.eigh``; eigenvalues <= max(eps, 1e-12 *
+    largest) are dropped, as the official code drops eigenvalues below 1e-5. Autocast is off inside.
     """
-    flat = _as_single_map("style_feat", style_feat).reshape(style_feat.shape[-3], -1).double()
-    mean, cov = _centred_cov(flat)
+    rows = _rows(_as_single_map("style_feat", style_feat))
+    with torch.autocast(rows.device.type, enabled=False):
+        mean, cov = _centred_cov(rows)
     evals, evecs = _kept_eigh(cov, eps)
     colour = (evecs * evals.sqrt()) @ evecs.T
     return WCTStyleStats(mean=mean, colour=colour)
@@ -82,7 +108,8 @@ def wct(content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_r
     content_feat: B x C x H x W (each sample whitened on its own; B = 1 in the usual case).
     stats: from :func:`wct_style_stats` with the same C. Returns B x C x H x W in content_feat's dtype,
     whose per-sample mean equals the style mean and whose covariance equals the style covariance when
-    the content covariance has full rank (H*W > C). Eigenvalues of the content covariance <= max(eps,
+    the content covariance has full rank (H*W > C). The C x C algebra is float64, the N-long products float32,
+    autocast off. Eigenvalues of the content covariance <= max(eps,
     1e-12 * largest) are dropped, so rank-deficient inputs give finite outputs. ``content_ridge`` is added
     to the diagonal of the content covariance before whitening (the official PyTorch release adds 1.0; 0
     gives the exact transform of the paper).
@@ -95,16 +122,25 @@ def wct(content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_r
     s_mean = stats.mean.to(content_feat.device)
     colour = stats.colour.to(content_feat.device)
     outs = []
-    for i in range(b):
-        flat = content_feat[i].reshape(c, -1).double()
-        mean, cov = _centred_cov(flat)
-        if content_ridge:
-            cov = cov + content_ridge * torch.eye(c, dtype=cov.dtype, device=cov.device)
-        evals, evecs = _kept_eigh(cov, eps)
-        whiten = (evecs * evals.rsqrt()) @ evecs.T
-        out = (colour @ whiten) @ (flat - mean) + s_mean
-        outs.append(out.reshape(c, h, w))
-    return torch.stack(outs).to(content_feat.dtype)
+    with torch.autocast(content_feat.device.type, enabled=False):
+        for i in range(b):
+            rows = _rows(content_feat[i])
+            mean, cov = _centred_cov(rows)
+            if content_ridge:
+                cov = cov + content_ridge * torch.eye(c, dtype=cov.dtype, device=cov.device)
+            evals, evecs = _kept_eigh(cov, eps)
+            whiten = (evecs * evals.rsqrt()) @ evecs.T
+            # out = colour @ whiten @ (f - m_c) + m_s = T f + (m_s - T m_c): one C x C matrix (float64, then
+            # float32) applied in a single float32 matmul with the bias added in place (rows: out^T = f^T T^T)
+            t = colour @ whiten
+            bias = s_mean - t @ mean
+            if rows.shape[0] <= _COV_CHUNK:  # small maps: float64 throughout (cheap, exact for rank-deficient input)
+                out = torch.addmm(bias.T, rows.double(), t.T).float()
+            else:
+                out = torch.addmm(bias.T.float(), rows, t.T.float())
+            outs.append(out.reshape(h, w, c).permute(2, 0, 1))  # channels-last layout, like the encoder's
+    out = outs[0][None] if b == 1 else torch.stack(outs)
+    return out.to(content_feat.dtype)
 
 
 def wct_features(content: Tensor, style: Tensor, eps: float = 1e-5, content_ridge: float = 0.0) -> Tensor:

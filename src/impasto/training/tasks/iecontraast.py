@@ -3,7 +3,8 @@
 Per step: m = batch_size / 2 contents and styles arranged into 2m pairs (``iecontra_arrange``); a discriminator
 step (LSGAN: paintings -> 1, stylised -> 0), then a generator step with D frozen:
 ``L = 1 L_c + 1 L_s + 50 L_id1 + 1 L_id2 + 0.3 L_style-contrast + 0.3 L_content-contrast + 5 L_gan`` (release).
-Trained generator parameters: decoder, SANetTransform, both projection heads.
+Trained generator parameters: decoder, SANetTransform, both projection heads (all three DDP-wrapped under
+torchrun, so their gradients are averaged over ranks).
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class IEContraHeads(nn.Module):
         self.style = StyleProjector(c3, 128, 128)
         self.content = ContentProjector(c4, 256, 128)
 
+    def forward(self, f3: torch.Tensor, f4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(style embeddings of relu3_1 ``f3`` B x c3 x h x w, content embeddings of relu4_1 ``f4``), each B x 128.
+
+        One forward for both heads, so that DistributedDataParallel averages both heads' gradients.
+        """
+        return self.style(f3), self.content(f4)
+
 
 @register_task("iecontraast")
 class IEContraASTTask(SANetTask):
@@ -73,6 +81,7 @@ class IEContraASTTask(SANetTask):
         self.discriminator = MultiScaleDiscriminator(int(self.opts["discriminator_scales"])).to(device)
         self.ddp_generator = self.wrap_ddp(self.generator)
         self.ddp_discriminator = self.wrap_ddp(self.discriminator)
+        self.ddp_heads = self.wrap_ddp(self.heads)
         self.opt = torch.optim.Adam(list(self.generator.parameters()) + list(self.heads.parameters()),
                                     lr=config.lr)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
@@ -102,8 +111,9 @@ class IEContraASTTask(SANetTask):
         self.opt.zero_grad(set_to_none=True)
         with self.autocast():
             terms, out, out_feats = sanet_losses(self.ddp_generator, self.encoder, c, s, fc, fs, self.opts)
-            l_sc = iecontra_style_loss(self.heads.style(out_feats["relu3_1"]), self.opts["tau"])
-            l_cc = iecontra_content_loss(self.heads.content(out_feats["relu4_1"]), self.opts["tau"])
+            z_style, z_content = self.ddp_heads(out_feats["relu3_1"], out_feats["relu4_1"])
+            l_sc = iecontra_style_loss(z_style, self.opts["tau"])
+            l_cc = iecontra_content_loss(z_content, self.opts["tau"])
             l_gan = lsgan_g_loss(self.ddp_discriminator(out))
             total = (terms["total"] + self.opts["style_contrastive_weight"] * l_sc
                      + self.opts["content_contrastive_weight"] * l_cc + self.opts["gan_weight"] * l_gan)

@@ -1,11 +1,16 @@
 """Training task ``refine-encoder``: contrastive encoder refinement around AdaIN or SANet (Bai et al.).
 
-A trainable copy E_t of the pretrained encoder (initialised from it) encodes content and style for the method;
-the frozen pretrained encoder E_p stays the loss network. Added to the method's losses:
+A trainable encoder E_t encodes content and style for the method; the frozen pretrained encoder E_p stays the
+loss network and the feature regulariser's target. With ``layer_split`` (default, the paper's Sec. 3.1/4.1
+"we only retain Conv_X_1 layers and the corresponding pooling and ReLU layers of the original VGG-19") E_t is
+:class:`~impasto.encoders.split.SplitVGGEncoder`: conv0 and the ConvX_1 convs of E_p (their parameters as
+initialisation), pool -> convX_1 -> ReLU per block; ``layer_split=false`` refines a full copy of E_p instead.
+Added to the method's losses:
 ``w_sc L_style-contrast`` (anchor f_s(E_t(I_o)) at the method depth, positives 8 block-reshuffles of the style
 image, negatives the batch's contents, tau 0.07), ``w_pc L_patch`` (PatchNCE between E_t(I_cc) and E_t(I_c) on
 relu1_1..relu4_1, tau 0.07) and ``lambda_d sum ||E_t(c) - E_p(c)||_2`` at relu4_1 (AdaIN) or relu4_1 + relu5_1
-(SANet). The paper's ConvX_1-only layer split is not applied (the full encoder topology is refined).
+(SANet). The model file stores E_t's state (``encoder_state``) and ``encoder_split`` so that
+``impasto stylize -m adain|sanet --checkpoint model.pt`` rebuilds the same encoder.
 The weights w_sc = w_pc = 1 and lambda_d = 0.1 are our choice (the paper does not state them all).
 """
 
@@ -18,6 +23,8 @@ import torch
 from torch import nn
 
 from impasto.backbones import load_decoder, load_encoder
+from impasto.encoders.split import SplitVGGEncoder
+from impasto.encoders.vgg import VGGEncoder
 from impasto.errors import ConfigError
 from impasto.losses import (
     PatchContentContrastiveLoss,
@@ -58,10 +65,37 @@ REFINE_DEFAULTS: dict[str, Any] = {
     "reshuffle_blocks": 4,
     "num_patches": 64,
     "tau": 0.07,
+    "layer_split": True,
 }
 REFINE_CHOICES = {"base": ("adain", "sanet"), "init_decoder": ("pretrained", "random"),
                   "feature_reg_mode": ("norm", "mse")}
 PATCH_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+
+
+class RefineHeads(nn.Module):
+    """The trainable mapping networks: ``style`` (f_s, eq. 2) and ``patch`` (h_c, eq. 3), one forward for DDP."""
+
+    def __init__(self, style: RefineStyleContrastiveLoss, patch: PatchContentContrastiveLoss) -> None:
+        super().__init__()
+        self.style = style
+        self.patch = patch
+
+    def forward(self, anchor: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
+                feats_cc: dict[str, torch.Tensor], feats_c: dict[str, torch.Tensor],
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_style-contrast, L_patch), scalars: ``style(anchor B x C x h x w, positives B x P x C x h x w,
+        negatives K x C x h x w)`` and ``patch(feats_cc, feats_c)`` ({layer: B x C x h x w} each)."""
+        return self.style(anchor, positives, negatives), self.patch(feats_cc, feats_c, generator=generator)
+
+
+def refined_encoder(pretrained: VGGEncoder, layer_split: bool) -> VGGEncoder | SplitVGGEncoder:
+    """The trainable E_t initialised from ``pretrained`` (not modified): its ConvX_1 split or a full copy."""
+    if not layer_split:
+        return copy.deepcopy(pretrained).requires_grad_(True).train()
+    try:
+        return SplitVGGEncoder.from_encoder(pretrained, frozen=False).train()
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; set task_options.layer_split=false to refine the full encoder") from None
 
 
 @register_task("refine-encoder")
@@ -78,7 +112,7 @@ class RefineEncoderTask(ModelFileMixin, Task):
             opts["style_weight"] = 10.0 if self.base == "adain" else 3.0
         reach = "relu4_1" if self.base == "adain" else "relu5_1"
         self.pretrained = load_encoder(self.backbone, reach).to(device)  # frozen loss network
-        self.refined = copy.deepcopy(self.pretrained).requires_grad_(True).train()
+        self.refined = refined_encoder(self.pretrained, bool(opts["layer_split"]))
         if self.base == "adain":
             dec = load_decoder(self.backbone, self.depth)
             self.model: nn.Module = (trainable_decoder(dec) if opts["init_decoder"] == "pretrained"
@@ -95,9 +129,10 @@ class RefineEncoderTask(ModelFileMixin, Task):
         self.style_nce = RefineStyleContrastiveLoss(self.refined.channels(self.depth), tau=opts["tau"]).to(device)
         self.patch_nce = PatchContentContrastiveLoss({k: self.refined.channels(k) for k in PATCH_LAYERS},
                                                      num_patches=int(opts["num_patches"]), tau=opts["tau"]).to(device)
-        self.heads = nn.ModuleDict({"style": self.style_nce, "patch": self.patch_nce})
+        self.heads = RefineHeads(self.style_nce, self.patch_nce)
         self.ddp_model = self.wrap_ddp(self.model)
         self.ddp_refined = self.wrap_ddp(self.refined)
+        self.ddp_heads = self.wrap_ddp(self.heads)
         params = [*self.model.parameters(), *self.refined.parameters(), *self.heads.parameters()]
         self.opt = torch.optim.Adam(params, lr=config.lr)
         self.gen = torch.Generator().manual_seed(config.seed + 17)
@@ -153,10 +188,10 @@ class RefineEncoderTask(ModelFileMixin, Task):
             pos = self.ddp_refined(shuffled.flatten(0, 1), [self.depth])[self.depth]
             pos = pos.view(s.shape[0], p, *pos.shape[1:])
             anchor = self.ddp_refined(out, [self.depth])[self.depth]
-            l_sc = self.style_nce(anchor, pos, fc[self.depth])
-            # identity-preserving patch contrast between E_t(I_cc) and E_t(I_c)
+            # and the identity-preserving patch contrast between E_t(I_cc) and E_t(I_c)
             feats_cc = self.ddp_refined(i_cc, PATCH_LAYERS)
-            l_pc = self.patch_nce(feats_cc, {k: fc[k] for k in PATCH_LAYERS}, generator=self.gen)
+            l_sc, l_pc = self.ddp_heads(anchor, pos, fc[self.depth], feats_cc, {k: fc[k] for k in PATCH_LAYERS},
+                                        generator=self.gen)
             with torch.no_grad():
                 fp = self.pretrained(c, self.reg_layers)
             l_reg = feature_regularizer({k: fc[k] for k in self.reg_layers}, fp, mode=o["feature_reg_mode"])
@@ -179,7 +214,8 @@ class RefineEncoderTask(ModelFileMixin, Task):
         return self.model(fc, fs, size).clamp(0, 1)
 
     def _model_state(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"encoder_state": cpu_state(self.refined)}
+        extra: dict[str, Any] = {"encoder_state": cpu_state(self.refined),
+                                 "encoder_split": bool(self.opts["layer_split"])}
         decoder = self.model if self.base == "adain" else self.model.decoder
         if self.base == "sanet":
             extra.update(transform=cpu_state(self.model.transform),
