@@ -45,6 +45,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -342,13 +343,15 @@ def attach_parts(timer: PartTimer, stylizer: Any) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Machine measurements
 # ---------------------------------------------------------------------------------------------------------------
-def conv_throughput(repeats: int = 3, size: int = 256, channels: int = 128) -> float:
-    """MAC/s of a 3x3 ``channels -> channels`` convolution on 1 x channels x size x size (best of ``repeats``)."""
+def conv_throughput(repeats: int = 3, size: int = 256, channels: int = 128, precision: str = "fp32") -> float:
+    """MAC/s of a 3x3 ``channels -> channels`` convolution on 1 x channels x size x size (best of ``repeats``),
+    in float32 or under bf16 autocast (``precision`` as the Stylizer's)."""
     x = torch.randn(1, channels, size, size)
     conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
     macs = size * size * channels * channels * 9
     best = math.inf
-    with torch.no_grad():
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.no_grad(), amp:
         conv(x)
         for _ in range(max(1, repeats)):
             t0 = time.perf_counter()
@@ -357,10 +360,10 @@ def conv_throughput(repeats: int = 3, size: int = 256, channels: int = 128) -> f
     return macs / best
 
 
-def matmul_throughput(repeats: int = 3, n: int = 2048, k: int = 2304) -> float:
-    """MAC/s of an (n x k) @ (k x n) float32 matrix product (best of ``repeats``); k = 256 * 3 * 3 as in the
-    style-swap matching at relu3_1."""
-    a, b = torch.randn(n, k), torch.randn(k, n)
+def matmul_throughput(repeats: int = 3, n: int = 2048, k: int = 2304, dtype: torch.dtype = torch.float32) -> float:
+    """MAC/s of an (n x k) @ (k x n) matrix product in ``dtype`` (best of ``repeats``); k = 256 * 3 * 3 as in
+    the style-swap matching at relu3_1."""
+    a, b = torch.randn(n, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b
     best = math.inf
     for _ in range(max(1, repeats)):
@@ -431,6 +434,7 @@ class Case:
     height: int = 512
     repeats: int = 3
     gatys_steps: int | None = None
+    precision: str = "fp32"
 
     @property
     def size(self) -> str:
@@ -471,20 +475,29 @@ def _parse_size(s: str) -> tuple[int, int]:
     return int(s), int(s)
 
 
-def build_cases(labels: Sequence[str], sizes: Sequence[str] | None, repeats: int) -> list[Case]:
-    """Cases for the given config labels; sizes None = each config's defaults. Sides above 512 run once."""
+#: methods that run in one precision only: Gatys (fp32 pixel optimisation), Magenta (its own int8 ONNX graph)
+SINGLE_PRECISION = {"gatys": "fp32", "magenta": "fp32"}
+
+
+def build_cases(
+    labels: Sequence[str], sizes: Sequence[str] | None, repeats: int, precisions: Sequence[str] = ("bf16", "fp32")
+) -> list[Case]:
+    """Cases for the given config labels, each in every precision the method has; sizes None = each config's
+    defaults. Sides above 512 run once."""
     cases = []
     for label in labels:
         if label not in CONFIGS:
             raise SystemExit(f"unknown case {label!r}; known: {', '.join(CONFIGS)}")
         method, options = CONFIGS[label]
+        precs = [SINGLE_PRECISION[method]] if method in SINGLE_PRECISION else list(precisions)
         for s in sizes or DEFAULT_SIZES[label]:
             w, h = _parse_size(s)
             big = max(w, h) > 512
-            if method == "gatys":
-                cases.append(Case(label, method, dict(options), w, h, 1, gatys_steps=1))
-            else:
-                cases.append(Case(label, method, dict(options), w, h, 1 if big else repeats))
+            for prec in precs:
+                if method == "gatys":
+                    cases.append(Case(label, method, dict(options), w, h, 1, gatys_steps=1, precision=prec))
+                else:
+                    cases.append(Case(label, method, dict(options), w, h, 1 if big else repeats, precision=prec))
     return cases
 
 
@@ -515,8 +528,10 @@ def run_case(
     throughput_repeats: int = 2,
     style_size: int = 512,
     calib_size: int = 256,
+    save_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Measure one case in this process (see the module docstring); returns a flat dict of results."""
+    """Measure one case in this process (see the module docstring); returns a flat dict of results. With
+    ``save_dir``, the last output is saved there (float16) for the parent's PSNR of bf16 against fp32."""
     from impasto.pipeline import AUTO_TILE_PIXELS, Stylizer
 
     torch.set_num_threads(threads)
@@ -526,22 +541,19 @@ def run_case(
         "options": case.options,
         "size": case.size,
         "pixels": case.width * case.height,
+        "precision": case.precision,
     }
     res["loadavg"] = _loadavg()
-    rate_pre = conv_throughput(throughput_repeats, calib_size)
+    # the bound uses the conv rate of the case's own precision (int8 Magenta: the float32 rate)
+    rate_pre = conv_throughput(throughput_repeats, calib_size, precision=case.precision)
 
     t0 = time.perf_counter()
     opts = dict(case.options)
     if case.gatys_steps is not None:
         opts["steps"] = case.gatys_steps
-    st = Stylizer(case.method, device="cpu", style_size=style_size, **opts)
+    st = Stylizer(case.method, device="cpu", precision=case.precision, style_size=style_size, **opts)
     res["load_s"] = time.perf_counter() - t0
     res["describe"] = st.describe()
-    if not hasattr(st.method, "content_context"):
-        # Stylizer._run calls method.content_context(...) on tiled images, but only some methods define it (no
-        # default in Method): stand in for the missing default (no shared statistics) so the tiled cases run.
-        st.method.content_context = lambda content: None
-        res["shim"] = "content_context -> None"
     content = load_rgb(content_path, case.width, case.height)
     from PIL import Image
 
@@ -580,7 +592,7 @@ def run_case(
         code = st.encode_style(style)
         if case.method == "style-swap":
             res["style_patches"] = int(code.num_patches)
-            res["style_code_mb"] = (code.raw.numel() + code.filters.numel()) * code.raw.element_size() / 2**20
+            res["style_code_mb"] = code.nbytes / 2**20
 
         # -- stylisation: counted warm-up run, then timed runs (all with the style cached)
         timer.reset()
@@ -642,14 +654,38 @@ def run_case(
                     m.config.style_stride,
                 )
             res["match_macs_counted"] = mc.by_part.get("match", 0)
+            if case.precision == "bf16" and case.width * case.height <= 512 * 512:
+                res.update(pick_agreement(fs, m.encoder.encode(content), m.config.patch_size))
+        if save_dir:
+            torch.save(out.half(), Path(save_dir) / f"{case.label}_{case.size}_{case.precision}.pt")
     finally:
         if gatys_hook is not None:
             gatys_hook.remove()
         timer.close()
-    rate_post = conv_throughput(1, calib_size)
+    rate_post = conv_throughput(1, calib_size, precision=case.precision)
     res["conv_macs_per_s_pre"], res["conv_macs_per_s_post"] = rate_pre, rate_post
     res["conv_macs_per_s"] = max(rate_pre, rate_post)
     return res
+
+
+def pick_agreement(style_feat: torch.Tensor, content_feat: torch.Tensor, patch_size: int) -> dict[str, float]:
+    """Share of content patches whose style-swap pick under bf16 matching differs from the exact fp32 argmax,
+    without and with the exact re-scoring of the 4 best bf16 candidates (what impasto does at bf16)."""
+    import torch.nn.functional as F
+
+    from impasto.transforms.style_swap import _best_match, _best_match_reranked, style_swap_patches
+
+    with torch.no_grad():
+        p = style_swap_patches(style_feat.float(), patch_size)
+        cols = F.unfold(content_feat.float(), patch_size)[0]
+        exact = _best_match(cols, p.filters.reshape(p.num_patches, -1), 4096)
+        low = p.filters.reshape(p.num_patches, -1).bfloat16()
+        plain = _best_match(cols.bfloat16(), low, 4096)
+        reranked = _best_match_reranked(cols, low, p, 4096, 4)
+    return {
+        "picks_changed_plain_bf16": float((plain != exact).float().mean()),
+        "picks_changed_reranked": float((reranked != exact).float().mean()),
+    }
 
 
 def derive(res: dict[str, Any], rate: float | None = None) -> dict[str, Any]:
@@ -694,6 +730,7 @@ def run_in_subprocess(case: Case, args: argparse.Namespace, timeout: float = 180
             "enc_repeats": args.enc_repeats,
             "style_size": args.style_size,
             "calib_size": args.calib_size,
+            "save_dir": args.save_dir,
         }
     )
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", payload]
@@ -713,6 +750,18 @@ def run_in_subprocess(case: Case, args: argparse.Namespace, timeout: float = 180
     }
 
 
+def add_psnr(rows: Sequence[dict[str, Any]], save_dir: Path) -> None:
+    """Set ``psnr_vs_fp32`` on each bf16 row whose fp32 twin ran: PSNR (dB, images in [0, 1]) of its output."""
+    for r in rows:
+        if r.get("precision") != "bf16" or "error" in r:
+            continue
+        a = save_dir / f"{r['label']}_{r['size']}_bf16.pt"
+        b = save_dir / f"{r['label']}_{r['size']}_fp32.pt"
+        if a.is_file() and b.is_file():
+            mse = float(((torch.load(a).float() - torch.load(b).float()) ** 2).mean())
+            r["psnr_vs_fp32"] = 10 * math.log10(1 / mse) if mse > 0 else float("inf")
+
+
 def _opt_str(opts: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in opts.items()) or "-"
 
@@ -729,6 +778,7 @@ CSV_FIELDS = [
     "label",
     "method",
     "options",
+    "precision",
     "size",
     "tiled",
     "timed_runs",
@@ -757,6 +807,9 @@ CSV_FIELDS = [
     "swap_ratio",
     "style_patches",
     "style_code_mb",
+    "psnr_vs_fp32",
+    "picks_changed_plain_bf16",
+    "picks_changed_reranked",
     "parts_s",
     "macs_by_kind",
     "macs_by_part",
@@ -784,8 +837,15 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
             w.writerow(out)
 
 
-def _find(rows: Sequence[dict[str, Any]], label: str, size: str) -> dict[str, Any] | None:
-    return next((r for r in rows if r.get("label") == label and r.get("size") == size and "error" not in r), None)
+def _find(rows: Sequence[dict[str, Any]], label: str, size: str, precision: str | None = None) -> dict[str, Any] | None:
+    """The row of (label, size) in ``precision``; None = the fastest precision that ran (the goals use that:
+    it is what ``--precision auto`` picks on a machine with native bf16)."""
+    found = [
+        r for r in rows
+        if r.get("label") == label and r.get("size") == size and "error" not in r
+        and (precision is None or r.get("precision") == precision)
+    ]
+    return min(found, key=lambda r: r["time_s"], default=None)
 
 
 def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -798,17 +858,19 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
     ff = [r for r in rows if "error" not in r and r["method"] not in ("gatys", "magenta", "style-swap")]
     worst = max(ff, key=lambda r: r["ratio"], default=None)
     if worst:
-        bad = [f"{r['label']} {r['size']} {r['ratio']:.2f}x" for r in ff if r["ratio"] > 1.5]
+        bad = [f"{r['label']} {r['precision']} {r['size']} {r['ratio']:.2f}x" for r in ff if r["ratio"] > 1.5]
         out.append(
-            f"- Feed-forward methods within 1.5x of their bound: {verdict(not bad)} "
-            f"(worst {worst['label']} {worst['size']} {worst['ratio']:.2f}x"
+            f"- Feed-forward methods within 1.5x of their bound (each precision against its own conv rate): "
+            f"{verdict(not bad)} (worst {worst['label']} {worst['precision']} {worst['size']} {worst['ratio']:.2f}x"
             + (f"; over 1.5x: {', '.join(bad)}" if bad else "")
             + ")."
         )
     sw = [r for r in rows if "error" not in r and r["method"] == "style-swap" and "match_ratio" in r]
     if sw:
         txt = ", ".join(
-            f"{r['label']} {r['size']} matching {r['match_ratio']:.2f}x (whole swap {r['swap_ratio']:.2f}x)" for r in sw
+            f"{r['label']} {r['precision']} {r['size']} matching {r['match_ratio']:.2f}x (whole swap "
+            f"{r['swap_ratio']:.2f}x)"
+            for r in sw
         )
         out.append(
             f"- Style-swap patch matching within 2x of its MACs: "
@@ -819,10 +881,13 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
         for size in ("512x512", "1024x1024", "4000x3000"):
             a, mg = _find(rows, "adain-16x", size), _find(rows, "magenta", size)
             if a and mg:
+                fp = _find(rows, "adain-16x", size, "fp32")
                 out.append(
                     f"- adain on vgg19-16x faster than Magenta at {size}: "
-                    f"{verdict(a['time_s'] < mg['time_s'])} ({a['time_s']:.3f} s vs {mg['time_s']:.3f} s, "
-                    "same run)."
+                    f"{verdict(a['time_s'] < mg['time_s'])} ({a['time_s']:.3f} s ({a['precision']}) vs "
+                    f"{mg['time_s']:.3f} s, same run"
+                    + (f"; fp32: {fp['time_s']:.3f} s" if fp and fp is not a else "")
+                    + ")."
                 )
     mg = _find(rows, "magenta", "512x512")
     cal = mg["time_s"] / REFERENCES[("magenta (public ONNX)", 512)][0] if mg else None
@@ -841,7 +906,10 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
             ref = REFERENCES.get((ref_label, side))
             if r and ref:
                 target = ref[0] / 2
-                txt = f"{r['time_s']:.2f} s vs target {target:.2f} s (reference {ref[0]} s)"
+                txt = f"{r['time_s']:.2f} s ({r['precision']}) vs target {target:.2f} s (reference {ref[0]} s)"
+                fp = _find(rows, label, f"{side}x{side}", "fp32")
+                if fp and fp is not r:
+                    txt += f"; fp32: {fp['time_s']:.2f} s"
                 if cal:
                     txt += f"; scaled by the load factor: {r['time_s'] / cal:.2f} s"
                 out.append(
@@ -849,9 +917,15 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
                     f"{verdict(r['time_s'] <= target)} raw, "
                     f"{verdict(bool(cal) and r['time_s'] / cal <= target)} load-scaled ({txt})."
                 )
-    for r in [x for x in rows if x.get("label") == "style-swap" and "error" not in x]:
+    for size in dict.fromkeys(x["size"] for x in rows if x.get("label") == "style-swap" and "error" not in x):
+        r = _find(rows, "style-swap", size)
         if r["size"] == "512x512":
-            txt = f"{r['time_s']:.2f} s" + (f", load-scaled {r['time_s'] / cal:.2f} s" if cal else "")
+            txt = f"{r['time_s']:.2f} s ({r['precision']})" + (
+                f", load-scaled {r['time_s'] / cal:.2f} s" if cal else ""
+            )
+            fp = _find(rows, "style-swap", size, "fp32")
+            if fp and fp is not r:
+                txt += f"; fp32: {fp['time_s']:.2f} s"
             out.append(
                 f"- style-swap under 5 s at 512 px: {verdict(r['time_s'] < 5)} raw, "
                 f"{verdict(bool(cal) and r['time_s'] / cal < 5)} load-scaled ({txt}; public port 10.7 s, "
@@ -878,10 +952,12 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         f"- Date: {meta['date']}; machine: {meta['cpu']}, {meta['threads']} threads (`torch.set_num_threads`), "
         f"torch {meta['torch']}, Python {meta['python']}, OMP_WAIT_POLICY {meta['omp']}; impasto at commit "
         f"{meta['commit']}.",
-        f"- Conv throughput (1x128x{meta['calib_size']}x{meta['calib_size']}, 3x3, 128->128, float32): "
+        f"- Conv throughput (1x128x{meta['calib_size']}x{meta['calib_size']}, 3x3, 128->128), float32: "
         f"run start {meta['rate_start'] / 1e9:.1f} GMAC/s, run end {meta['rate_end'] / 1e9:.1f} GMAC/s, best of "
-        f"all cases {meta['rate_best'] / 1e9:.1f} GMAC/s; matmul ({meta['mm_n']}x2304 @ 2304x{meta['mm_n']}) "
-        f"{meta['mm_rate'] / 1e9:.1f} GMAC/s.",
+        f"all cases {meta['rate_best'] / 1e9:.1f} GMAC/s; bf16 autocast: run start "
+        f"{meta['rate_start_bf16'] / 1e9:.1f}, run end {meta['rate_end_bf16'] / 1e9:.1f} GMAC/s; matmul "
+        f"({meta['mm_n']}x2304 @ 2304x{meta['mm_n']}) {meta['mm_rate'] / 1e9:.1f} GMAC/s float32, "
+        f"{meta['mm_rate_bf16'] / 1e9:.1f} GMAC/s bfloat16.",
         f"- Load average (1 min) at start / end: {meta['load_start']} / {meta['load_end']} "
         "(the machine is shared: every bound uses the conv rate measured inside the case's own process, right "
         "before and after it, best of 3).",
@@ -894,17 +970,20 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         "peak MB = resident-memory high-water mark during those runs "
         "above the loaded model, inputs and cached style (fresh process per case); GMACs = multiply-adds of "
         "all convolutions and matrix products executed (tile overlaps included); bound = GMACs / conv "
-        "throughput; ratio = time / bound; enc = `encode_style` uncached (cache cleared) and cached (hit).",
+        "throughput of the case's precision (bf16 rows: the bf16 conv rate, measured in the case's process); "
+        "ratio = time / bound; enc = `encode_style` uncached (cache cleared) and cached (hit); prec = the "
+        "Stylizer's `precision` (`auto` picks bf16 on this CPU, which has AVX512-BF16); PSNR = the bf16 output "
+        "against the fp32 output of the same case (dB, pixels in [0, 1]).",
         "",
-        "| method | options | size | runs | time s | peak MB | GMACs | bound s | ratio | enc uncached s "
-        "| enc cached ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | options | prec | size | runs | time s | peak MB | GMACs | bound s | ratio | enc uncached s "
+        "| enc cached ms | PSNR vs fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r:
             L.append(
-                f"| {r['label']} | {_opt_str(r.get('options', {}))} | {r['size']} | - | error: "
-                f"{r['error'][:80]} | | | | | | |"
+                f"| {r['label']} | {_opt_str(r.get('options', {}))} | {r.get('precision', '-')} | {r['size']} | - "
+                f"| error: {r['error'][:80]} | | | | | | | |"
             )
             continue
         size = r["size"] + (" (tiled)" if r.get("tiled") else "")
@@ -914,20 +993,21 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
             t += f" per iteration ({r['iterations']} in {r['time_s']:.1f} s)"
             gm += " per iteration"
         opts = _opt_str(r.get("options", {}))
+        prec = r.get("precision", "-")
         if r["method"] == "magenta":
-            opts += " (int8 ONNX)"
+            opts, prec = "-", "int8 ONNX"
         L.append(
-            f"| {r['label']} | {opts} | {size} | {r['timed_runs']} | {t} | {_fmt(r['peak_mb'], 0)} | "
+            f"| {r['label']} | {opts} | {prec} | {size} | {r['timed_runs']} | {t} | {_fmt(r['peak_mb'], 0)} | "
             f"{gm} | {_fmt(r['bound_s'], 3)} | {_fmt(r['ratio'], 2)} | {_fmt(r['enc_uncached_s'], 3)} | "
-            f"{_fmt(r['enc_cached_s'] * 1000, 1)} |"
+            f"{_fmt(r['enc_cached_s'] * 1000, 1)} | {_fmt(r.get('psnr_vs_fp32'), 1)} |"
         )
     L += [
         "",
         "Where the time goes (seconds per run; inclusive: `match` is inside `swap`; `other` = time outside "
         "the listed parts: tiling, blending, padding, clamping, copies):",
         "",
-        "| method | size | parts (s) | MACs by part (G) |",
-        "|---|---|---|---|",
+        "| method | prec | size | parts (s) | MACs by part (G) |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r or not r.get("parts_s"):
@@ -937,25 +1017,33 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         ps["other"] = max(0.0, r["time_s"] - top)
         parts = ", ".join(f"{k} {v:.3f}" for k, v in ps.items())
         mp = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in r.get("macs_by_part", {}).items())
-        L.append(f"| {r['label']} | {r['size']} | {parts} | {mp} |")
+        L.append(f"| {r['label']} | {r.get('precision', '-')} | {r['size']} | {parts} | {mp} |")
     sw = [r for r in rows if "error" not in r and r["method"] == "style-swap"]
     if sw:
         L += [
             "",
             "Style-swap matching (content patches x style patches x C*k*k multiply-adds):",
             "",
-            "| case | size | style patches | matching GMACs counted (analytic) | matching s | swap s | bound s "
+            "| case | prec | size | style patches | matching GMACs counted (analytic) | matching s | swap s | bound s "
             "| matching ratio | swap ratio | style code MB |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sw:
             L.append(
-                f"| {r['label']} | {r['size']} | {r.get('style_patches', '-')} | "
+                f"| {r['label']} | {r.get('precision', '-')} | {r['size']} | {r.get('style_patches', '-')} | "
                 f"{r.get('match_macs_counted', 0) / 1e9:.1f} ({_fmt((r.get('match_macs_analytic') or 0) / 1e9, 1)}) "
                 f"| {_fmt(r.get('match_s'), 2)} | {_fmt(r.get('swap_s'), 2)} | {_fmt(r.get('match_bound_s'), 2)} | "
                 f"{_fmt(r.get('match_ratio'), 2)} | {_fmt(r.get('swap_ratio'), 2)} | "
                 f"{_fmt(r.get('style_code_mb'), 0)} |"
             )
+        picks = [r for r in sw if "picks_changed_reranked" in r]
+        if picks:
+            L += ["", "bf16 matching against the exact fp32 argmax (share of content patches whose pick changes): "
+                  + "; ".join(
+                      f"{r['label']} {r['size']}: plain bf16 argmax {100 * r['picks_changed_plain_bf16']:.2f}%, "
+                      "with the exact re-scoring of the 4 best bf16 candidates "
+                      f"{100 * r['picks_changed_reranked']:.3f}%"
+                      for r in picks) + "."]
     L += [
         "",
         "Reference numbers (measured earlier on this machine with the peers' public code, 2 threads):",
@@ -976,13 +1064,6 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
                 f"executed {r['macs'] / 1e9:.0f} GMACs, {r['macs'] / ideal:.2f}x the {ideal / 1e9:.0f} GMACs of "
                 "the image processed untiled (the 512 case scaled by the pixel count)."
             )
-    shimmed = [f"{r['label']} {r['size']}" for r in rows if r.get("shim") and r.get("tiled") and "error" not in r]
-    if shimmed:
-        notes.append(
-            f"- {', '.join(shimmed)}: ran with a benchmark-side stand-in `method.content_context = lambda c: None`: "
-            "`Stylizer` calls `method.content_context` for tiled images, but only some methods define it (no "
-            "default in `Method`), so without it these cases raise AttributeError."
-        )
     if notes:
         L += ["", "Notes:", ""] + notes
     L += ["", "## Goals", ""] + goals(rows) + [""]
@@ -1036,6 +1117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--style", default=str(DEFAULT_STYLE))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--name", default="inference", help="base name of the .md/.csv written to --out")
+    p.add_argument("--precisions", default="bf16,fp32", help="comma-separated Stylizer precisions to run")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -1050,6 +1132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             long_s=spec["long_s"],
             style_size=spec["style_size"],
             calib_size=spec["calib_size"],
+            save_dir=spec.get("save_dir"),
         )
         print(RESULT_TAG + json.dumps(res, default=float), flush=True)
         return 0
@@ -1058,7 +1141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.enc_repeats = args.enc_repeats or (3 if args.quick else 5)
     labels = [s.strip() for s in args.cases.split(",") if s.strip()]
     sizes = [s.strip() for s in args.sizes.split(",")] if args.sizes else None
-    cases = build_cases(labels, sizes, repeats)
+    precisions = [s.strip() for s in args.precisions.split(",") if s.strip()]
+    cases = build_cases(labels, sizes, repeats, precisions)
+    save = tempfile.TemporaryDirectory(prefix="impasto-bench-")
+    args.save_dir = save.name
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -1087,8 +1173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "omp": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY") or "unset (libgomp default: spin, then sleep)",
     }
     meta["rate_start"] = conv_throughput(5, args.calib_size)
+    meta["rate_start_bf16"] = conv_throughput(5, args.calib_size, precision="bf16")
     meta["mm_n"] = 8 * args.calib_size
     meta["mm_rate"] = matmul_throughput(3, n=meta["mm_n"])
+    meta["mm_rate_bf16"] = matmul_throughput(3, n=meta["mm_n"], dtype=torch.bfloat16)
     print(
         f"conv throughput {meta['rate_start'] / 1e9:.1f} GMAC/s, matmul {meta['mm_rate'] / 1e9:.1f} GMAC/s; "
         f"{len(cases)} cases",
@@ -1101,7 +1189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "error" not in res:
             res = derive(res)
             print(
-                f"{case.label:16s} {case.size:>10s}  {res['time_per_unit_s']:8.3f} s  peak {res['peak_mb']:7.0f} MB"
+                f"{case.label:16s} {case.size:>10s} {case.precision}  {res['time_per_unit_s']:8.3f} s  "
+                f"peak {res['peak_mb']:7.0f} MB"
                 f"  {res['macs_per_unit'] / 1e9:8.1f} GMAC  ratio {res['ratio']:5.2f}  "
                 f"enc {res['enc_uncached_s']:.3f}/{res['enc_cached_s'] * 1e3:.1f}ms  "
                 f"[{time.perf_counter() - t0:.0f} s wall]",
@@ -1111,9 +1200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{case.label:16s} {case.size:>10s}  ERROR {res['error']}", flush=True)
         res.setdefault("options", case.options)
         rows.append(res)
+    add_psnr(rows, Path(args.save_dir))
+    save.cleanup()
     meta["rate_end"] = conv_throughput(3, args.calib_size)
+    meta["rate_end_bf16"] = conv_throughput(3, args.calib_size, precision="bf16")
     meta["rate_best"] = max(
-        [meta["rate_start"], meta["rate_end"]] + [r["conv_macs_per_s"] for r in rows if "conv_macs_per_s" in r]
+        [meta["rate_start"], meta["rate_end"]]
+        + [r["conv_macs_per_s"] for r in rows if "conv_macs_per_s" in r and r.get("precision") == "fp32"]
     )
     meta["load_end"] = _loadavg()
     meta["wall_s"] = time.perf_counter() - t_start

@@ -205,7 +205,7 @@ class Stylizer:
 
     def describe(self) -> str:
         """One line describing the method's resolved configuration and precision."""
-        return f"{self.method.describe()} [{self.precision}]"
+        return f"{self.method.describe()}, precision {self.precision}"
 
     # -- styles --------------------------------------------------------------------------------------------
     def encode_style(self, style: ImageInput) -> Any:

@@ -119,6 +119,19 @@ def test_tiling_matches_untiled_and_reports_progress(adain, imgs):
     assert float((tiled - whole).abs().mean()) < 1e-3  # measured 1e-7: aligned tiles with context match exactly
 
 
+@pytest.mark.parametrize("method", ["microast", "wct"])
+def test_tiling_works_for_methods_without_shared_context(method, imgs):
+    # methods without content_context (MicroAST, WCT) tile with per-tile statistics: no crash, full size, and
+    # each tile is a stylisation (close to the untiled image, not equal: statistics are per tile)
+    c, s1, _ = imgs
+    big = F.interpolate(c, size=(300, 460), mode="bilinear", align_corners=False)
+    st = Stylizer(method, style_size=192, encoder="vgg19-16x") if method == "wct" else Stylizer(method, style_size=192)
+    tiled = st.stylize_tensor(big, s1, tile_size=192, tile_overlap=48)
+    whole = st.stylize_tensor(big, s1, tile_size=0)
+    assert tiled.shape == whole.shape == big.shape
+    assert mse(tiled, whole) < 0.5 * mse(whole, big)
+
+
 def test_tile_grid_covers():
     for length, tile, ov in [(1000, 256, 32), (257, 256, 32), (100, 256, 32), (4000, 1024, 64)]:
         starts = tile_grid(length, tile, ov)

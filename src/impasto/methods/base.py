@@ -84,10 +84,22 @@ class Method:
         raise NotImplementedError
 
     def stylize(
-        self, content: torch.Tensor, styles: Sequence[Any], mix: torch.Tensor, alpha: float = 1.0
+        self,
+        content: torch.Tensor,
+        styles: Sequence[Any],
+        mix: torch.Tensor,
+        alpha: float = 1.0,
+        context: Any = None,
     ) -> torch.Tensor:
-        """Stylise 1 x 3 x H x W content in [0, 1]; returns 1 x 3 x H x W in [0, 1] of the same size."""
+        """Stylise 1 x 3 x H x W content in [0, 1]; returns 1 x 3 x H x W in [0, 1] of the same size.
+
+        ``context``: what :meth:`content_context` returned for the whole image when ``content`` is one tile.
+        """
         raise NotImplementedError
+
+    def content_context(self, content: torch.Tensor) -> Any:
+        """Statistics of the whole (downscaled) image shared by all its tiles; None: each tile on its own."""
+        return None
 
     def describe(self) -> str:
         """One line about the resolved configuration (encoder, depth, weights)."""

@@ -1,0 +1,97 @@
+"""Inference precision: ``auto`` / ``fp32`` / ``bf16`` resolve as documented, bf16 really runs the convolutions in
+bfloat16 while the transforms stay float32, and its results stay close to fp32 on real photos."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from impasto import Stylizer
+from impasto.cli import app
+from impasto.errors import ConfigError
+from impasto.pipeline import _as_tensor, native_bf16, resolve_precision
+
+
+def test_resolve_precision_rules() -> None:
+    expected = "bf16" if native_bf16("cpu") else "fp32"
+    assert resolve_precision("auto", "cpu", "adain") == expected
+    assert resolve_precision("auto", "cpu", "gatys") == "fp32"  # pixel optimisation: fp32 only
+    assert resolve_precision("fp32", "cpu", "adain") == "fp32"
+    assert resolve_precision("bf16", "cpu", "adain") == "bf16"
+    with pytest.raises(ConfigError, match="precision"):
+        resolve_precision("fp16x", "cpu", "adain")
+
+
+@pytest.mark.weights
+def test_gatys_refuses_bf16() -> None:
+    with pytest.raises(ConfigError, match="fp32 only"):
+        Stylizer("gatys", precision="bf16")
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+@pytest.fixture(scope="module")
+def photo(content_path) -> torch.Tensor:
+    return F.interpolate(_as_tensor(content_path, "content"), size=(192, 256), mode="bilinear", antialias=True)
+
+
+def _conv_output_dtypes(module: torch.nn.Module) -> tuple[set[torch.dtype], list]:
+    seen: set[torch.dtype] = set()
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+             for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    return seen, hooks
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize(("method", "options", "min_psnr"), [
+    ("adain", {"encoder": "vgg19-16x"}, 35.0),
+    ("wct", {"encoder": "vgg19-16x"}, 30.0),
+    ("microast", {}, 35.0),
+])
+def test_bf16_runs_bf16_convs_and_stays_close_to_fp32(photo, style_path, method, options, min_psnr) -> None:
+    exact = Stylizer(method, precision="fp32", **options)
+    fast = Stylizer(method, precision="bf16", **options)
+    model = fast.method.model if method == "microast" else fast.method.decoder if method == "adain" else \
+        fast.method.decoders["relu1_1"]
+    seen, hooks = _conv_output_dtypes(model)
+    out_fast = fast.stylize_tensor(photo, style_path)
+    for h in hooks:
+        h.remove()
+    out_exact = exact.stylize_tensor(photo, style_path)
+    assert torch.bfloat16 in seen  # the convolutions really ran in bf16
+    assert out_fast.dtype == torch.float32 and out_fast.shape == photo.shape
+    psnr = _psnr(out_fast, out_exact)
+    assert min_psnr < psnr < 80  # close, and not silently the same fp32 computation
+    # fp32 is deterministic and exact: the same result twice
+    assert torch.equal(exact.stylize_tensor(photo, style_path), out_exact)
+
+
+@pytest.mark.weights
+def test_wct_bf16_keeps_the_small_coarse_level_in_fp32(photo, style_path) -> None:
+    st = Stylizer("wct", precision="bf16", encoder="vgg19-16x")
+    dtypes = {}
+    for level in ("relu5_1", "relu1_1"):
+        seen, hooks = _conv_output_dtypes(st.method.encoders[level])
+        st.stylize_tensor(photo, style_path)
+        for h in hooks:
+            h.remove()
+        dtypes[level] = seen
+    # 192 x 256 at relu5_1: 12 x 16 = 192 pixels for 128 channels -> fp32; relu1_1: full size -> bf16
+    assert dtypes["relu5_1"] == {torch.float32}
+    assert dtypes["relu1_1"] == {torch.bfloat16}
+
+
+@pytest.mark.weights
+def test_cli_precision_option(tmp_path, content_path, style_path) -> None:
+    out = tmp_path / "o.png"
+    res = CliRunner().invoke(app, ["stylize", str(content_path), "-s", str(style_path), "-o", str(out),
+                                   "--max-size", "96", "--precision", "fp32"])
+    assert res.exit_code == 0, res.output
+    assert "precision fp32" in " ".join(res.output.split()) and out.is_file()
+    res = CliRunner().invoke(app, ["stylize", str(content_path), "-s", str(style_path), "-o", str(out),
+                                   "--precision", "half"])
+    assert res.exit_code != 0 and "precision" in res.output and "Traceback" not in res.output
