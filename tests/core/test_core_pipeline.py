@@ -132,6 +132,18 @@ def test_tiling_works_for_methods_without_shared_context(method, imgs):
     assert mse(tiled, whole) < 0.5 * mse(whole, big)
 
 
+def test_balanced_tiles_cover_with_the_same_count_and_less_work():
+    from impasto.pipeline import balanced_tile
+
+    for length, tile, ov in [(4000, 1024, 64), (3000, 1024, 64), (300, 192, 48), (1025, 1024, 64), (100, 256, 32)]:
+        b = balanced_tile(length, tile, ov)
+        starts = tile_grid(length, b, ov)
+        assert b <= tile and len(starts) == len(tile_grid(length, tile, ov))
+        assert starts[0] == 0 and starts[-1] + b >= length
+        assert all(a + b - c >= ov for a, c in zip(starts, starts[1:]))
+    assert balanced_tile(4000, 1024, 64) == 852  # (4000 + 4 * 64) / 5
+
+
 def test_tile_grid_covers():
     for length, tile, ov in [(1000, 256, 32), (257, 256, 32), (100, 256, 32), (4000, 1024, 64)]:
         starts = tile_grid(length, tile, ov)

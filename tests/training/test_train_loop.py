@@ -261,3 +261,16 @@ def test_log_file_is_jsonl(reference) -> None:
     _, cfg, _ = reference
     lines = (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_resume_with_a_mismatching_checkpoint_is_a_clear_error(reference, tmp_path: Path) -> None:
+    root, _, _ = reference
+    cfg2 = toy_config(root, out=f"mismatch_{tmp_path.name}")
+    train(cfg2, max_steps=2, progress=False)
+    path = Path(cfg2.out_dir) / "checkpoints" / "step_0000002.pt"
+    ck = torch.load(path, weights_only=False)
+    name = next(iter(ck["modules"]))
+    ck["modules"][name] = {k + "_renamed": v for k, v in ck["modules"][name].items()}  # another architecture
+    torch.save(ck, path)
+    with pytest.raises(ConfigError, match="does not match the model"):
+        train(None, resume=path, progress=False)

@@ -448,7 +448,14 @@ def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, 
         step = int(ckpt["step"])
         elapsed0 = float(ckpt.get("elapsed", 0.0))
         for name, module in modules.items():
-            D.unwrap(module).load_state_dict(ckpt["modules"][name])
+            try:
+                D.unwrap(module).load_state_dict(ckpt["modules"][name])
+            except (KeyError, RuntimeError) as exc:
+                raise ConfigError(
+                    f"the checkpoint's {name!r} does not match the model this configuration builds "
+                    f"({str(exc).splitlines()[0][:200]}); resume with the run's own config. A refine-encoder run "
+                    "saved before the ConvX_1 layer split became the default needs task_options.layer_split=false"
+                ) from None
         for name, opt in optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][name])
         task.load_state_dict(ckpt.get("task_state") or {})
