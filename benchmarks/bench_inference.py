@@ -329,6 +329,7 @@ def attach_parts(timer: PartTimer, stylizer: Any) -> None:
         timer.add_module("decoder", m.decoder)
         timer.add_function(m_swap, "style_swap", "swap")
         timer.add_function(t_swap, "_best_match", "match")
+        timer.add_function(t_swap, "_best_match_reranked", "match")  # bf16 matching with exact re-scoring
         timer.add_function(m_swap, "style_swap_patches", "patches")
         timer.add_function(m_swap, "blend_features", "blend")
     elif name == "microast":
