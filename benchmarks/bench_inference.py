@@ -1057,10 +1057,11 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
     notes = []
     for r in rows:
         small = _find(rows, r.get("label", ""), "512x512")
-        if r.get("tiled") and "error" not in r and small and small["macs"] and r["method"] != "magenta":
+        first = r is _find(rows, r.get("label", ""), r.get("size", ""), "fp32")  # one note per label and size
+        if r.get("tiled") and first and small and small["macs"] and r["method"] != "magenta":
             ideal = small["macs"] * r["pixels"] / small["pixels"]
             notes.append(
-                f"- {r['label']} {r['size']}: the tiles (1024 px, 64 px overlap, plus any context margin or "
+                f"- {r['label']} {r['size']}: the tiles (at most 1024 px, 64 px overlap, plus context margins or a "
                 "whole-image context pass) "
                 f"executed {r['macs'] / 1e9:.0f} GMACs, {r['macs'] / ideal:.2f}x the {ideal / 1e9:.0f} GMACs of "
                 "the image processed untiled (the 512 case scaled by the pixel count)."
