@@ -140,7 +140,7 @@ def test_balanced_tiles_cover_with_the_same_count_and_less_work():
         starts = tile_grid(length, b, ov)
         assert b <= tile and len(starts) == len(tile_grid(length, tile, ov))
         assert starts[0] == 0 and starts[-1] + b >= length
-        assert all(a + b - c >= ov for a, c in zip(starts, starts[1:]))
+        assert all(a + b - c >= ov for a, c in zip(starts, starts[1:], strict=False))
     assert balanced_tile(4000, 1024, 64) == 852  # (4000 + 4 * 64) / 5
 
 
