@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from impasto.backbones import load_decoder, load_encoder
+from impasto.errors import ImpastoError
 from impasto.io.images import iter_image_files, load_tensor
 from impasto.methods.adain import load_model_decoder
 from impasto.methods.common import load_impasto_checkpoint
@@ -80,4 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ImpastoError as exc:  # a missing model file or weights: the message says what to do
+        sys.exit(f"error: {exc}")

@@ -59,7 +59,7 @@ class VGGEncoder(nn.Module):
         self.conv0 = nn.Conv2d(3, 3, 1)
         self.convs = nn.ModuleDict()
         in_ch = 3
-        for name in conv_names(depth):
+        for name in self._conv_names(depth):
             b, j = _block(name)
             out_ch = first_width if (first_width and (b, j) == (1, 1)) else self.widths[b - 1]
             self.convs[name] = nn.Conv2d(in_ch, out_ch, 3)
@@ -69,30 +69,36 @@ class VGGEncoder(nn.Module):
             self.requires_grad_(False)
             self.eval()
 
+    #: the convs built for a depth (subclasses keep fewer: see :class:`~impasto.encoders.split.SplitVGGEncoder`)
+    _conv_names = staticmethod(conv_names)
+
     @property
     def layer_names(self) -> list[str]:
         return [n.replace("conv", "relu") for n in self.convs]
 
-    def channels(self, layer: str) -> int:
-        """Number of channels of ``layer``'s output."""
-        return self.convs[layer.replace("relu", "conv")].out_channels
-
-    def forward(self, x: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-        """Encode ``x`` (B x 3 x H x W in [0, 1]) and return {layer: features} for ``layers`` (default: depth)."""
-        wanted = set(layers) if layers is not None else {self.depth}
-        unknown = wanted - set(self.layer_names)
+    def _check_layers(self, wanted: Iterable[str]) -> None:
+        unknown = set(wanted) - set(self.layer_names)
         if unknown:
             raise ConfigError(
                 f"layers {sorted(unknown)} are not in this encoder (depth {self.depth}); "
                 f"available: {', '.join(self.layer_names)}"
             )
-        last = max(layer_index(w) for w in wanted)
+
+    def channels(self, layer: str) -> int:
+        """Number of channels of ``layer``'s output."""
+        self._check_layers([layer])
+        return self.convs[layer.replace("relu", "conv")].out_channels
+
+    def forward(self, x: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """Encode ``x`` (B x 3 x H x W in [0, 1]) and return {layer: features} for ``layers`` (default: depth)."""
+        wanted = set(layers) if layers is not None else {self.depth}
+        self._check_layers(wanted)
         out: dict[str, torch.Tensor] = {}
         # channels-last runs the 3x3 convs 1.3-1.6x faster on CPU (benchmarks/README.md); values are unchanged
         h = self.conv0(x.contiguous(memory_format=torch.channels_last))
         prev_block = 1
-        for i, (name, conv) in enumerate(self.convs.items()):
-            if i > last:
+        for name, conv in self.convs.items():
+            if len(out) == len(wanted):  # every wanted layer computed: the deeper convs are not run
                 break
             b, _ = _block(name)
             if b != prev_block:
