@@ -67,11 +67,15 @@ def test_style_swap_matching_macs_equal_counted(bench):
     for stride, style_stride in ((1, 1), (2, 1), (1, 2)):
         patches = style_swap_patches(style, 3, style_stride)
         with bench.MacCounter() as mc:
-            style_swap(content, patches, stride=stride, chunk_size=5)
+            style_swap(content, patches, stride=stride, chunk_size=5, algorithm="direct")
         expected = bench.style_swap_matching_macs((9, 10), (6, 7), 4, 3, stride, style_stride)
         assert mc.by_kind["matmul"] == expected
     # hand count, stride 2: rows (9-3)/2+1 = 4, columns padded 10 -> 11: 5; style 4 x 5 patches; C*k*k = 36
     assert bench.style_swap_matching_macs((9, 10), (6, 7), 4, 3, 2, 1) == 20 * 20 * 36
+    # the correlation algorithm: one block of all 9 content rows x all 6 style rows: (9*10) x C x (6*7)
+    with bench.MacCounter() as mc:
+        style_swap(content, style_swap_patches(style, 3), algorithm="correlation")
+    assert mc.by_kind["matmul"] == 90 * 4 * 42 < bench.style_swap_matching_macs((9, 10), (6, 7), 4, 3)
 
 
 def test_peak_memory_sees_a_temporary(bench):

@@ -191,6 +191,10 @@ def test_unknown_method_and_option():
         Stylizer("adain", bogus=1)
     with pytest.raises(ConfigError, match="encoder"):
         Stylizer("adain", encoder="resnet")
+    with pytest.raises(ConfigError, match="matching must be one of"):
+        Stylizer("style-swap", matching="fft")
+    with pytest.raises(ConfigError, match="stride=1"):
+        Stylizer("style-swap", matching="correlation", stride=2)
 
 
 @pytest.mark.slow

@@ -115,7 +115,7 @@ def test_several_style_images() -> None:
 def test_bfloat16_matching_runs() -> None:
     torch.manual_seed(4)
     content, style = torch.randn(1, 8, 10, 10), torch.randn(1, 8, 10, 10)
-    out = style_swap(content, style_swap_patches(style), compute_dtype=torch.bfloat16)
+    out = style_swap(content, style_swap_patches(style), compute_dtype=torch.bfloat16, algorithm="direct")
     assert out.shape == content.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
@@ -127,8 +127,9 @@ def test_bfloat16_rerank_recovers_the_exact_pick() -> None:
     p = style_swap_patches(style, patch_size=1)
     exact = style_swap(content, p)
     assert torch.equal(exact, style[..., 1:2])
-    assert torch.equal(style_swap(content, p, compute_dtype=torch.bfloat16, rerank=4), exact)
-    assert torch.equal(style_swap(content, p, compute_dtype=torch.bfloat16, rerank=1), style[..., 0:1])
+    assert torch.equal(style_swap(content, p, compute_dtype=torch.bfloat16, rerank=4, algorithm="direct"), exact)
+    plain = style_swap(content, p, compute_dtype=torch.bfloat16, rerank=1, algorithm="direct")
+    assert torch.equal(plain, style[..., 0:1])
 
 
 def test_bfloat16_rerank_matches_exact_on_correlated_features() -> None:
@@ -138,8 +139,8 @@ def test_bfloat16_rerank_matches_exact_on_correlated_features() -> None:
     content, style = feats[:1], feats[1:]
     p = style_swap_patches(style)
     exact = style_swap(content, p)
-    plain = style_swap(content, p, compute_dtype=torch.bfloat16, rerank=1)
-    reranked = style_swap(content, p, compute_dtype=torch.bfloat16, rerank=4)
+    plain = style_swap(content, p, compute_dtype=torch.bfloat16, rerank=1, algorithm="direct")
+    reranked = style_swap(content, p, compute_dtype=torch.bfloat16, rerank=4, algorithm="direct")
     changed = lambda out: ((out - exact).abs().amax(1) > 1e-6).float().mean().item()  # noqa: E731
     assert changed(plain) > 0  # plain bf16 does change picks on these features...
     assert changed(reranked) < changed(plain) / 10  # ...re-ranking 4 candidates undoes nearly all of it
@@ -175,6 +176,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
     from impasto.transforms import style_swap, style_swap_patches
     torch.set_num_threads(2)
     c, hc, hs, budget = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    algorithm = sys.argv[5]
     content = torch.randn(1, c, hc, hc).relu()
     patches = style_swap_patches(torch.randn(1, c, hs, hs).relu())
     def status_mb(key):
@@ -187,20 +189,20 @@ _MEMORY_SCRIPT = textwrap.dedent(
         reset = True
     except OSError:
         reset = False
-    out = style_swap(content, patches, max_memory_mb=budget)
+    out = style_swap(content, patches, max_memory_mb=budget, algorithm=algorithm)
     peak = status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"extra_mb": peak - before, "finite": bool(torch.isfinite(out).all())}))
     """
 )
 
 
-def _extra_peak_mb(c: int, hc: int, hs: int, budget: float) -> float:
+def _extra_peak_mb(c: int, hc: int, hs: int, budget: float, algorithm: str = "auto") -> float:
     """Peak RSS above the RSS before the call (inputs and patches already allocated), in a fresh process.
 
     ru_maxrss also counts the import peak, so this can only overestimate the call's own peak.
     """
     res = subprocess.run(
-        [sys.executable, "-c", _MEMORY_SCRIPT, str(c), str(hc), str(hs), str(budget)],
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(c), str(hc), str(hs), str(budget), algorithm],
         capture_output=True,
         text=True,
         timeout=600,
@@ -212,18 +214,19 @@ def _extra_peak_mb(c: int, hc: int, hs: int, budget: float) -> float:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_memory_bounded_large_content() -> None:
+@pytest.mark.parametrize("algorithm", ["direct", "correlation"])
+def test_memory_bounded_large_content(algorithm: str) -> None:
     # 254^2 content patches x 62^2 style patches: an unchunked score map alone would take 1 GB
     # (measured: about 65 MB above the inputs with a 64 MB budget, 126 MB with 128 MB)
-    assert _extra_peak_mb(16, 256, 64, budget=64) < 150
+    assert _extra_peak_mb(16, 256, 64, budget=64, algorithm=algorithm) < 150
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_memory_bounded_distilled_relu3_1_size() -> None:
-    # 1x64x256x256 content vs 1x64x128x128 style: 1.2 TFLOP, about 15-80 s on 2 shared cores;
-    # the unchunked score map alone would take 4.2 GB
-    assert _extra_peak_mb(64, 256, 128, budget=128) < 300
+    # 1x64x256x256 content vs 1x64x128x128 style: 1.2 TFLOP by the direct matching, about 15-80 s on 2 shared
+    # cores; the unchunked score map alone would take 4.2 GB
+    assert _extra_peak_mb(64, 256, 128, budget=128, algorithm="direct") < 300
 
 
 def test_output_is_a_constant_target() -> None:
@@ -237,6 +240,69 @@ def test_ties_pick_the_first_patch_in_every_chunking() -> None:
     p = style_swap_patches(torch.randn(1, 3, 6, 6))
     content = torch.zeros(1, 3, 5, 7)
     expected = reference_style_swap(content, p)  # argmax returns the first maximum: patch 0 everywhere
-    outs = [style_swap(content, p, chunk_size=chunk) for chunk in (None, 1, 5)]
+    outs = [style_swap(content, p, chunk_size=chunk, algorithm="direct") for chunk in (None, 1, 5)]
+    outs += [style_swap(content, p, algorithm="correlation", max_memory_mb=mem) for mem in (128.0, 1e-6)]
     assert torch.allclose(outs[0], expected, atol=1e-6)
     assert all(torch.equal(o, outs[0]) for o in outs[1:])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_correlation_matches_direct_and_reference(k: int) -> None:
+    # several style maps of different sizes, a batch of two non-square contents (no ReLU: with 1x1 patches,
+    # ReLU zeros make exact ties between style pixels that point the same way, broken by rounding)
+    torch.manual_seed(10 + k)
+    content = torch.randn(2, 6, 13, 17)
+    styles = [torch.randn(1, 6, 9, 12), torch.randn(1, 6, 11, 7)]
+    p = style_swap_patches(styles, patch_size=k)
+    assert p.maps is not None and len(p.maps) == 2
+    corr = style_swap(content, p, algorithm="correlation")
+    assert torch.allclose(corr, style_swap(content, p, algorithm="direct"), atol=1e-6)
+    assert torch.allclose(corr, reference_style_swap(content, p), atol=1e-5)
+    # the block size (set by the memory budget) does not change the picks
+    assert torch.equal(style_swap(content, p, algorithm="correlation", max_memory_mb=1e-6), corr)
+
+
+def test_correlation_picks_the_highest_normalised_score() -> None:
+    # hand example, 2x2 patches on a 1-channel map (the same as test_hand_example_overlap_average)
+    style = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).view(1, 1, 2, 3)
+    content = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]]).view(1, 1, 2, 3)
+    out = style_swap(content, style_swap_patches(style, patch_size=2), algorithm="correlation")
+    expected = torch.tensor([[2.0, (3.0 + 1.0) / 2, 2.0], [5.0, (6.0 + 4.0) / 2, 5.0]]).view(1, 1, 2, 3)
+    assert torch.equal(out, expected)
+
+
+def test_correlation_float64_content_stays_float64() -> None:
+    torch.manual_seed(12)
+    content, style = torch.randn(1, 4, 8, 9, dtype=torch.float64), torch.randn(1, 4, 7, 7, dtype=torch.float64)
+    p = style_swap_patches(style)
+    out = style_swap(content, p, algorithm="correlation")
+    assert out.dtype == torch.float64
+    assert torch.allclose(out, reference_style_swap(content, p), atol=1e-12)
+
+
+def test_auto_picks_correlation_only_where_it_applies() -> None:
+    torch.manual_seed(13)
+    content, style = torch.randn(1, 4, 9, 9), torch.randn(1, 4, 8, 8)
+    strided = style_swap_patches(style, style_stride=2)
+    assert strided.maps is None  # patches at stride 2 are not all the windows of the map
+    # auto falls back to direct for content stride 2 and for strided style patches, with the paper's result
+    assert torch.allclose(style_swap(content, strided), reference_style_swap(content, strided), atol=1e-5)
+    p = style_swap_patches(style)
+    assert torch.allclose(style_swap(content, p, stride=2), reference_style_swap(content, p, 2), atol=1e-5)
+    with pytest.raises(ConfigError, match="correlation"):
+        style_swap(content, p, stride=2, algorithm="correlation")
+    with pytest.raises(ConfigError, match="style_stride"):
+        style_swap(content, strided, algorithm="correlation")
+    with pytest.raises(ConfigError, match="auto"):
+        style_swap(content, p, algorithm="fft")
+
+
+def test_patch_maps_travel_with_the_patches() -> None:
+    s1, s2 = torch.randn(2, 3, 5, 6), torch.randn(1, 3, 4, 4)
+    p = style_swap_patches(s1)
+    assert len(p.maps) == 2 and torch.equal(p.maps[1], s1[1:2])  # a batch of maps: one map per image
+    both = StyleSwapPatches.cat([p, style_swap_patches(s2)])
+    assert len(both.maps) == 3 and torch.equal(both.maps[2], s2)
+    assert StyleSwapPatches.cat([p, style_swap_patches(s2, style_stride=2)]).maps is None
+    assert p.to(dtype=torch.float64).maps[0].dtype == torch.float64
+    assert p.nbytes == (p.raw.numel() + p.norms.numel() + s1.numel()) * 4

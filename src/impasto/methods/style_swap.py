@@ -19,7 +19,7 @@ from impasto.losses.regularizers import total_variation
 from impasto.methods.adain import load_model_decoder, packaged_checkpoint
 from impasto.methods.base import Method, blend_features, optimize_pixels, register
 from impasto.methods.common import EncoderConfig, load_impasto_checkpoint, resolve_backbone
-from impasto.transforms.style_swap import StyleSwapPatches, style_swap, style_swap_patches
+from impasto.transforms.style_swap import MATCHING_ALGORITHMS, StyleSwapPatches, style_swap, style_swap_patches
 
 
 @dataclass
@@ -27,7 +27,8 @@ class StyleSwapConfig(EncoderConfig):
     """Style-swap options: patch_size/stride (content patches)/style_stride (style patches), ``optimize`` for
     the optimisation variant with ``steps`` L-BFGS iterations and ``tv_weight``, ``checkpoint`` for a trained
     inverse network (``impasto train style-swap-inverse``). ``encoder`` auto = the real VGG-19 at relu3_1
-    (the paper's layer)."""
+    (the paper's layer). ``matching``: ``auto`` (``correlation``, 9x fewer multiply-adds, where both strides
+    are 1; else ``direct``), ``direct`` or ``correlation``: same picks (see ``impasto.transforms.style_swap``)."""
 
     patch_size: int = 3
     stride: int = 1
@@ -37,6 +38,7 @@ class StyleSwapConfig(EncoderConfig):
     tv_weight: float = 1e-6
     checkpoint: str | None = None
     max_memory_mb: float = 256.0
+    matching: str = "auto"
 
     def validate(self) -> None:
         super().validate()
@@ -44,6 +46,10 @@ class StyleSwapConfig(EncoderConfig):
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"style-swap option {k} must be a positive integer, got {v!r}")
+        if self.matching not in MATCHING_ALGORITHMS:
+            raise ConfigError(f"style-swap option matching must be one of {MATCHING_ALGORITHMS}, got {self.matching!r}")
+        if self.matching == "correlation" and (self.stride != 1 or self.style_stride != 1):
+            raise ConfigError("style-swap matching=correlation needs stride=1 and style_stride=1; use matching=auto")
         if self.tv_weight < 0:
             raise ConfigError(f"style-swap tv_weight must be >= 0, got {self.tv_weight}")
 
@@ -101,7 +107,7 @@ class StyleSwap(Method):
             fc = self.encoder.encode(content.to(self.device))
             targets = [
                 style_swap(fc, p, stride=self.config.stride, max_memory_mb=self.config.max_memory_mb,
-                           compute_dtype=self._matching_dtype())
+                           compute_dtype=self._matching_dtype(), algorithm=self.config.matching)
                 for p in styles
             ]
             target = blend_features(fc, targets, mix, alpha)
@@ -111,7 +117,8 @@ class StyleSwap(Method):
         return self._optimize(img, target)
 
     def _matching_dtype(self) -> torch.dtype | None:
-        """bf16 matching (with the 4 best candidates re-scored in fp32) at bf16 precision on the real VGG only.
+        """The dtype of the ``direct`` matching (``correlation`` always scores in float32): bf16 (with the 4 best
+        candidates re-scored in fp32) at bf16 precision on the real VGG only.
 
         Measured at 512 px (benchmarks/results/inference.md): on vgg19's relu3_1 it changes 0.025% of the picks
         (plain bf16 argmax: 10.7%); on vgg19-16x's 64-channel features many style patches nearly tie, and even

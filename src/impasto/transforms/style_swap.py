@@ -2,9 +2,18 @@
 
 The paper implements it as conv (normalised style patches as filters) -> channel argmax -> one-hot ->
 transposed conv (raw style patches) -> division by the overlap count. Here the same result is computed
-with bounded memory: content patch rows are processed in blocks, the style patches in chunks with a
-running max/argmax, and the reconstruction gathers the chosen raw patches and sums them with ``F.fold``
-(the one-hot transposed conv without the P-channel one-hot map).
+with bounded memory, by one of two matching algorithms:
+
+* ``direct``: the paper's conv as a matmul of unfolded content patches with the P x (C k k) filter matrix;
+  content patch rows in blocks, style patches in chunks with a running max/argmax.
+* ``correlation`` (stride 1 on both sides, the paper's setting): a patch score is a sum of k*k pixel scores,
+  <phi(C)_{i,j}, phi(S)_{u,v}> = sum_{a,b} <C[i+a, j+b], S[u+a, v+b]>, so the pixel-to-pixel correlation
+  K = C^T S (C multiply-adds per pixel pair) is computed once and the k*k shifted diagonals of K are summed,
+  in blocks of content rows x style rows small enough for the cache. That is k*k = 9x fewer multiply-adds
+  than the conv, and the same scores up to float rounding.
+
+The reconstruction gathers the chosen raw patches and sums them with ``F.fold`` (the one-hot transposed conv
+without the P-channel one-hot map).
 """
 
 from __future__ import annotations
@@ -18,9 +27,10 @@ from torch import Tensor
 
 from impasto.errors import ConfigError
 
-__all__ = ["StyleSwapPatches", "style_swap_patches", "style_swap", "style_swap_features"]
+__all__ = ["StyleSwapPatches", "style_swap_patches", "style_swap", "style_swap_features", "MATCHING_ALGORITHMS"]
 
 _DEFAULT_CHUNK = 4096
+MATCHING_ALGORITHMS = ("auto", "direct", "correlation")
 
 
 @dataclass(frozen=True)
@@ -30,11 +40,14 @@ class StyleSwapPatches:
     raw: P x C x k x k style feature patches phi_j(S) (patch j of the style maps, in unfold order, maps
     concatenated in the order given). norms: P, max(||raw_j||, eps). The conv filters of the paper's eq. (1)
     are raw / norms (:attr:`filters`, computed on use, so a cached style holds the patches once); the content
-    norm does not change the argmax, so it is left out.
+    norm does not change the argmax, so it is left out. maps: the 1 x C x H_i x W_i style maps the patches
+    were taken from, in patch order, when they were taken at stride 1 (what the ``correlation`` matching
+    needs), else None.
     """
 
     raw: Tensor
     norms: Tensor
+    maps: tuple[Tensor, ...] | None = None
 
     @property
     def filters(self) -> Tensor:
@@ -56,11 +69,13 @@ class StyleSwapPatches:
     @property
     def nbytes(self) -> int:
         """Memory held by this style code."""
-        return self.raw.numel() * self.raw.element_size() + self.norms.numel() * self.norms.element_size()
+        tensors = [self.raw, self.norms, *(self.maps or ())]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> StyleSwapPatches:
         """Return the patches on another device and/or dtype."""
-        return StyleSwapPatches(self.raw.to(device, dtype), self.norms.to(device, dtype))
+        maps = None if self.maps is None else tuple(m.to(device, dtype) for m in self.maps)
+        return StyleSwapPatches(self.raw.to(device, dtype), self.norms.to(device, dtype), maps)
 
     @staticmethod
     def cat(patches: Sequence[StyleSwapPatches]) -> StyleSwapPatches:
@@ -70,7 +85,8 @@ class StyleSwapPatches:
         shapes = {p.raw.shape[1:] for p in patches}
         if len(shapes) != 1:
             raise ValueError(f"cannot concatenate style patches of different shapes (C, k, k): {sorted(shapes)}")
-        return StyleSwapPatches(torch.cat([p.raw for p in patches]), torch.cat([p.norms for p in patches]))
+        maps = None if any(p.maps is None for p in patches) else tuple(m for p in patches for m in p.maps)
+        return StyleSwapPatches(torch.cat([p.raw for p in patches]), torch.cat([p.norms for p in patches]), maps)
 
 
 def _check_patch_args(patch_size: int, stride: int, stride_name: str) -> None:
@@ -103,7 +119,7 @@ def style_swap_patches(
     maps = [style_feat] if isinstance(style_feat, Tensor) else list(style_feat)
     if not maps:
         raise ValueError("style_swap_patches needs at least one style feature map")
-    raws = []
+    raws, whole_maps = [], []
     for m in maps:
         if m.dim() != 4:
             raise ValueError(f"style features must be N x C x H x W, got shape {tuple(m.shape)}")
@@ -112,8 +128,13 @@ def style_swap_patches(
         _check_map_size("style", m, patch_size)
         cols = F.unfold(m, patch_size, stride=style_stride)  # N x Ckk x L
         raws.append(cols.transpose(1, 2).reshape(-1, m.shape[1], patch_size, patch_size))
+        whole_maps.extend(m[i : i + 1].detach().contiguous() for i in range(m.shape[0]))
     raw = torch.cat(raws).contiguous()
-    return StyleSwapPatches(raw=raw, norms=raw.flatten(1).norm(dim=1).clamp_min(eps))
+    return StyleSwapPatches(
+        raw=raw,
+        norms=raw.flatten(1).norm(dim=1).clamp_min(eps),
+        maps=tuple(whole_maps) if style_stride == 1 else None,
+    )
 
 
 def _block_rows(
@@ -178,6 +199,73 @@ def _best_match_reranked(
     return cand.gather(1, exact_scores.argmax(dim=1, keepdim=True)).squeeze(1)
 
 
+def _correlation_blocks(w: int, ws: int, k: int, itemsize: int, max_memory_mb: float) -> int:
+    """Content rows = style rows per block of :func:`_correlation_match`.
+
+    8 rows balance the rows recomputed at block edges ((8 + k - 1)^2 / 8^2 = 1.56x the correlation's
+    multiply-adds for k = 3) against the cache (the block's temporaries, about 3 correlation blocks of
+    (n + k - 1) W x (n + k - 1) W_s values, are 6 MB at 512 px on vgg19's relu3_1); fewer when the budget says so.
+    """
+    n = 8
+    while n > 1 and 3 * (n + k - 1) ** 2 * w * ws * itemsize > max_memory_mb * 2**20:
+        n //= 2
+    return n
+
+
+def _sum_views(views: list[Tensor]) -> Tensor:
+    """The sum of same-shaped (strided) views as a new tensor, without a copy of the first term."""
+    if len(views) == 1:
+        return views[0].clone()
+    out = torch.add(views[0], views[1])
+    for v in views[2:]:
+        out += v
+    return out
+
+
+def _correlation_match(x: Tensor, patches: StyleSwapPatches, max_memory_mb: float) -> Tensor:
+    """Index of the best style patch for every stride-1 content patch of x (1 x C x H x W) -> L (int64).
+
+    The ``correlation`` algorithm (module docstring): for a block of content patch rows and a block of style
+    patch rows of one style map, K = C^T S over the pixels of both blocks (rows + k - 1 each), the patch
+    scores as the sum of the k x k shifted diagonals of K (first over columns, then over rows), divided by
+    the style patch norms; a running max over the blocks, visited in patch order with a strict ``>``, so that
+    ties keep the lowest index, as argmax does. Same picks as :func:`_best_match` on the normalised filters
+    except where two scores tie to float rounding.
+    """
+    assert patches.maps is not None  # the caller checks
+    _, c, h, w = x.shape
+    k = patches.patch_size
+    n_rows, row_len = h - k + 1, w - k + 1
+    xt = x[0].permute(1, 2, 0).contiguous()  # H x W x C: a block of rows is a contiguous (rows W) x C matrix
+    best_val = torch.full((n_rows, row_len), -torch.inf, dtype=x.dtype, device=x.device)
+    best_idx = torch.zeros((n_rows, row_len), dtype=torch.long, device=x.device)
+    offset = 0
+    for smap in patches.maps:
+        smap = smap[0].to(x.dtype)  # C x Hs x Ws
+        hs, ws = smap.shape[-2:]
+        pu, pv = hs - k + 1, ws - k + 1
+        inv = (1.0 / patches.norms[offset : offset + pu * pv].to(x.dtype)).view(pu, pv)
+        n = _correlation_blocks(w, ws, k, x.element_size(), max_memory_mb)
+        for u0 in range(0, pu, n):
+            u1 = min(pu, u0 + n)
+            m = u1 - u0
+            s_blk = smap[:, u0 : u1 + k - 1].reshape(c, -1)  # C x (m + k - 1) Ws
+            for r0 in range(0, n_rows, n):
+                r1 = min(n_rows, r0 + n)
+                nb = r1 - r0
+                corr = (xt[r0 : r1 + k - 1].view(-1, c) @ s_blk).view(nb + k - 1, w, m + k - 1, ws)
+                cols = _sum_views([corr[:, b : b + row_len, :, b : b + pv] for b in range(k)])  # column offsets b
+                scores = _sum_views([cols[a : a + nb, :, a : a + m] for a in range(k)])  # then row offsets a
+                scores *= inv[u0:u1]
+                val, idx = scores.view(nb, row_len, m * pv).max(dim=2)
+                bv, bi = best_val[r0:r1], best_idx[r0:r1]
+                better = val > bv
+                bv.copy_(torch.where(better, val, bv))
+                bi.copy_(torch.where(better, idx + (offset + u0 * pv), bi))
+        offset += pu * pv
+    return best_idx.view(-1)
+
+
 @torch.no_grad()
 def style_swap(
     content_feat: Tensor,
@@ -187,6 +275,7 @@ def style_swap(
     max_memory_mb: float = 128.0,
     compute_dtype: torch.dtype | None = None,
     rerank: int = 4,
+    algorithm: str = "auto",
 ) -> Tensor:
     """Style-swapped features Phi^ss(C, S): each content patch replaced by its best style patch.
 
@@ -202,6 +291,10 @@ def style_swap(
     bf16); None = the content's dtype. With a lower precision, the ``rerank`` best candidates of every content
     patch are re-scored exactly, so the pick changes only where the exact best is not among them (measured in
     benchmarks/README.md); ``rerank=1`` keeps the low-precision argmax as it is.
+    algorithm: ``direct`` (the paper's conv as a matmul) or ``correlation`` (k*k fewer multiply-adds, module
+    docstring; needs stride 1 and patches taken at style stride 1), ``auto`` = correlation where it applies.
+    The correlation runs in float32 (or float64 for float64 content): exact scores, so compute_dtype and
+    rerank apply to the direct algorithm only.
     Returns B x C x H x W in content_feat's dtype, without gradient (a constant target: argmax).
     """
     if content_feat.dim() != 4:
@@ -218,6 +311,15 @@ def style_swap(
         raise ConfigError(f"style-swap max_memory_mb must be positive, got {max_memory_mb!r}")
     if not isinstance(rerank, int) or rerank < 1:
         raise ConfigError(f"style-swap rerank must be a positive integer, got {rerank!r}")
+    if algorithm not in MATCHING_ALGORITHMS:
+        raise ConfigError(f"unknown style-swap matching algorithm {algorithm!r}; choose one of {MATCHING_ALGORITHMS}")
+    can_correlate = stride == 1 and patches.maps is not None
+    if algorithm == "correlation" and not can_correlate:
+        raise ConfigError(
+            "style-swap algorithm 'correlation' needs stride 1 and style patches taken at style_stride 1; "
+            "use algorithm 'direct' or 'auto'"
+        )
+    correlate = algorithm == "correlation" or (algorithm == "auto" and can_correlate)
     b, c, h, w = content_feat.shape
     k = patches.patch_size
     if c != patches.channels:
@@ -228,11 +330,11 @@ def style_swap(
     patches = patches.to(device)
     low = compute_dtype is not None and compute_dtype != dtype
     # the normalised patches, built once per call in the matching dtype (the cached style holds raw + norms)
-    filters = (patches.raw.to(compute_dtype if low else dtype) / patches.norms.to(compute_dtype if low else dtype)[
-        :, None, None, None
-    ]).reshape(patches.num_patches, -1)
+    if not correlate:
+        mdtype = compute_dtype if low else dtype
+        filters = (patches.raw.to(mdtype) / patches.norms.to(mdtype)[:, None, None, None]).flatten(1)
     raw = patches.raw.to(dtype).reshape(patches.num_patches, -1)
-    ckk = filters.shape[1]
+    ckk = raw.shape[1]
     chunk = min(patches.num_patches, chunk_size or _DEFAULT_CHUNK)
     rerank = rerank if low and rerank > 1 else 0
 
@@ -251,20 +353,23 @@ def style_swap(
             x = content_feat[i : i + 1]
             if pad_h or pad_w:
                 x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-            # 1) matching, a block of content patch rows at a time
-            idx = torch.empty(n_rows * row_len, dtype=torch.long, device=device)
-            for r0 in range(0, n_rows, rows_per_block):
-                r1 = min(n_rows, r0 + rows_per_block)
-                y0, blk_h = r0 * stride, (r1 - r0 - 1) * stride + k
-                cols = F.unfold(x[:, :, y0 : y0 + blk_h], k, stride=stride)[0]  # Ckk x Lb
-                if rerank:
-                    best = _best_match_reranked(cols, filters, patches, chunk, rerank)
-                elif low:
-                    best = _best_match(cols.to(compute_dtype), filters, chunk)
-                else:
-                    best = _best_match(cols, filters, chunk)
-                idx[r0 * row_len : r1 * row_len] = best
-                del cols
+            # 1) matching
+            if correlate:
+                idx = _correlation_match(x.to(torch.promote_types(dtype, torch.float32)), patches, max_memory_mb)
+            else:  # direct: a block of content patch rows at a time
+                idx = torch.empty(n_rows * row_len, dtype=torch.long, device=device)
+                for r0 in range(0, n_rows, rows_per_block):
+                    r1 = min(n_rows, r0 + rows_per_block)
+                    y0, blk_h = r0 * stride, (r1 - r0 - 1) * stride + k
+                    cols = F.unfold(x[:, :, y0 : y0 + blk_h], k, stride=stride)[0]  # Ckk x Lb
+                    if rerank:
+                        best = _best_match_reranked(cols, filters, patches, chunk, rerank)
+                    elif low:
+                        best = _best_match(cols.to(compute_dtype), filters, chunk)
+                    else:
+                        best = _best_match(cols, filters, chunk)
+                    idx[r0 * row_len : r1 * row_len] = best
+                    del cols
             # 2) reconstruction, a band of output rows at a time; every output pixel is summed inside a
             # single fold over all the patches covering it, so the result does not depend on the banding
             out = torch.empty(1, c, hp, wp, dtype=dtype, device=device)
