@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from impasto.errors import ConfigError, ImageError, WeightsError
+from impasto.layers import Upsample, reflect_pad
 
 __all__ = [
     "MICROAST_FILES",
@@ -123,7 +124,7 @@ class ReflectConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pad:
-            x = F.pad(x, (self.pad,) * 4, mode="reflect")
+            x = reflect_pad(x, self.pad)
         return self.conv_layer(x)
 
 
@@ -226,12 +227,12 @@ class MicroASTDecoder(nn.Module):
         self.dec1 = ResBlock(64)
         self.dec2 = ResBlock(64)
         self.dec3 = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             ReflectConv(64, 32, 3, groups=32),
             nn.ReLU(),
             ReflectConv(32, 32, 1),
             nn.ReLU(),
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             ReflectConv(32, 16, 3, groups=16),
             nn.ReLU(),
             ReflectConv(16, 16, 1),

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from impasto.layers import reflect_pad
 from impasto.transforms.stats import mean_variance_norm
 
 __all__ = ["sanet_attention", "SANet", "SANetTransform"]
@@ -117,4 +118,4 @@ class SANetTransform(nn.Module):
     def forward(self, content4_1: Tensor, style4_1: Tensor, content5_1: Tensor, style5_1: Tensor) -> Tensor:
         o4 = self.sanet4_1(content4_1, style4_1)
         o5 = F.interpolate(self.sanet5_1(content5_1, style5_1), size=o4.shape[-2:], mode="nearest")
-        return self.merge_conv(F.pad(o4 + o5, (1, 1, 1, 1), mode="reflect"))
+        return self.merge_conv(reflect_pad(o4 + o5, 1))
