@@ -167,3 +167,26 @@ def test_encoder_consistency_compares_refined_with_its_pretrained_encoder(tiny_d
     rows = {r["encoder"]: r for r in _read(tmp_path / "out" / "study4_consistency.csv")}
     pre, ref = rows["pretrained vgg19-16x 1_1-4_1"], rows["refined vgg19-16x 1_1-4_1"]
     assert float(pre["mean_pair_distance"]) != float(ref["mean_pair_distance"])
+
+
+def test_encoder_consistency_reads_sanet_refined_encoders_to_relu5_1(tiny_dirs, tmp_path: Path) -> None:
+    # a refine-encoder model file with base sanet: "depth" is relu4_1 (the decoder's), the encoder reaches relu5_1
+    import torch
+
+    from impasto.backbones import load_encoder
+    from impasto.evaluation.studies import study_encoder_consistency
+    from impasto.methods.adain import packaged_checkpoint
+
+    path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
+    if path is None:
+        pytest.skip("no packaged adain checkpoint")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    enc = load_encoder("vgg19-16x", "relu5_1").state_dict()
+    ck.update(method="sanet", depth="relu4_1",
+              encoder_state={k: v * 1.5 if k == "conv0.weight" else v for k, v in enc.items()})
+    torch.save(ck, tmp_path / "refined.pt")
+    ctx = make_context(tiny_dirs[0], tiny_dirs[1], ["adain"], pairs=2, max_size=64)
+    study_encoder_consistency(ctx, tmp_path / "out", tmp_path / "refined.pt")
+    rows = {r["encoder"]: r for r in _read(tmp_path / "out" / "study4_consistency.csv")}
+    pre, ref = rows["pretrained vgg19-16x 1_1-5_1"], rows["refined vgg19-16x 1_1-5_1"]
+    assert float(pre["mean_pair_distance"]) != float(ref["mean_pair_distance"])

@@ -59,12 +59,13 @@ class VGGDecoder(nn.Module):
         for i, (name, conv) in enumerate(self.convs.items()):
             h = conv(reflect_pad(h, 1))
             if i < n - 1:
-                h = F.relu(h)
+                h = F.relu(h, inplace=True)
             b, j = _block(name)
             if j == 1 and b > 1:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
         if size is not None and tuple(h.shape[-2:]) != tuple(size):
             h = _fit(h, size)
+        h = h.contiguous()  # the 3-channel image back in the default layout (cheap; callers may .view() it)
         return h if h.dtype == feat.dtype else h.to(feat.dtype)  # bf16 autocast: back to the input's dtype
 
 

@@ -466,13 +466,15 @@ def study_encoder_consistency(ctx: EvalContext, out_dir: str | Path, refined_che
         from impasto.methods.common import checkpoint_encoder
 
         try:
-            enc = checkpoint_encoder(ck["encoder"], ck["depth"], ck)
+            # SANet-based models read relu4_1 and relu5_1: their encoder reaches relu5_1 whatever "depth" says
+            reach = "relu5_1" if ck.get("method") in ("sanet", "iecontraast") else ck["depth"]
+            enc = checkpoint_encoder(ck["encoder"], reach, ck)
         except KeyError as exc:
             raise ConfigError(f"{p} is not an impasto model file (missing {exc})") from None
         layers = [x for x in (*STYLE_LAYERS, "relu4_1", "relu5_1") if x in enc.layer_names]
         span = f"{layers[0][4:]}-{layers[-1][4:]}"
         # the same encoder before refinement, on the same layers, so the two rows compare like with like
-        encoders.append((f"pretrained {ck['encoder']} {span}", load_encoder(ck["encoder"], ck["depth"]), layers))
+        encoders.append((f"pretrained {ck['encoder']} {span}", load_encoder(ck["encoder"], reach), layers))
         encoders.append((f"refined {ck['encoder']} {span}", enc.eval(), layers))
     rows, panels = [], {}
     for name, enc, layers in encoders:

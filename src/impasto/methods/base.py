@@ -213,7 +213,7 @@ def optimize_pixels(
     Shared by the optimisation methods (Gatys; style-swap's eq. 2). ``steps`` bounds the loss evaluations;
     ``progress(done, steps)`` is called after each. Returns the result clamped to [0, 1], detached.
     """
-    x = init.detach().clone().float().requires_grad_(True)
+    x = init.detach().float().contiguous().clone().requires_grad_(True)  # L-BFGS views it flat
     opt = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
     calls = 0
 

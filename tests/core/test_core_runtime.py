@@ -1,0 +1,57 @@
+"""impasto.runtime: freed memory is reused, so large activations stop page-faulting (counted, not timed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, torch
+    from impasto.runtime import malloc_tuned, reuse_freed_memory
+    applied = reuse_freed_memory()
+    x = torch.rand(1, 16, 1024, 1024)  # 64 MB: above glibc's largest mmap threshold (32 MiB)
+    for _ in range(20):  # the heap grows to the working set first (a few ops), then serves it from freed blocks
+        y = torch.relu(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        y = torch.relu(x)  # a fresh 64 MB output each time, freed when y is rebound
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    print(json.dumps({"applied": applied, "tuned": malloc_tuned(), "faults_per_op": faults / 10}))
+    """
+)
+
+
+def _run(env_extra: dict[str, str]) -> dict:
+    env = {**os.environ, **env_extra}
+    res = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=300,
+                         check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_freed_memory_is_reused_instead_of_page_faulting() -> None:
+    tuned = _run({"IMPASTO_MALLOC": ""})
+    system = _run({"IMPASTO_MALLOC": "system"})
+    assert tuned["applied"] and tuned["tuned"]
+    assert not system["applied"] and not system["tuned"]
+    # a 64 MB buffer is 16384 pages of 4 KiB: the system setting faults them all in on every op, the tuned
+    # one reuses freed blocks once the heap holds the working set (measured: 16385 vs 0 faults per op)
+    assert system["faults_per_op"] > 8000
+    assert tuned["faults_per_op"] < system["faults_per_op"] / 4
+
+
+def test_stylizer_applies_it_on_the_cpu() -> None:
+    script = "from impasto.runtime import malloc_tuned; import impasto, json; " \
+             "s = impasto.Stylizer('microast'); print(json.dumps(malloc_tuned()))"
+    env = {**os.environ, "IMPASTO_MALLOC": ""}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    if res.returncode != 0 and "MethodUnavailable" in res.stderr:
+        pytest.skip("microast weights not present")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1]) is sys.platform.startswith("linux")
