@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def _autocast_off(x: Tensor) -> contextlib.AbstractContextManager:
+    """Autocast disabled for x's device while inside, if it is enabled (entering costs nothing otherwise)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def reflect_pad(x: Tensor, pad: int | tuple[int, int, int, int]) -> Tensor:
@@ -16,9 +25,7 @@ def reflect_pad(x: Tensor, pad: int | tuple[int, int, int, int]) -> Tensor:
     with autocast off. Values are identical to ``F.pad(x, pad, mode="reflect")``.
     """
     pads = (pad,) * 4 if isinstance(pad, int) else tuple(pad)
-    if not torch.is_autocast_enabled(x.device.type):
-        return F.pad(x, pads, mode="reflect")
-    with torch.autocast(x.device.type, enabled=False):
+    with _autocast_off(x):
         return F.pad(x, pads, mode="reflect")
 
 
@@ -31,7 +38,5 @@ class Upsample(nn.Upsample):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.is_autocast_enabled(x.device.type):
-            return super().forward(x)
-        with torch.autocast(x.device.type, enabled=False):
+        with _autocast_off(x):
             return super().forward(x)

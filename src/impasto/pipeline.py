@@ -178,6 +178,9 @@ def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
 class Stylizer:
     """Stylise images with one method; keeps the loaded model and a cache of encoded styles.
 
+    On the CPU, creating a Stylizer makes glibc malloc keep freed memory for reuse (up to 2x faster at 1024 px
+    and above; :mod:`impasto.runtime`; the environment variable ``IMPASTO_MALLOC=system`` opts out).
+
     Args:
         method: a registered method name (``impasto methods`` lists them).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -185,8 +188,6 @@ class Stylizer:
             ``fp32`` (exact) or ``bf16`` (convolutions and matrix products in bfloat16: about 2x faster on such
             CPUs; outputs differ from fp32 by about 1/300 of the pixel range, see benchmarks/README.md).
         style_size: long side the style images are resized to before encoding (None: keep).
-        On the CPU, creating a Stylizer makes glibc malloc keep freed memory for reuse (up to 2x faster at
-        1024 px and above; :mod:`impasto.runtime`; ``IMPASTO_MALLOC=system`` opts out).
         cache_size: number of encoded styles kept.
         **options: method options (e.g. ``encoder="vgg19-16x"``, ``depth="relu3_1"``, ``checkpoint=...``).
     """

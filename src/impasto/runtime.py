@@ -23,7 +23,7 @@ __all__ = ["reuse_freed_memory", "malloc_tuned"]
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
-_state: dict[str, bool] = {}
+_applied: bool | None = None  # None: not tried yet
 
 
 def reuse_freed_memory() -> bool:
@@ -32,25 +32,28 @@ def reuse_freed_memory() -> bool:
     Returns True when the setting is in effect (Linux with glibc, ``IMPASTO_MALLOC`` not ``system``), False when
     it was left alone (other C libraries, other systems, or opted out).
     """
-    if "applied" in _state:
-        return _state["applied"]
-    applied = False
-    if os.environ.get("IMPASTO_MALLOC", "").lower() != "system" and sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-            ok_version = bool(getattr(libc, "gnu_get_libc_version", None))  # glibc only (musl has no mallopt)
-        except (OSError, AttributeError):
-            ok_version = False
-        if ok_version:
-            mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-            applied = bool(
-                mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_TOP_PAD, 64 << 20)
-            )
-    _state["applied"] = applied
-    return applied
+    global _applied
+    if _applied is None:
+        _applied = os.environ.get("IMPASTO_MALLOC", "").lower() != "system" and _glibc_mallopt(
+            (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 64 << 20)
+        )
+    return _applied
+
+
+def _glibc_mallopt(*settings: tuple[int, int]) -> bool:
+    """Apply mallopt(param, value) settings; False where there is no glibc (other systems, musl) or one fails."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only (musl has mallopt but not this)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return all(mallopt(param, value) == 1 for param, value in settings)
 
 
 def malloc_tuned() -> bool:
     """Whether :func:`reuse_freed_memory` has put its setting in effect in this process."""
-    return _state.get("applied", False)
+    return bool(_applied)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names
+from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names, rename_convs
 from impasto.errors import WeightsError
 from impasto.layers import reflect_pad
 
@@ -90,16 +90,8 @@ def _sequential_decoder_indices(depth: str) -> dict[str, int]:
 
 def convert_sequential_decoder(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
     """Map official decoder keys (AdaIN ``decoder.pth``: ``1,5,8,11,14,18,21,25,28``; WCT r31: ``1,5,8,12,15``)."""
-    out = {}
-    for name, i in _sequential_decoder_indices(depth).items():
-        for p in ("weight", "bias"):
-            key = f"{i}.{p}"
-            if key not in sd:
-                raise WeightsError(
-                    f"decoder state dict has no key {key!r} ({name}); is it a {depth} decoder?"
-                )
-            out[f"convs.{name}.{p}"] = sd[key]
-    return out
+    keys = {name: str(i) for name, i in _sequential_decoder_indices(depth).items()}
+    return rename_convs(sd, keys, "decoder", f"; is it a {depth} decoder?")
 
 
 def convert_lst_decoder(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
@@ -108,24 +100,10 @@ def convert_lst_decoder(sd: dict[str, torch.Tensor], depth: str) -> dict[str, to
     first = {"relu3_1": 7, "relu4_1": 11}.get(depth)
     if first is None:
         raise WeightsError(f"no LinearStyleTransfer decoder format for depth {depth}")
-    out = {}
-    for k, name in enumerate(names, start=first):
-        for p in ("weight", "bias"):
-            key = f"conv{k}.{p}"
-            if key not in sd:
-                raise WeightsError(f"LinearStyleTransfer decoder state dict has no key {key!r} ({name})")
-            out[f"convs.{name}.{p}"] = sd[key]
-    return out
+    keys = {name: f"conv{k}" for k, name in enumerate(names, start=first)}
+    return rename_convs(sd, keys, "LinearStyleTransfer decoder")
 
 
 def convert_cd16x_decoder(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
     """Map Collaborative Distillation decoder keys (``conv41``, ``conv34``, ... ``conv11``) to impasto names."""
-    out = {}
-    for name in conv_names(depth):
-        key_base = name.replace("_", "")
-        for p in ("weight", "bias"):
-            key = f"{key_base}.{p}"
-            if key not in sd:
-                raise WeightsError(f"distilled decoder state dict has no key {key!r} ({name})")
-            out[f"convs.{name}.{p}"] = sd[key]
-    return out
+    return rename_convs(sd, {name: name.replace("_", "") for name in conv_names(depth)}, "distilled decoder")

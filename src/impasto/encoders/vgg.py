@@ -137,28 +137,35 @@ def _sequential_indices(depth: str) -> dict[str, int]:
     return {k: v for k, v in idx.items() if k == "conv0" or k in conv_names(depth)}
 
 
-def convert_sequential_vgg(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
-    """Map the official normalised VGG-19 keys (``0.weight``, ``2.weight``, ... ``51.weight``) to impasto names."""
+def rename_convs(
+    sd: dict[str, torch.Tensor], keys: dict[str, str], what: str, hint: str = ""
+) -> dict[str, torch.Tensor]:
+    """Weights and biases of official conv keys under impasto's names.
+
+    keys: impasto conv name (``conv0``, ``conv1_1``...) -> official key prefix (``2``, ``conv11``...); the result
+    holds ``{module key}.weight/.bias``. A missing key raises WeightsError naming the format (``what``), the key
+    and the conv, followed by ``hint``.
+    """
     out = {}
-    for name, i in _sequential_indices(depth).items():
+    for name, prefix in keys.items():
         for p in ("weight", "bias"):
-            key = f"{i}.{p}"
+            key = f"{prefix}.{p}"
             if key not in sd:
-                raise WeightsError(f"VGG state dict has no key {key!r} ({name}); it does not reach {depth}")
+                raise WeightsError(f"{what} state dict has no key {key!r} ({name}){hint}")
             out[f"{_module_key(name)}.{p}"] = sd[key]
     return out
+
+
+def convert_sequential_vgg(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
+    """Map the official normalised VGG-19 keys (``0.weight``, ``2.weight``, ... ``51.weight``) to impasto names."""
+    keys = {name: str(i) for name, i in _sequential_indices(depth).items()}
+    return rename_convs(sd, keys, "VGG", f"; it does not reach {depth}")
 
 
 def convert_lst_vgg(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
     """Map LinearStyleTransfer's ``conv1`` (1x1), ``conv2``... keys (vgg_r31/r41/r51) to impasto names."""
-    out = {}
-    for k, name in enumerate(["conv0", *conv_names(depth)], start=1):
-        for p in ("weight", "bias"):
-            key = f"conv{k}.{p}"
-            if key not in sd:
-                raise WeightsError(f"LinearStyleTransfer VGG state dict has no key {key!r} ({name})")
-            out[f"{_module_key(name)}.{p}"] = sd[key]
-    return out
+    keys = {name: f"conv{k}" for k, name in enumerate(["conv0", *conv_names(depth)], start=1)}
+    return rename_convs(sd, keys, "LinearStyleTransfer VGG")
 
 
 def convert_cd16x(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Tensor]:
@@ -166,14 +173,7 @@ def convert_cd16x(sd: dict[str, torch.Tensor], depth: str) -> dict[str, torch.Te
 
     The ``convX1_aux`` 1x1 convs are returned under ``aux.convX_1`` (see :class:`AuxProjection`).
     """
-    out = {}
-    for name in ["conv0", *conv_names(depth)]:
-        cd = name if name == "conv0" else name.replace("_", "")
-        for p in ("weight", "bias"):
-            key = f"{cd}.{p}"
-            if key not in sd:
-                raise WeightsError(f"distilled encoder state dict has no key {key!r} ({name})")
-            out[f"{_module_key(name)}.{p}"] = sd[key]
+    out = rename_convs(sd, {name: name.replace("_", "") for name in ["conv0", *conv_names(depth)]}, "distilled encoder")
     for key, v in sd.items():
         if key.endswith("_aux.weight") or key.endswith("_aux.bias"):
             base, p = key.split(".")

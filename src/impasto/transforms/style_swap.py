@@ -148,22 +148,26 @@ def _block_rows(
     return max(1, min(n_rows, rows))
 
 
+def _keep_better(best_val: Tensor, best_idx: Tensor, val: Tensor, idx: Tensor) -> None:
+    """Running max in place: where val > best_val, take val and idx. Strict, so that ties keep the earlier
+    (lower) index when the candidates are visited in index order, as argmax does."""
+    better = val > best_val
+    best_val.copy_(torch.where(better, val, best_val))
+    best_idx.copy_(torch.where(better, idx, best_idx))
+
+
 def _best_match(cols: Tensor, filters: Tensor, chunk: int) -> Tensor:
     """Index of the highest-scoring filter for every column: cols Ckk x L, filters P x Ckk -> L (int64).
 
     Style patches are visited in chunks with a running max; ties keep the lowest index, as argmax does.
     """
     q = cols.T  # L x Ckk view (the matmul reads it transposed, no copy)
-    best_val = best_idx = None
+    best_val = torch.full((q.shape[0],), -torch.inf, dtype=q.dtype, device=q.device)
+    best_idx = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     for start in range(0, filters.shape[0], chunk):
         scores = q @ filters[start : start + chunk].T  # L x chunk
         val, idx = scores.max(dim=1)
-        if best_val is None:
-            best_val, best_idx = val, idx
-        else:
-            better = val > best_val
-            best_val = torch.where(better, val, best_val)
-            best_idx = torch.where(better, idx + start, best_idx)
+        _keep_better(best_val, best_idx, val, idx + start)
         del scores
     return best_idx
 
@@ -258,10 +262,7 @@ def _correlation_match(x: Tensor, patches: StyleSwapPatches, max_memory_mb: floa
                 scores = _sum_views([cols[a : a + nb, :, a : a + m] for a in range(k)])  # then row offsets a
                 scores *= inv[u0:u1]
                 val, idx = scores.view(nb, row_len, m * pv).max(dim=2)
-                bv, bi = best_val[r0:r1], best_idx[r0:r1]
-                better = val > bv
-                bv.copy_(torch.where(better, val, bv))
-                bi.copy_(torch.where(better, idx + (offset + u0 * pv), bi))
+                _keep_better(best_val[r0:r1], best_idx[r0:r1], val, idx + (offset + u0 * pv))
         offset += pu * pv
     return best_idx.view(-1)
 
