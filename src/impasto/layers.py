@@ -29,6 +29,22 @@ def reflect_pad(x: Tensor, pad: int | tuple[int, int, int, int]) -> Tensor:
         return F.pad(x, pads, mode="reflect")
 
 
+def as_channels_last(x: Tensor) -> Tensor:
+    """x (B x C x H x W) in channels-last memory with the canonical strides (C*H*W, 1, W*C, C).
+
+    ``contiguous(memory_format=torch.channels_last)`` accepts a tensor whose size-1 dimensions carry other
+    strides (e.g. ``t[None]`` of a C x H x W channels-last map has batch stride C), but ATen's layout
+    propagation then picks the default layout for the next op's output (measured: every reflection pad and
+    conv of the WCT decoders ran channels-first because of that). The strides are rewritten without a copy.
+    """
+    x = x.contiguous(memory_format=torch.channels_last)
+    b, c, h, w = x.shape
+    canonical = (c * h * w, 1, w * c, c)
+    if x.stride() != canonical:  # differs only in size-1 dimensions, whose strides address nothing
+        x = x.as_strided(x.shape, canonical, x.storage_offset())
+    return x
+
+
 class Upsample(nn.Upsample):
     """``nn.Upsample`` that keeps its input's dtype under autocast (2x bilinear: :func:`upsample_bilinear2x`).
 

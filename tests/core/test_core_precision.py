@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from typer.testing import CliRunner
 
 from impasto import Stylizer
@@ -46,6 +47,20 @@ def _conv_output_dtypes(module: torch.nn.Module) -> tuple[set[torch.dtype], list
     return seen, hooks
 
 
+class _ConvDtypes(TorchDispatchMode):
+    """Records the output dtype of every convolution executed (at the ATen level: modules and F.conv2d alike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[torch.dtype] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.mkldnn_convolution):
+            self.seen.add(out.dtype)
+        return out
+
+
 @pytest.mark.weights
 @pytest.mark.parametrize(("method", "options", "min_psnr"), [
     ("adain", {"encoder": "vgg19-16x"}, 35.0),
@@ -55,12 +70,9 @@ def _conv_output_dtypes(module: torch.nn.Module) -> tuple[set[torch.dtype], list
 def test_bf16_runs_bf16_convs_and_stays_close_to_fp32(photo, style_path, method, options, min_psnr) -> None:
     exact = Stylizer(method, precision="fp32", **options)
     fast = Stylizer(method, precision="bf16", **options)
-    model = fast.method.model if method == "microast" else fast.method.decoder if method == "adain" else \
-        fast.method.decoders["relu1_1"]
-    seen, hooks = _conv_output_dtypes(model)
-    out_fast = fast.stylize_tensor(photo, style_path)
-    for h in hooks:
-        h.remove()
+    with _ConvDtypes() as convs:
+        out_fast = fast.stylize_tensor(photo, style_path)
+    seen = convs.seen
     out_exact = exact.stylize_tensor(photo, style_path)
     assert torch.bfloat16 in seen  # the convolutions really ran in bf16
     assert out_fast.dtype == torch.float32 and out_fast.shape == photo.shape
@@ -95,3 +107,17 @@ def test_cli_precision_option(tmp_path, content_path, style_path) -> None:
     res = CliRunner().invoke(app, ["stylize", str(content_path), "-s", str(style_path), "-o", str(out),
                                    "--precision", "half"])
     assert res.exit_code != 0 and "precision" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.weights
+def test_decoder_inference_path_equals_training_path() -> None:
+    """The VGG decoders' conv to RGB runs as an unrolled narrow conv without autograd; the values are the same."""
+    from impasto.backbones import load_decoder
+
+    dec = load_decoder("vgg19-16x", "relu2_1")
+    feat = torch.rand(1, 32, 21, 26, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fast = dec(feat)
+    with torch.enable_grad():
+        plain = dec(feat.requires_grad_(True))
+    torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-5)

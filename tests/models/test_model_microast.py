@@ -315,3 +315,15 @@ def test_real_speed_512(real_model: MicroAST) -> None:
     # measured 0.25-0.3 s on an idle 2-core machine (DESIGN.md: 0.20 s with the public code); the bound only
     # catches gross regressions, since the development machines are shared
     assert min(times) < 10.0
+
+
+def test_cpu_inference_path_equals_the_module_path(tiny_model: MicroAST) -> None:
+    """Without autograd, MicroAST on CPU runs its grouped, 3-output and up-sampling layers in faster exact forms
+    (impasto.layers); with autograd, the plain modules. Both give the same image."""
+    g = torch.Generator().manual_seed(3)
+    content, style = torch.rand(1, 3, 40, 52, generator=g), torch.rand(1, 3, 36, 36, generator=g)
+    with torch.no_grad():
+        fast = tiny_model(content, tiny_model.encode_style(style))
+    plain = tiny_model(content, tiny_model.encode_style(style))
+    assert plain.requires_grad
+    torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-5)

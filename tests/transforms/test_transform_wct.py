@@ -148,3 +148,12 @@ def test_wct_ignores_bf16_autocast() -> None:
         auto = wct_features(content, style)
     assert auto.dtype == torch.float32
     assert torch.allclose(auto, exact, atol=1e-5, rtol=1e-5)
+
+
+def test_wct_output_is_canonical_channels_last() -> None:
+    """The output's strides are the canonical channels-last ones, so the decoder's pads and convs stay channels-last
+    (with a batch stride of C, ATen ran every decoder layer channels-first)."""
+    g = torch.Generator().manual_seed(0)
+    content = torch.randn(1, 8, 10, 12, generator=g).contiguous(memory_format=torch.channels_last)
+    out = wct(content, wct_style_stats(torch.randn(1, 8, 9, 9, generator=g)))
+    assert out.stride() == (8 * 10 * 12, 1, 12 * 8, 8)

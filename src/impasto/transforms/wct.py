@@ -138,8 +138,8 @@ def wct(content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_r
                 out = torch.addmm(bias.T, rows.double(), t.T).float()
             else:
                 out = torch.addmm(bias.T.float(), rows, t.T.float())
-            outs.append(out.reshape(h, w, c).permute(2, 0, 1))  # channels-last layout, like the encoder's
-    out = outs[0][None] if b == 1 else torch.stack(outs)
+            outs.append(out.reshape(1, h, w, c).permute(0, 3, 1, 2))  # channels-last layout, like the encoder's
+    out = outs[0] if b == 1 else torch.cat(outs)
     return out.to(content_feat.dtype)
 
 
