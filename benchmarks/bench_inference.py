@@ -108,7 +108,10 @@ def _op_macs(func: Any, args: Sequence[Any], out: Any) -> tuple[str, int]:
     name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
     if name == "convolution":
         x, w, transposed = args[0], args[1], bool(args[6])
-        return "conv", conv_macs(out.shape, w.shape, transposed, x.shape)
+        macs = conv_macs(out.shape, w.shape, transposed, x.shape)
+        # structural zeros of impasto's rewritten convs (impasto.layers: the unrolled conv to RGB, the
+        # block-diagonal form of a grouped conv) are executed but are not work the method needs: not counted
+        return "conv", macs * int(torch.count_nonzero(w)) // max(w.numel(), 1)
     if name == "convolution_backward":
         grad_out, x, w, transposed, mask = args[0], args[1], args[2], bool(args[7]), args[10]
         fwd = conv_macs(grad_out.shape, w.shape, transposed, x.shape)
@@ -137,7 +140,8 @@ class MacCounter(TorchDispatchMode):
     Works at the ATen dispatch level, so ``nn.Conv2d``, ``nn.Linear``, ``F.conv2d``, ``@``, ``torch.mm`` and
     backward convolutions are all seen (onnxruntime graphs are not). ``total``: all MACs; ``by_kind``:
     conv / conv_backward / matmul; ``by_part``: attributed to the innermost :class:`PartTimer` part active
-    (``other`` outside any part). Element-wise ops, pooling, padding, im2col and eigendecompositions count 0.
+    (``other`` outside any part). Element-wise ops, pooling, padding, im2col and eigendecompositions count 0;
+    a forward convolution counts only its nonzero weights (out pixels x nonzero weights).
     """
 
     def __init__(self, parts: PartTimer | None = None) -> None:

@@ -55,6 +55,8 @@ class VGGDecoder(nn.Module):
         # channels-last, as in the encoder: the 3x3 convs and reflection pads run 1.3-1.8x faster on CPU
         # (benchmarks/README.md); values are unchanged
         h = as_channels_last(feat)
+        if h.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            h = h.to(torch.get_autocast_dtype("cpu"))  # before the pad: the first conv would cast the padded copy
         n = len(self.convs)
         narrow = h.device.type == "cpu" and not torch.is_grad_enabled()
         for i, (name, conv) in enumerate(self.convs.items()):
