@@ -114,16 +114,22 @@ def narrow_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, unroll:
         wide[d * cout : (d + 1) * cout, :, :, d : d + kw] = weight
     wide = wide.contiguous(memory_format=torch.channels_last)
     wide_bias = None if bias is None else bias.repeat(unroll)
-    x = x.contiguous(memory_format=torch.channels_last)
-    if w % unroll == 0:
-        z = F.conv2d(x, wide, wide_bias, stride=(1, unroll))
-        z = z.contiguous(memory_format=torch.channels_last)
-        return z.permute(0, 2, 3, 1).reshape(b, h, w, cout).permute(0, 3, 1, 2)
-    # zero columns on both sides: the first ``unroll`` output columns and those past w are discarded
-    z = F.conv2d(x, wide, wide_bias, stride=(1, unroll), padding=(0, unroll))
+    # width not a multiple of unroll: zero columns on both sides, the first ``unroll`` output columns and those
+    # past w are discarded (otherwise the slice and the final contiguous() are no-ops)
+    pad = 0 if w % unroll == 0 else unroll
+    z = F.conv2d(x.contiguous(memory_format=torch.channels_last), wide, wide_bias, stride=(1, unroll), padding=(0, pad))
     z = z.contiguous(memory_format=torch.channels_last)
-    out = z.permute(0, 2, 3, 1).reshape(b, h, -1, cout)[:, :, unroll : unroll + w]
+    out = z.permute(0, 2, 3, 1).reshape(b, h, -1, cout)[:, :, pad : pad + w]
     return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+
+def in_autocast_dtype(x: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """x, weight and bias cast to the autocast dtype when autocast is on for x's device, as ``nn.Conv2d`` would be
+    (for the functional conv forms above, which take their weights explicitly); unchanged otherwise."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype(x.device.type)
+    return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
 
 
 def halves_order(channels: int) -> Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 
 from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names, rename_convs
 from impasto.errors import WeightsError
-from impasto.layers import as_channels_last, narrow_conv2d, reflect_pad
+from impasto.layers import as_channels_last, in_autocast_dtype, narrow_conv2d, reflect_pad
 
 
 def _in_width(name: str, widths: Sequence[int], first_width: int | None) -> int:
@@ -77,11 +77,7 @@ class VGGDecoder(nn.Module):
 
 def _narrow_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(x)`` through :func:`impasto.layers.narrow_conv2d`, in the autocast dtype if autocast is on."""
-    weight, bias = conv.weight, conv.bias
-    if torch.is_autocast_enabled(x.device.type):
-        dtype = torch.get_autocast_dtype(x.device.type)
-        x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
-    return narrow_conv2d(x, weight, bias)
+    return narrow_conv2d(*in_autocast_dtype(x, conv.weight, conv.bias))
 
 
 def _fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

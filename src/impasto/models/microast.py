@@ -34,7 +34,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from impasto.errors import ConfigError, ImageError, WeightsError
-from impasto.layers import Upsample, channel_mean_var, grouped_conv2d, halves_order, narrow_conv2d, reflect_pad
+from impasto.layers import (
+    Upsample,
+    channel_mean_var,
+    grouped_conv2d,
+    halves_order,
+    in_autocast_dtype,
+    narrow_conv2d,
+    reflect_pad,
+)
 
 __all__ = [
     "MICROAST_FILES",
@@ -138,9 +146,7 @@ class ReflectConv(nn.Module):
         if halves_out:
             order = halves_order(conv.out_channels).to(weight.device)
             weight, bias = weight.index_select(0, order), None if bias is None else bias.index_select(0, order)
-        if torch.is_autocast_enabled("cpu"):
-            dtype = torch.get_autocast_dtype("cpu")
-            x, weight, bias = x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+        x, weight, bias = in_autocast_dtype(x, weight, bias)
         if conv.groups > 1:
             return grouped_conv2d(x, weight, bias, conv.stride[0], conv.groups, halves=halves_in)
         if conv.out_channels <= 4 and conv.stride == (1, 1):
