@@ -106,8 +106,8 @@ def conv_macs(
 def _op_macs(func: Any, args: Sequence[Any], out: Any) -> tuple[str, int]:
     """(kind, MACs) of one ATen call; kind '' for ops without multiply-adds counted here."""
     name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
-    if name == "convolution":
-        x, w, transposed = args[0], args[1], bool(args[6])
+    if name in ("convolution", "_convolution_pointwise"):  # the latter: oneDNN conv + fused ReLU (impasto.layers)
+        x, w, transposed = args[0], args[1], name == "convolution" and bool(args[6])
         macs = conv_macs(out.shape, w.shape, transposed, x.shape)
         # structural zeros of impasto's rewritten convs (impasto.layers: the unrolled conv to RGB, the
         # block-diagonal form of a grouped conv) are executed but are not work the method needs: not counted

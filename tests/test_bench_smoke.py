@@ -42,6 +42,18 @@ def test_mac_counter_hand_counts(bench):
     assert mc.total == 3888 + 3888 + 1728 + 214
 
 
+def test_mac_counter_sees_fused_convs(bench):
+    """impasto.layers.conv2d runs oneDNN's conv with a fused ReLU on CPU inference: counted like a conv."""
+    from impasto.layers import BORDER_FIX_MIN_SIDE, conv2d, reflect_conv2d
+
+    n = BORDER_FIX_MIN_SIDE
+    x, w = torch.rand(1, 8, n, n), torch.rand(16, 8, 3, 3)
+    with torch.no_grad(), bench.MacCounter() as mc:
+        conv2d(x, w, relu=True)  # (n-2)^2 outputs x 16 channels x 72
+        reflect_conv2d(x, w, relu=True)  # n^2 outputs (border fix: its edge rows/columns are counted again)
+    assert mc.by_kind["conv"] >= ((n - 2) ** 2 + n**2) * 16 * 72
+
+
 def test_mac_counter_backward_and_parts(bench):
     conv = nn.Conv2d(2, 3, 3, padding=1)
     timer = bench.PartTimer()

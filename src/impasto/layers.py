@@ -25,6 +25,8 @@ def reflect_pad(x: Tensor, pad: int | tuple[int, int, int, int]) -> Tensor:
     with autocast off. Values are identical to ``F.pad(x, pad, mode="reflect")``.
     """
     pads = (pad,) * 4 if isinstance(pad, int) else tuple(pad)
+    if not any(pads):
+        return x
     with _autocast_off(x):
         return F.pad(x, pads, mode="reflect")
 
@@ -179,7 +181,7 @@ def grouped_conv2d(
     return F.conv2d(x, weight, bias, stride=stride, groups=groups)
 
 
-def upsample_bilinear2x(x: Tensor) -> Tensor:
+def upsample_bilinear2x(x: Tensor, pad: int = 0) -> Tensor:
     """2x bilinear up-sampling with ``align_corners=False``: the values of ``F.interpolate(x, scale_factor=2,
     mode="bilinear", align_corners=False)``, in x's dtype and memory layout.
 
@@ -187,15 +189,26 @@ def upsample_bilinear2x(x: Tensor) -> Tensor:
     same along columns: four ``lerp`` writes into strided views. ATen's kernel runs at about a sixth of the
     memory speed on channels-last bf16 (measured: 1 x 32 x 512 x 512 -> 1024, 22.9 ms against 4.0 ms for a
     copy of the output). In bf16 the column pass is rounded once before the row pass (one bf16 step).
-    x: B x C x H x W; returns B x C x 2H x 2W.
+    x: B x C x H x W; returns B x C x 2H x 2W, or with ``pad`` > 0 that image reflection-padded by ``pad``
+    (``reflect_pad(upsample_bilinear2x(x), pad)``, written in place around it: no second pass over the map).
     """
     b, c, h, w = x.shape
     fmt = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last) and c > 1) else None
     fmt = fmt or torch.contiguous_format
     cols = torch.empty(b, c, h, 2 * w, dtype=x.dtype, device=x.device, memory_format=fmt)
     _lerp2x(x, cols, dim=3)
-    out = torch.empty(b, c, 2 * h, 2 * w, dtype=x.dtype, device=x.device, memory_format=fmt)
-    _lerp2x(cols, out, dim=2)
+    p = pad
+    if p and (p >= 2 * h or p >= 2 * w):
+        raise ValueError(f"reflection padding {p} needs an up-sampled map larger than {p}, got {2 * h} x {2 * w}")
+    out = torch.empty(b, c, 2 * h + 2 * p, 2 * w + 2 * p, dtype=x.dtype, device=x.device, memory_format=fmt)
+    inner = out[:, :, p : p + 2 * h, p : p + 2 * w]
+    _lerp2x(cols, inner, dim=2)
+    for i in range(1, p + 1):  # reflected columns (interior rows), then reflected full rows (corners included)
+        out[:, :, p : p + 2 * h, p - i] = inner[:, :, :, i]
+        out[:, :, p : p + 2 * h, p + 2 * w - 1 + i] = inner[:, :, :, 2 * w - 1 - i]
+    for i in range(1, p + 1):
+        out[:, :, p - i] = out[:, :, p + i]
+        out[:, :, p + 2 * h - 1 + i] = out[:, :, p + 2 * h - 1 - i]
     return out
 
 
@@ -213,3 +226,96 @@ def _lerp2x(x: Tensor, out: Tensor, dim: int) -> None:
         torch.lerp(hi, lo, 0.75, out=odd.narrow(dim, 0, n - 1))  # 0.75 x[i] + 0.25 x[i+1]
         even.narrow(dim, 0, 1).copy_(x.narrow(dim, 0, 1))
         odd.narrow(dim, n - 1, 1).copy_(x.narrow(dim, n - 1, 1))
+
+
+# oneDNN's convolution with a fused element-wise post-op (what torch.compile's CPU backend emits); absent from
+# builds without oneDNN, where conv2d() falls back to F.conv2d and F.relu.
+_FUSED_CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+if _FUSED_CONV is not None and not torch.backends.mkldnn.is_available():
+    _FUSED_CONV = None
+#: reflect_conv2d pads through oneDNN's zero padding plus a border fix only for maps at least this large and convs
+#: with at most this many outputs (measured in bf16, time against pad + conv: 16->16 at 1024 px 0.81x, at 512 px
+#: 0.93x, 3->16 at 512 px 0.70x, but 16->32 at 256 px 1.14x and 128->128 at 128 px 1.10x: on smaller maps and
+#: wider convs the three border convs cost more than the padded copy they save)
+BORDER_FIX_MIN_SIDE = 384
+BORDER_FIX_MAX_OUT = 32
+
+
+def _fused(x: Tensor, weight: Tensor) -> bool:
+    return (
+        _FUSED_CONV is not None
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype == x.dtype
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+    )
+
+
+def conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0, groups: int = 1,
+    relu: bool = False,
+) -> Tensor:
+    """``F.conv2d`` (zero padding), then ReLU if ``relu``; for CPU inference one oneDNN call with the ReLU fused.
+
+    The separate ReLU is a full read and write of the activation (measured: 1.3-2 ms for 1 x 16 x 1024 x 1024
+    bf16); fused, it is applied to the output while it is still in cache. x, weight and bias must have one dtype
+    (see :func:`in_autocast_dtype`). Same values as ``F.relu(F.conv2d(...))``; with autograd on (and a tensor
+    that needs a gradient) it is exactly that.
+    """
+    if _fused(x, weight):
+        pad, st = [padding, padding], [stride, stride]
+        return _FUSED_CONV(x, weight, bias, pad, st, [1, 1], groups, "relu" if relu else "none", [], "")
+    out = F.conv2d(x, weight, bias, stride, padding, groups=groups)
+    return F.relu(out) if relu else out
+
+
+def reflect_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
+    """Stride-1 conv of x reflection-padded by k // 2 (an odd k x k kernel), then ReLU if ``relu``: the values of
+    ``F.relu(F.conv2d(F.pad(x, (k // 2,) * 4, mode="reflect"), weight, bias))``.
+
+    For large maps with few output channels on CPU without autograd, no padded copy of x is made: oneDNN pads
+    with zeros inside the conv, and only the output's border (k // 2 rows and columns on each side, the pixels
+    whose windows reach the padding) is recomputed from small reflection-padded strips and written over it
+    (measured at 1024 px, bf16: 16->16 3x3 18.6 -> 15.8 ms, 3->16 9x9 31.7 -> 28.0 ms; benchmarks/README.md).
+    x: B x Cin x H x W, weight: Cout x Cin x k x k (one dtype); returns B x Cout x H x W.
+    """
+    p = weight.shape[-1] // 2
+    if p == 0:
+        return conv2d(x, weight, bias, relu=relu)
+    h, w = x.shape[-2:]
+    if not (
+        _fused(x, weight)
+        and weight.shape[0] <= BORDER_FIX_MAX_OUT
+        and min(h, w) >= max(BORDER_FIX_MIN_SIDE, 4 * p)
+    ):
+        return conv2d(reflect_pad(x, p), weight, bias, relu=relu)
+    out = conv2d(x, weight, bias, padding=p, relu=relu)
+    b = x.shape[0]
+    # output rows 0..p-1 read input rows -p..2p-1: the p reflected rows, then the first 2p (likewise at the bottom);
+    # top and bottom strips run as one batch, then the left and right ones (whose full height covers the corners)
+    rows = torch.cat([
+        torch.cat([x[:, :, 1 : p + 1].flip(2), x[:, :, : 2 * p]], 2),
+        torch.cat([x[:, :, h - 2 * p :], x[:, :, h - 1 - p : h - 1].flip(2)], 2),
+    ])
+    edge = conv2d(as_channels_last(reflect_pad(rows, (p, p, 0, 0))), weight, bias, relu=relu)
+    out[:, :, :p] = edge[:b]
+    out[:, :, h - p :] = edge[b:]
+    cols = torch.cat([
+        torch.cat([x[:, :, :, 1 : p + 1].flip(3), x[:, :, :, : 2 * p]], 3),
+        torch.cat([x[:, :, :, w - 2 * p :], x[:, :, :, w - 1 - p : w - 1].flip(3)], 3),
+    ])
+    edge = conv2d(as_channels_last(reflect_pad(cols, (0, 0, p, p))), weight, bias, relu=relu)
+    out[:, :, :, :p] = edge[:b]
+    out[:, :, :, w - p :] = edge[b:]
+    return out
+
+
+def reflect_conv(conv: nn.Conv2d, x: Tensor, relu: bool = False) -> Tensor:
+    """``conv`` (stride 1, odd square kernel, no padding of its own) applied to x reflection-padded by k // 2, then
+    ReLU if ``relu``. CPU inference runs :func:`reflect_conv2d` in the autocast dtype; otherwise (autograd, other
+    devices) the module itself runs, so hooks, autocast and gradients behave as usual. Same values either way.
+    """
+    if x.device.type == "cpu" and not torch.is_grad_enabled():
+        return reflect_conv2d(*in_autocast_dtype(x, conv.weight, conv.bias), relu=relu)
+    out = conv(reflect_pad(x, conv.kernel_size[0] // 2))
+    return F.relu(out, inplace=True) if relu else out

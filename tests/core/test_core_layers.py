@@ -7,12 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from impasto.layers import (
+    BORDER_FIX_MIN_SIDE,
     Upsample,
     as_channels_last,
     channel_mean_var,
+    conv2d,
     grouped_conv2d,
     halves_order,
     narrow_conv2d,
+    reflect_conv,
+    reflect_conv2d,
     reflect_pad,
     upsample_bilinear2x,
 )
@@ -137,3 +141,87 @@ def test_as_channels_last_gives_canonical_strides_so_pads_stay_channels_last() -
     assert fixed.stride() == (120, 1, 20, 4) and fixed.data_ptr() == odd.data_ptr()  # no copy
     assert torch.equal(fixed, odd)
     assert reflect_pad(fixed, 1).is_contiguous(memory_format=CL)
+
+
+# ------------------------------------------------------------------------------ fused and padded convs
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize(("stride", "padding", "groups"), [(1, 0, 1), (2, 1, 1), (1, 1, 2)])
+def test_conv2d_equals_conv_then_relu(relu: bool, stride: int, padding: int, groups: int) -> None:
+    x, w, b = _rand(2, 8, 21, 18, dtype=torch.float32), _rand(6, 8 // groups, 3, 3, seed=1, dtype=torch.float32), None
+    b = _rand(6, seed=2, dtype=torch.float32)
+    ref = F.conv2d(x, w, b, stride, padding, groups=groups)
+    ref = F.relu(ref) if relu else ref
+    with torch.no_grad():  # the fused oneDNN call
+        out = conv2d(x.contiguous(memory_format=CL), w, b, stride, padding, groups, relu=relu)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert not relu or out.min() >= 0
+    x.requires_grad_(True)  # with autograd: the plain ops, gradients flow
+    conv2d(x, w, b, stride, padding, groups, relu=relu).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def _reflect_ref(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool) -> torch.Tensor:
+    p = w.shape[-1] // 2
+    out = F.conv2d(F.pad(x, (p,) * 4, mode="reflect"), w, b)
+    return F.relu(out) if relu else out
+
+
+@pytest.mark.parametrize(("k", "cin", "cout", "hw"), [
+    (3, 5, 16, (BORDER_FIX_MIN_SIDE + 3, BORDER_FIX_MIN_SIDE)),  # the border-fix path (zero padding + edges)
+    (9, 3, 16, (BORDER_FIX_MIN_SIDE, BORDER_FIX_MIN_SIDE + 17)),  # 9x9: 4 rows and columns per side fixed
+    (3, 4, 48, (BORDER_FIX_MIN_SIDE, BORDER_FIX_MIN_SIDE)),  # more outputs than the border fix takes: pad, then conv
+    (3, 4, 8, (9, 12)),  # a small map: pad, then conv
+])
+@pytest.mark.parametrize("relu", [False, True])
+def test_reflect_conv2d_equals_pad_then_conv(k: int, cin: int, cout: int, hw: tuple[int, int], relu: bool) -> None:
+    x = _rand(2, cin, *hw, dtype=torch.float32).contiguous(memory_format=CL)
+    w, b = _rand(cout, cin, k, k, seed=1, dtype=torch.float32) / k, _rand(cout, seed=2, dtype=torch.float32)
+    ref = _reflect_ref(x, w, b, relu)
+    with torch.no_grad():
+        out = reflect_conv2d(x, w, b, relu=relu)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
+    # every border row and column was fixed: compare them alone, tightly
+    p = k // 2
+    for sl in [(slice(None), slice(None), slice(0, p)), (slice(None), slice(None), slice(-p, None)),
+               (..., slice(0, p)), (..., slice(-p, None))]:
+        torch.testing.assert_close(out[sl], ref[sl], rtol=1e-5, atol=1e-4)
+
+
+def test_reflect_conv2d_bf16_equals_pad_then_bf16_conv() -> None:
+    """In bf16 the border fix gives the pad-then-conv values bit for bit (each output's products and sums are
+    the same; measured equal), here within one bf16 step of them."""
+    n = BORDER_FIX_MIN_SIDE
+    x = _rand(1, 16, n, n + 8, dtype=torch.float32).to(torch.bfloat16).contiguous(memory_format=CL)
+    w, b = (_rand(16, 16, 3, 3, seed=1) / 4).to(torch.bfloat16), _rand(16, seed=2).to(torch.bfloat16)
+    with torch.no_grad():
+        out = reflect_conv2d(x, w, b, relu=True)
+        ref = F.relu(F.conv2d(F.pad(x, (1,) * 4, mode="reflect"), w, b))
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref.float(), rtol=2**-7, atol=2**-7)
+
+
+def test_reflect_conv_module_paths_agree() -> None:
+    """reflect_conv: the functional form without autograd, the module (hooks, gradients) with it."""
+    conv = torch.nn.Conv2d(3, 8, 3)
+    x = _rand(1, 3, 72, 66, dtype=torch.float32)
+    calls = []
+    conv.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        fast = reflect_conv(conv, x, relu=True)
+    assert calls == []
+    plain = reflect_conv(conv, x, relu=True)
+    assert calls == [1] and plain.requires_grad
+    torch.testing.assert_close(fast, plain.detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pad", [1, 2, 4])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_upsample_bilinear2x_with_padding_equals_upsample_then_pad(pad: int, layout: str) -> None:
+    x = _rand(2, 6, 7, 9)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL)
+    out = upsample_bilinear2x(x, pad=pad)
+    assert torch.equal(out, reflect_pad(upsample_bilinear2x(x), pad))
+    with pytest.raises(ValueError, match="reflection padding"):
+        upsample_bilinear2x(_rand(1, 2, 1, 1), pad=2)

@@ -40,11 +40,8 @@ def photo(content_path) -> torch.Tensor:
     return F.interpolate(_as_tensor(content_path, "content"), size=(192, 256), mode="bilinear", antialias=True)
 
 
-def _conv_output_dtypes(module: torch.nn.Module) -> tuple[set[torch.dtype], list]:
-    seen: set[torch.dtype] = set()
-    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
-             for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
-    return seen, hooks
+# the ATen convs, and oneDNN's conv with a fused ReLU that impasto.layers.conv2d calls for CPU inference
+_CONV_OPS = (torch.ops.aten.convolution, torch.ops.aten.mkldnn_convolution, torch.ops.mkldnn._convolution_pointwise)
 
 
 class _ConvDtypes(TorchDispatchMode):
@@ -56,7 +53,7 @@ class _ConvDtypes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func.overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.mkldnn_convolution):
+        if func.overloadpacket in _CONV_OPS:
             self.seen.add(out.dtype)
         return out
 
@@ -87,11 +84,17 @@ def test_wct_bf16_keeps_the_small_coarse_level_in_fp32(photo, style_path) -> Non
     st = Stylizer("wct", precision="bf16", encoder="vgg19-16x")
     dtypes = {}
     for level in ("relu5_1", "relu1_1"):
-        seen, hooks = _conv_output_dtypes(st.method.encoders[level])
+        encoder = st.method.encoders[level]
+        recorder = _ConvDtypes()
+
+        def recorded(*args, _forward=encoder.forward, _recorder=recorder, **kwargs):
+            with _recorder:  # every conv of this level's encoder (modules and functional forms alike)
+                return _forward(*args, **kwargs)
+
+        encoder.forward = recorded
         st.stylize_tensor(photo, style_path)
-        for h in hooks:
-            h.remove()
-        dtypes[level] = seen
+        del encoder.forward
+        dtypes[level] = recorder.seen
     # 192 x 256 at relu5_1: 12 x 16 = 192 pixels for 128 channels -> fp32; relu1_1: full size -> bf16
     assert dtypes["relu5_1"] == {torch.float32}
     assert dtypes["relu1_1"] == {torch.bfloat16}

@@ -16,7 +16,7 @@ from torch import nn
 
 from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names, rename_convs
 from impasto.errors import WeightsError
-from impasto.layers import as_channels_last, in_autocast_dtype, narrow_conv2d, reflect_pad
+from impasto.layers import as_channels_last, in_autocast_dtype, narrow_conv2d, reflect_conv, reflect_pad
 
 
 def _in_width(name: str, widths: Sequence[int], first_width: int | None) -> int:
@@ -61,7 +61,7 @@ class VGGDecoder(nn.Module):
         narrow = h.device.type == "cpu" and not torch.is_grad_enabled()
         for i, (name, conv) in enumerate(self.convs.items()):
             if i < n - 1:
-                h = F.relu(conv(reflect_pad(h, 1)), inplace=True)
+                h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
             elif narrow:  # CPU inference: the conv to RGB as a 4-column unrolled conv (impasto.layers)
                 h = _narrow_conv(reflect_pad(h, 1), conv)
             else:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from impasto.errors import ConfigError, WeightsError
-from impasto.layers import reflect_pad
+from impasto.layers import reflect_conv
 
 BLOCK_CONVS = (2, 2, 4, 4, 4)
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
@@ -105,7 +105,7 @@ class VGGEncoder(nn.Module):
             if b != prev_block:
                 h = F.max_pool2d(h, 2, 2, ceil_mode=True)
                 prev_block = b
-            h = F.relu(conv(reflect_pad(h, 1)), inplace=True)  # in place: one activation buffer less per layer
+            h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
             relu = name.replace("conv", "relu")
             if relu in wanted:  # under bf16 autocast the convs run in bf16; features are returned in x's dtype
                 out[relu] = h if h.dtype == x.dtype else h.to(x.dtype)

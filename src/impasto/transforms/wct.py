@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from impasto.layers import as_channels_last
 
 __all__ = ["WCTStyleStats", "wct_style_stats", "wct", "wct_features"]
 
@@ -44,29 +47,34 @@ def _rows(feat: Tensor) -> Tensor:
     return feat.permute(1, 2, 0).reshape(-1, feat.shape[0]).float()
 
 
-def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """N x C features -> (mean C x 1, covariance C x C with the unbiased 1/(N-1)), both float64.
+def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """N x C features -> (mean C x 1, covariance C x C with the unbiased 1/(N-1), both float64, and the centred
+    N x C float32 rows for maps above ``_COV_CHUNK`` pixels, else None).
 
     Maps of at most ``_COV_CHUNK`` pixels (the deep levels, and every rank-deficient case N <= C) are computed
-    in float64. Larger ones run the N-long products in float32 (the features' precision, 2x faster), chunk by
-    chunk, with the mean and the sum of the chunks' products in float64, so rounding does not grow with N.
+    in float64. Larger ones are centred in one float32 pass (the features' precision; the mean from float32 sums of
+    1024-row blocks, added in float64), and their covariance is one batched product of ``_COV_CHUNK``-pixel chunks
+    in float32 whose C x C results are summed in float64, so rounding does not grow with N.
     """
     n, c = rows.shape
     if n <= _COV_CHUNK:
         x = rows.double()
         mean = x.mean(dim=0, keepdim=True)
         centred = x - mean
-        return mean.T, centred.T @ centred / max(n - 1, 1)
-    total = torch.zeros(1, c, dtype=torch.float64, device=rows.device)
-    for start in range(0, n, _COV_CHUNK):
-        total += rows[start : start + _COV_CHUNK].double().sum(dim=0, keepdim=True)
+        return mean.T, centred.T @ centred / max(n - 1, 1), None
+    # the mean: float32 sums of 1024-row blocks (3-4x faster than one sum over N rows of C = 16-64 channels)
+    block = n - n % 1024
+    total = rows[:block].view(-1, 1024, c).sum(dim=1, dtype=torch.float32).double().sum(dim=0, keepdim=True)
+    if block < n:
+        total += rows[block:].sum(dim=0, keepdim=True, dtype=torch.float32).double()
     mean = total / n
-    m32 = mean.float()
-    cov = torch.zeros(c, c, dtype=torch.float64, device=rows.device)
-    for start in range(0, n, _COV_CHUNK):
-        part = rows[start : start + _COV_CHUNK] - m32
-        cov += (part.T @ part).double()
-    return mean.T, cov / (n - 1)
+    centred = rows - mean.float()  # float32 (also for 16-bit rows), contiguous
+    full = n - n % _COV_CHUNK
+    chunks = centred[:full].view(-1, _COV_CHUNK, c)
+    cov = torch.bmm(chunks.transpose(1, 2), chunks).double().sum(dim=0)
+    if full < n:
+        cov += (centred[full:].T @ centred[full:]).double()
+    return mean.T, cov / (n - 1), centred
 
 
 def _kept_eigh(cov: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -94,7 +102,7 @@ def wct_style_stats(style_feat: Tensor, eps: float = 1e-5) -> WCTStyleStats:
     """
     rows = _rows(_as_single_map("style_feat", style_feat))
     with torch.autocast(rows.device.type, enabled=False):
-        mean, cov = _centred_cov(rows)
+        mean, cov, _ = _centred_cov(rows)
     evals, evecs = _kept_eigh(cov, eps)
     colour = (evecs * evals.sqrt()) @ evecs.T
     return WCTStyleStats(mean=mean, colour=colour)
@@ -125,22 +133,22 @@ def wct(content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_r
     with torch.autocast(content_feat.device.type, enabled=False):
         for i in range(b):
             rows = _rows(content_feat[i])
-            mean, cov = _centred_cov(rows)
+            mean, cov, centred = _centred_cov(rows)
             if content_ridge:
                 cov = cov + content_ridge * torch.eye(c, dtype=cov.dtype, device=cov.device)
             evals, evecs = _kept_eigh(cov, eps)
             whiten = (evecs * evals.rsqrt()) @ evecs.T
-            # out = colour @ whiten @ (f - m_c) + m_s = T f + (m_s - T m_c): one C x C matrix (float64, then
-            # float32) applied in a single float32 matmul with the bias added in place (rows: out^T = f^T T^T)
+            # out = colour @ whiten @ (f - m_c) + m_s = T (f - m_c) + m_s: one C x C matrix (float64, then float32)
             t = colour @ whiten
-            bias = s_mean - t @ mean
-            if rows.shape[0] <= _COV_CHUNK:  # small maps: float64 throughout (cheap, exact for rank-deficient input)
-                out = torch.addmm(bias.T, rows.double(), t.T).float()
-            else:
-                out = torch.addmm(bias.T.float(), rows, t.T.float())
-            outs.append(out.reshape(1, h, w, c).permute(0, 3, 1, 2))  # channels-last layout, like the encoder's
+            if centred is None:  # small maps: float64 throughout (cheap, exact for rank-deficient input)
+                out = torch.addmm((s_mean - t @ mean).T, rows.double(), t.T).float()
+                outs.append(out.reshape(1, h, w, c).permute(0, 3, 1, 2))  # channels-last layout, like the encoder's
+            else:  # a float32 1x1 conv on the centred rows seen as a channels-last map (measured 2-3x faster than
+                # addmm on N x C rows, which runs at about 10 GMAC/s for C = 24)
+                fmap = centred.view(1, h, w, c).permute(0, 3, 1, 2)
+                outs.append(F.conv2d(fmap, t.float()[:, :, None, None], s_mean.float().flatten()))
     out = outs[0] if b == 1 else torch.cat(outs)
-    return out.to(content_feat.dtype)
+    return as_channels_last(out.to(content_feat.dtype))
 
 
 def wct_features(content: Tensor, style: Tensor, eps: float = 1e-5, content_ridge: float = 0.0) -> Tensor:
