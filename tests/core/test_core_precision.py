@@ -124,3 +124,23 @@ def test_decoder_inference_path_equals_training_path() -> None:
     with torch.enable_grad():
         plain = dec(feat.requires_grad_(True))
     torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("depth", ["relu1_1", "relu2_1"])  # folded into the conv to RGB / into a 3x3 conv + ReLU
+def test_decoder_folds_an_input_affine_map(depth: str) -> None:
+    """decoder(f, in_affine=(A, c)) = decoder(A f + c): WCT's transform folded into the first conv's weights."""
+    from impasto.backbones import load_decoder
+
+    dec = load_decoder("vgg19-16x", depth)
+    g = torch.Generator().manual_seed(1)
+    c_in = dec.in_channels
+    feat = torch.rand(1, c_in, 23, 26, generator=g)
+    a, c = torch.randn(c_in, c_in, generator=g, dtype=torch.float64) / 4, torch.randn(c_in, generator=g).double()
+    mapped = (torch.einsum("ji,bihw->bjhw", a, feat.double()) + c[None, :, None, None]).float()
+    with torch.no_grad():
+        ref = dec(mapped)
+        fast = dec(feat, in_affine=(a, c))
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-4)
+    with torch.enable_grad():
+        plain = dec(feat.requires_grad_(True), in_affine=(a, c))
+    torch.testing.assert_close(plain.detach(), ref, rtol=0, atol=1e-4)

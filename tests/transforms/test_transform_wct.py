@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from impasto.transforms import WCTStyleStats, wct, wct_features, wct_style_stats
+from impasto.transforms.wct import wct_affine
 
 
 def _mean_cov(feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,3 +158,34 @@ def test_wct_output_is_canonical_channels_last() -> None:
     content = torch.randn(1, 8, 10, 12, generator=g).contiguous(memory_format=torch.channels_last)
     out = wct(content, wct_style_stats(torch.randn(1, 8, 9, 9, generator=g)))
     assert out.stride() == (8 * 10 * 12, 1, 12 * 8, 8)
+
+
+@pytest.mark.parametrize(("h", "w"), [(12, 10), (210, 200)])  # float64 path and chunked float32 path
+def test_wct_affine_reproduces_wct(h: int, w: int) -> None:
+    """wct(f) = T f + shift at every pixel: the form a decoder folds into its first conv."""
+    content, style = _correlated(16, h, w, 21), _correlated(16, 40, 50, 22)
+    stats = wct_style_stats(style)
+    t, shift = wct_affine(content, stats)
+    assert t.shape == (16, 16) and shift.shape == (16,) and t.dtype == shift.dtype == torch.float64
+    flat = content[0].reshape(16, -1).double()
+    via_affine = (t @ flat + shift[:, None]).reshape(content.shape)
+    ref = _wct_float64_reference(content, style)
+    assert (via_affine - ref).abs().max() / ref.abs().max() < 1e-5  # as wct itself (float32 covariance products)
+    assert (wct(content, stats).double() - via_affine).abs().max() / ref.abs().max() < 1e-5  # float32 products
+    with pytest.raises(ValueError, match="channels"):
+        wct_affine(content[:, :8], stats)
+
+
+@pytest.mark.parametrize(("weights", "alpha"), [([1.0], 1.0), ([1.0], 0.6), ([0.3, 0.7], 0.8)])
+def test_wct_method_affine_equals_blending_the_targets(weights: list[float], alpha: float) -> None:
+    """The wct method folds WCT + style interpolation + alpha into one affine map when the mix is uniform."""
+    from impasto.methods.base import blend_features
+    from impasto.methods.wct import WCT
+
+    f = _correlated(8, 30, 20, 31)
+    stats = [wct_style_stats(_correlated(8, 25, 25, 32 + k)) for k in range(len(weights))]
+    mix = torch.tensor(weights)[:, None, None].expand(-1, 30, 20)
+    a, c = WCT._affine(f, stats, mix, alpha)
+    folded = torch.einsum("ji,bihw->bjhw", a, f.double()) + c[None, :, None, None]
+    ref = blend_features(f, [wct(f, s) for s in stats], mix, alpha)
+    torch.testing.assert_close(folded.float(), ref, rtol=1e-4, atol=1e-4)

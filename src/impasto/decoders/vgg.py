@@ -16,7 +16,14 @@ from torch import nn
 
 from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names, rename_convs
 from impasto.errors import WeightsError
-from impasto.layers import as_channels_last, in_autocast_dtype, narrow_conv2d, reflect_conv, reflect_pad
+from impasto.layers import (
+    as_channels_last,
+    in_autocast_dtype,
+    narrow_conv2d,
+    reflect_conv,
+    reflect_conv2d,
+    reflect_pad,
+)
 
 
 def _in_width(name: str, widths: Sequence[int], first_width: int | None) -> int:
@@ -50,19 +57,41 @@ class VGGDecoder(nn.Module):
             self.convs[name] = nn.Conv2d(out_w, _in_width(name, widths, first_width), 3)
         self.in_channels = next(iter(self.convs.values())).in_channels
 
-    def forward(self, feat: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Decode features; if ``size`` (H, W) is given, the output is resized/cropped to exactly that size."""
+    def forward(
+        self,
+        feat: torch.Tensor,
+        size: tuple[int, int] | None = None,
+        in_affine: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Decode features; if ``size`` (H, W) is given, the output is resized/cropped to exactly that size.
+
+        ``in_affine`` = (A, c) (C x C and C) decodes ``A f + c`` (per pixel) instead of ``feat``, with A and c folded
+        into the first conv's weights and bias (exact: reflection padding commutes with a per-pixel map), so the
+        transformed features are never written (WCT: :func:`impasto.transforms.wct.wct_affine`).
+        """
         # channels-last, as in the encoder: the 3x3 convs and reflection pads run 1.3-1.8x faster on CPU
         # (benchmarks/README.md); values are unchanged
         h = as_channels_last(feat)
         if h.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             h = h.to(torch.get_autocast_dtype("cpu"))  # before the pad: the first conv would cast the padded copy
         n = len(self.convs)
-        narrow = h.device.type == "cpu" and not torch.is_grad_enabled()
+        fast = h.device.type == "cpu" and not torch.is_grad_enabled()
         for i, (name, conv) in enumerate(self.convs.items()):
-            if i < n - 1:
+            last = i == n - 1
+            if i == 0 and in_affine is not None:
+                weight, bias = _fold_affine(conv, *in_affine)
+                if fast:  # CPU inference: the same fast forms as reflect_conv / _narrow_conv, with these weights
+                    x, weight, bias = in_autocast_dtype(h, weight, bias)
+                    if last:
+                        h = narrow_conv2d(reflect_pad(x, 1), weight, bias)
+                    else:
+                        h = reflect_conv2d(x, weight, bias, relu=True)
+                else:
+                    h = F.conv2d(reflect_pad(h, 1), weight, bias)
+                    h = h if last else F.relu(h, inplace=True)
+            elif not last:
                 h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
-            elif narrow:  # CPU inference: the conv to RGB as a 4-column unrolled conv (impasto.layers)
+            elif fast:  # CPU inference: the conv to RGB as a 4-column unrolled conv (impasto.layers)
                 h = _narrow_conv(reflect_pad(h, 1), conv)
             else:
                 h = conv(reflect_pad(h, 1))
@@ -73,6 +102,17 @@ class VGGDecoder(nn.Module):
             h = _fit(h, size)
         h = h.contiguous()  # the 3-channel image back in the default layout (cheap; callers may .view() it)
         return h if h.dtype == feat.dtype else h.to(feat.dtype)  # bf16 autocast: back to the input's dtype
+
+
+def _fold_affine(conv: nn.Conv2d, matrix: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``x -> conv(matrix @ x + shift)`` (per pixel): W' = W A over the input channels, b' = b + sum
+    of W c over channels and taps. Computed in float64, returned in the conv's dtype."""
+    w = conv.weight.double()
+    weight = torch.einsum("ojhw,ji->oihw", w, matrix.to(w))
+    bias = torch.einsum("ojhw,j->o", w, shift.to(w))
+    if conv.bias is not None:
+        bias = bias + conv.bias.double()
+    return weight.to(conv.weight.dtype), bias.to(conv.weight.dtype)
 
 
 def _narrow_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

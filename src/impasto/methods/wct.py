@@ -13,7 +13,7 @@ from impasto.backbones import LEVELS, available_depths, load_decoder, load_encod
 from impasto.errors import ConfigError
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
 from impasto.methods.common import EncoderConfig
-from impasto.transforms.wct import WCTStyleStats, wct, wct_style_stats
+from impasto.transforms.wct import WCTStyleStats, wct, wct_affine, wct_style_stats
 
 #: Under bf16, levels whose feature map has fewer pixels per channel than this are encoded in fp32 (see _encode).
 FP32_PIXELS_PER_CHANNEL = 16
@@ -92,6 +92,21 @@ class WCT(Method):
                 return encoder.encode(img)
         return encoder.encode(img)
 
+    @staticmethod
+    def _affine(
+        f: torch.Tensor, stats: Sequence[WCTStyleStats], mix: torch.Tensor, alpha: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, c) with ``A f + c`` = :func:`blend_features` of f and its WCT targets, for a mix constant over space:
+        ``alpha * sum_k m_k (T_k f + c_k) + (1 - alpha * sum_k m_k) f``."""
+        weights = mix.flatten(1)[:, 0].double()
+        a = (1 - alpha * float(weights.sum())) * torch.eye(f.shape[1], dtype=torch.float64, device=f.device)
+        c = torch.zeros(f.shape[1], dtype=torch.float64, device=f.device)
+        for m, s in zip(weights.tolist(), stats, strict=True):
+            if m:
+                t, shift = wct_affine(f, s)
+                a, c = a + alpha * m * t, c + alpha * m * shift
+        return a, c
+
     @torch.no_grad()
     def encode_style(self, style: torch.Tensor) -> dict[str, WCTStyleStats]:
         """WCT statistics of the style at every level (each level has its own encoder on vgg19-16x)."""
@@ -109,10 +124,16 @@ class WCT(Method):
     ) -> torch.Tensor:
         img = content.to(self.device)
         size = tuple(content.shape[-2:])
+        # one sample and a mix that is the same everywhere: WCT and the blend are one affine map of the features,
+        # which the decoder folds into its first conv (the transformed features are never written)
+        uniform = img.shape[0] == 1 and bool((mix == mix.flatten(1)[:, :1, None]).all())
         for d in self.levels:
             f = self._encode(img, d)
-            targets = [wct(f, s[d]) for s in styles]
-            img = self.decoders[d](blend_features(f, targets, mix, alpha), size=size)
+            if uniform:
+                img = self.decoders[d](f, size=size, in_affine=self._affine(f, [s[d] for s in styles], mix, alpha))
+            else:
+                targets = [wct(f, s[d]) for s in styles]
+                img = self.decoders[d](blend_features(f, targets, mix, alpha), size=size)
             if self.progress:
                 self.progress(self.levels.index(d) + 1, len(self.levels))
         return img.clamp(0, 1)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from impasto.layers import as_channels_last
 
-__all__ = ["WCTStyleStats", "wct_style_stats", "wct", "wct_features"]
+__all__ = ["WCTStyleStats", "wct_style_stats", "wct", "wct_affine", "wct_features"]
 
 # Eigenvalues below max(eps, _REL_THRESHOLD * largest eigenvalue) are treated as zero (the official code
 # keeps eigenvalues above 1e-5; the relative part protects rank-deficient covariances of large features).
@@ -128,18 +128,12 @@ def wct(content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_r
     if c != stats.channels:
         raise ValueError(f"content has {c} channels but the WCT style statistics have {stats.channels}")
     s_mean = stats.mean.to(content_feat.device)
-    colour = stats.colour.to(content_feat.device)
     outs = []
     with torch.autocast(content_feat.device.type, enabled=False):
         for i in range(b):
             rows = _rows(content_feat[i])
-            mean, cov, centred = _centred_cov(rows)
-            if content_ridge:
-                cov = cov + content_ridge * torch.eye(c, dtype=cov.dtype, device=cov.device)
-            evals, evecs = _kept_eigh(cov, eps)
-            whiten = (evecs * evals.rsqrt()) @ evecs.T
             # out = colour @ whiten @ (f - m_c) + m_s = T (f - m_c) + m_s: one C x C matrix (float64, then float32)
-            t = colour @ whiten
+            t, mean, centred = _transform(rows, stats, eps, content_ridge)
             if centred is None:  # small maps: float64 throughout (cheap, exact for rank-deficient input)
                 out = torch.addmm((s_mean - t @ mean).T, rows.double(), t.T).float()
                 outs.append(out.reshape(1, h, w, c).permute(0, 3, 1, 2))  # channels-last layout, like the encoder's
@@ -149,6 +143,34 @@ def wct(content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_r
                 outs.append(F.conv2d(fmap, t.float()[:, :, None, None], s_mean.float().flatten()))
     out = outs[0] if b == 1 else torch.cat(outs)
     return as_channels_last(out.to(content_feat.dtype))
+
+
+def _transform(rows: Tensor, stats: WCTStyleStats, eps: float, ridge: float) -> tuple[Tensor, Tensor, Tensor | None]:
+    """N x C content rows -> (T = colour @ whiten, C x C float64; the content mean C x 1; the centred rows or None)."""
+    mean, cov, centred = _centred_cov(rows)
+    if ridge:
+        cov = cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+    evals, evecs = _kept_eigh(cov, eps)
+    whiten = (evecs * evals.rsqrt()) @ evecs.T
+    return stats.colour.to(rows.device) @ whiten, mean, centred
+
+
+def wct_affine(
+    content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_ridge: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """The WCT of one content map as the affine map of its features that it is: ``wct(f) = T f + shift`` at every
+    pixel, with ``T = colour @ whiten`` and ``shift = m_s - T m_c`` (same statistics and options as :func:`wct`).
+
+    A linear layer that reads the WCT output (a decoder's first conv) can absorb T and shift into its weights and
+    bias, so the transformed map is never written (impasto.decoders.vgg). content_feat: 1 x C x H x W.
+    Returns (T: C x C, shift: C), float64.
+    """
+    feat = _as_single_map("content_feat", content_feat)
+    if feat.shape[0] != stats.channels:
+        raise ValueError(f"content has {feat.shape[0]} channels but the WCT style statistics have {stats.channels}")
+    with torch.autocast(feat.device.type, enabled=False):
+        t, mean, _ = _transform(_rows(feat), stats, eps, content_ridge)
+    return t, (stats.mean.to(t.device) - t @ mean).flatten()
 
 
 def wct_features(content: Tensor, style: Tensor, eps: float = 1e-5, content_ridge: float = 0.0) -> Tensor:
