@@ -14,6 +14,7 @@ from impasto.layers import (
     conv2d,
     grouped_conv2d,
     halves_order,
+    max_pool2x,
     narrow_conv2d,
     reflect_conv,
     reflect_conv2d,
@@ -55,10 +56,11 @@ def test_channel_mean_var_hand_computed_and_float32_accumulation() -> None:
 
 # ---------------------------------------------------------------------------------------------- convolutions
 @pytest.mark.parametrize(("k", "width"), [(3, 24), (3, 27), (9, 40), (9, 13), (3, 3)])
-def test_narrow_conv2d_equals_conv2d(k: int, width: int) -> None:
+@pytest.mark.parametrize("unroll", [None, 3, 4, 5])  # None: 5 for the 9x9 kernel, 4 for 3x3
+def test_narrow_conv2d_equals_conv2d(k: int, width: int, unroll: int | None) -> None:
     x = _rand(2, 16, 11 + k - 1, width + k - 1)
     w, b = _rand(3, 16, k, k, seed=1), _rand(3, seed=2)
-    out = narrow_conv2d(x, w, b)
+    out = narrow_conv2d(x, w, b, unroll)
     ref = F.conv2d(x, w, b)
     assert out.shape == ref.shape and out.is_contiguous(memory_format=CL)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
@@ -225,3 +227,12 @@ def test_upsample_bilinear2x_with_padding_equals_upsample_then_pad(pad: int, lay
     assert torch.equal(out, reflect_pad(upsample_bilinear2x(x), pad))
     with pytest.raises(ValueError, match="reflection padding"):
         upsample_bilinear2x(_rand(1, 2, 1, 1), pad=2)
+
+
+@pytest.mark.parametrize(("h", "w"), [(8, 12), (7, 12), (8, 9), (2, 2)])  # even (strided maxima) and odd (ATen)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_max_pool2x_equals_max_pool2d(h: int, w: int, dtype: torch.dtype) -> None:
+    x = _rand(2, 6, h, w, dtype=torch.float32).to(dtype).contiguous(memory_format=CL)
+    out = max_pool2x(x)
+    assert torch.equal(out, F.max_pool2d(x, 2, 2, ceil_mode=True))
+    assert out.is_contiguous(memory_format=CL)

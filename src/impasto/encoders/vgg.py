@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from impasto.errors import ConfigError, WeightsError
-from impasto.layers import reflect_conv
+from impasto.layers import max_pool2x, reflect_conv
 
 BLOCK_CONVS = (2, 2, 4, 4, 4)
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
@@ -103,7 +102,7 @@ class VGGEncoder(nn.Module):
                 break
             b, _ = _block(name)
             if b != prev_block:
-                h = F.max_pool2d(h, 2, 2, ceil_mode=True)
+                h = max_pool2x(h)
                 prev_block = b
             h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
             relu = name.replace("conv", "relu")
