@@ -338,3 +338,19 @@ def max_pool2x(x: Tensor) -> Tensor:
     rows = x.permute(0, 2, 3, 1).reshape(b, h // 2, 2, w // 2, 2 * c)
     pairs = torch.maximum(rows[:, :, 0], rows[:, :, 1]).view(b, h // 2, w // 2, 2, c)
     return torch.maximum(pairs[:, :, :, 0], pairs[:, :, :, 1]).permute(0, 3, 1, 2)
+
+
+def fold_input_affine(
+    weight: Tensor, bias: Tensor | None, matrix: Tensor, shift: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Weight and bias of the conv ``x -> conv(matrix @ x + shift)`` (the affine map applied at every pixel):
+    ``W' = W A`` over the input channels, ``b' = b + sum of W c`` over channels and taps. Exact for a conv that
+    reflection-pads its input (padding commutes with a per-pixel map), not for zero padding. weight: Cout x C x k x
+    k, matrix: C x C' (e.g. a 1x1 conv's weight), shift: C. Computed in float64, returned in the weight's dtype.
+    """
+    w = weight.double()
+    folded = torch.einsum("ojhw,ji->oihw", w, matrix.to(w))
+    b = torch.einsum("ojhw,j->o", w, shift.to(w))
+    if bias is not None:
+        b = b + bias.double()
+    return folded.to(weight.dtype), b.to(weight.dtype)

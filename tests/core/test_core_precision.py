@@ -126,6 +126,24 @@ def test_decoder_inference_path_equals_training_path() -> None:
     torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [(45, 50), (400, 392)])  # pad + conv; zero padding + border fix (impasto.layers)
+def test_encoder_inference_path_equals_training_path(size: tuple[int, int]) -> None:
+    """Without autograd the VGG encoders fold the 1x1 colour conv into conv1_1, fuse the ReLUs and pool by strided
+    maxima; the features are the module path's."""
+    from impasto.backbones import load_encoder
+
+    enc = load_encoder("vgg19-16x", "relu3_1")
+    img = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+    with torch.no_grad():
+        fast = enc(img, layers)
+    with torch.enable_grad():
+        plain = enc(img.requires_grad_(True), layers)
+    for name in layers:
+        assert plain[name].requires_grad
+        torch.testing.assert_close(fast[name], plain[name].detach(), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("depth", ["relu1_1", "relu2_1"])  # folded into the conv to RGB / into a 3x3 conv + ReLU
 def test_decoder_folds_an_input_affine_map(depth: str) -> None:
     """decoder(f, in_affine=(A, c)) = decoder(A f + c): WCT's transform folded into the first conv's weights."""

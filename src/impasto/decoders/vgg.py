@@ -18,6 +18,7 @@ from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names, rename_convs
 from impasto.errors import WeightsError
 from impasto.layers import (
     as_channels_last,
+    fold_input_affine,
     in_autocast_dtype,
     narrow_conv2d,
     reflect_conv,
@@ -79,7 +80,7 @@ class VGGDecoder(nn.Module):
         for i, (name, conv) in enumerate(self.convs.items()):
             last = i == n - 1
             if i == 0 and in_affine is not None:
-                weight, bias = _fold_affine(conv, *in_affine)
+                weight, bias = fold_input_affine(conv.weight, conv.bias, *in_affine)
                 if fast:  # CPU inference: the same fast forms as reflect_conv / _narrow_conv, with these weights
                     x, weight, bias = in_autocast_dtype(h, weight, bias)
                     if last:
@@ -102,17 +103,6 @@ class VGGDecoder(nn.Module):
             h = _fit(h, size)
         h = h.contiguous()  # the 3-channel image back in the default layout (cheap; callers may .view() it)
         return h if h.dtype == feat.dtype else h.to(feat.dtype)  # bf16 autocast: back to the input's dtype
-
-
-def _fold_affine(conv: nn.Conv2d, matrix: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``x -> conv(matrix @ x + shift)`` (per pixel): W' = W A over the input channels, b' = b + sum
-    of W c over channels and taps. Computed in float64, returned in the conv's dtype."""
-    w = conv.weight.double()
-    weight = torch.einsum("ojhw,ji->oihw", w, matrix.to(w))
-    bias = torch.einsum("ojhw,j->o", w, shift.to(w))
-    if conv.bias is not None:
-        bias = bias + conv.bias.double()
-    return weight.to(conv.weight.dtype), bias.to(conv.weight.dtype)
 
 
 def _narrow_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

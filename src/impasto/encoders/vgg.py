@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from impasto.errors import ConfigError, WeightsError
-from impasto.layers import max_pool2x, reflect_conv
+from impasto.layers import fold_input_affine, in_autocast_dtype, max_pool2x, reflect_conv, reflect_conv2d
 
 BLOCK_CONVS = (2, 2, 4, 4, 4)
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
@@ -95,16 +95,23 @@ class VGGEncoder(nn.Module):
         self._check_layers(wanted)
         out: dict[str, torch.Tensor] = {}
         # channels-last runs the 3x3 convs 1.3-1.6x faster on CPU (benchmarks/README.md); values are unchanged
-        h = self.conv0(x.contiguous(memory_format=torch.channels_last))
+        fold = x.device.type == "cpu" and not torch.is_grad_enabled()
+        h = x.contiguous(memory_format=torch.channels_last)
+        if not fold:
+            h = self.conv0(h)
         prev_block = 1
-        for name, conv in self.convs.items():
+        for i, (name, conv) in enumerate(self.convs.items()):
             if len(out) == len(wanted):  # every wanted layer computed: the deeper convs are not run
                 break
             b, _ = _block(name)
             if b != prev_block:
                 h = max_pool2x(h)
                 prev_block = b
-            h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
+            if i == 0 and fold:  # CPU inference: the 1x1 colour conv folded into conv1_1 (no pass over the image)
+                weight, bias = fold_input_affine(conv.weight, conv.bias, self.conv0.weight[:, :, 0, 0], self.conv0.bias)
+                h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=True)
+            else:
+                h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
             relu = name.replace("conv", "relu")
             if relu in wanted:  # under bf16 autocast the convs run in bf16; features are returned in x's dtype
                 out[relu] = h if h.dtype == x.dtype else h.to(x.dtype)
