@@ -97,7 +97,9 @@ def channel_mean_var(feat: Tensor, correction: int = 1) -> tuple[Tensor, Tensor]
     return mean.squeeze(dim), var
 
 
-def narrow_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, unroll: int | None = None) -> Tensor:
+def narrow_conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, unroll: int | None = None, padding: int = 0
+) -> Tensor:
     """A stride-1, unpadded conv with few output channels (e.g. a decoder's last conv to RGB), computed faster.
 
     x: B x Cin x H' x W' (already padded); weight: Cout x Cin x kh x kw; returns B x Cout x (H'-kh+1) x
@@ -108,12 +110,13 @@ def narrow_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, unroll:
     B x H x W x Cout image (no copy when the width is a multiple of ``unroll``). Measured at 1024 px, bf16:
     MicroAST's 9x9 16->3 conv 101 -> 36 ms, a 3x3 16->3 conv 12.8 -> 8.5 ms. The output is channels-last.
     ``unroll`` defaults to the fastest measured: 5 for kernels 7 wide and more (9x9 16->3: 38.7 -> 35.7 ms against
-    4), 4 for smaller ones (3x3: 8.3 ms against 8.9 for 5; 6 and 8 were slower for both).
+    4), 4 for smaller ones (3x3: 8.3 ms against 8.9 for 5; 6 and 8 were slower for both). ``padding``: zeros on
+    every side, as in ``F.conv2d`` (:func:`reflect_conv2d` fixes the border for reflection padding).
     """
     cout, _, kh, kw = weight.shape
     unroll = unroll or (5 if kw >= 7 else 4)
     b, _, hp, wp = x.shape
-    h, w = hp - kh + 1, wp - kw + 1
+    h, w = hp + 2 * padding - kh + 1, wp + 2 * padding - kw + 1
     wide = weight.new_zeros(unroll * cout, weight.shape[1], kh, kw + unroll - 1)
     for d in range(unroll):
         wide[d * cout : (d + 1) * cout, :, :, d : d + kw] = weight
@@ -122,7 +125,10 @@ def narrow_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, unroll:
     # width not a multiple of unroll: zero columns on both sides, the first ``unroll`` output columns and those
     # past w are discarded (otherwise the slice and the final contiguous() are no-ops)
     pad = 0 if w % unroll == 0 else unroll
-    z = F.conv2d(x.contiguous(memory_format=torch.channels_last), wide, wide_bias, stride=(1, unroll), padding=(0, pad))
+    z = F.conv2d(
+        x.contiguous(memory_format=torch.channels_last), wide, wide_bias, stride=(1, unroll),
+        padding=(padding, padding + pad),
+    )
     z = z.contiguous(memory_format=torch.channels_last)
     out = z.permute(0, 2, 3, 1).reshape(b, h, -1, cout)[:, :, pad : pad + w]
     return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
@@ -272,7 +278,9 @@ def conv2d(
     return F.relu(out) if relu else out
 
 
-def reflect_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
+def reflect_conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False, narrow: bool = False
+) -> Tensor:
     """Stride-1 conv of x reflection-padded by k // 2 (an odd k x k kernel), then ReLU if ``relu``: the values of
     ``F.relu(F.conv2d(F.pad(x, (k // 2,) * 4, mode="reflect"), weight, bias))``.
 
@@ -280,19 +288,25 @@ def reflect_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: 
     with zeros inside the conv, and only the output's border (k // 2 rows and columns on each side, the pixels
     whose windows reach the padding) is recomputed from small reflection-padded strips and written over it
     (measured at 1024 px, bf16: 16->16 3x3 18.6 -> 15.8 ms, 3->16 9x9 31.7 -> 28.0 ms; benchmarks/README.md).
+    ``narrow``: the interior runs as :func:`narrow_conv2d` (a conv to 3 channels; no ReLU), also on CPU with autograd
+    off (1 x 16 x 1024 x 1024 bf16 to RGB: the padded copy was 3 ms of 11).
     x: B x Cin x H x W, weight: Cout x Cin x k x k (one dtype); returns B x Cout x H x W.
     """
     p = weight.shape[-1] // 2
     if p == 0:
         return conv2d(x, weight, bias, relu=relu)
     h, w = x.shape[-2:]
-    if not (
-        _fused(x, weight)
-        and weight.shape[0] <= BORDER_FIX_MAX_OUT
-        and min(h, w) >= max(BORDER_FIX_MIN_SIDE, 4 * p)
-    ):
+    big = min(h, w) >= max(BORDER_FIX_MIN_SIDE, 4 * p)
+    if narrow:
+        if relu:
+            raise ValueError("reflect_conv2d: narrow=True has no fused ReLU")
+        if not (big and x.device.type == "cpu" and not torch.is_grad_enabled()):
+            return narrow_conv2d(reflect_pad(x, p), weight, bias)
+        out = narrow_conv2d(x, weight, bias, padding=p)
+    elif not (big and _fused(x, weight) and weight.shape[0] <= BORDER_FIX_MAX_OUT):
         return conv2d(reflect_pad(x, p), weight, bias, relu=relu)
-    out = conv2d(x, weight, bias, padding=p, relu=relu)
+    else:
+        out = conv2d(x, weight, bias, padding=p, relu=relu)
     b = x.shape[0]
     # output rows 0..p-1 read input rows -p..2p-1: the p reflected rows, then the first 2p (likewise at the bottom);
     # top and bottom strips run as one batch, then the left and right ones (whose full height covers the corners)

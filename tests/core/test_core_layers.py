@@ -190,6 +190,28 @@ def test_reflect_conv2d_equals_pad_then_conv(k: int, cin: int, cout: int, hw: tu
         torch.testing.assert_close(out[sl], ref[sl], rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize(("k", "hw"), [
+    (3, (BORDER_FIX_MIN_SIDE, BORDER_FIX_MIN_SIDE + 2)),  # zero-padded unrolled conv + border fix; width % 4 != 0
+    (9, (BORDER_FIX_MIN_SIDE + 1, BORDER_FIX_MIN_SIDE + 5)),  # 9x9 (unroll 5), width % 5 == 4
+    (3, (20, 23)),  # small: pad, then the unrolled conv
+])
+def test_reflect_conv2d_narrow_equals_pad_then_conv(k: int, hw: tuple[int, int]) -> None:
+    x = _rand(1, 16, *hw, dtype=torch.float32).contiguous(memory_format=CL)
+    w, b = _rand(3, 16, k, k, seed=1, dtype=torch.float32) / k, _rand(3, seed=2, dtype=torch.float32)
+    ref = _reflect_ref(x, w, b, relu=False)
+    with torch.no_grad():
+        out = reflect_conv2d(x, w, b, narrow=True)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="ReLU"):
+        reflect_conv2d(x, w, b, relu=True, narrow=True)
+
+
+def test_narrow_conv2d_zero_padding_equals_conv2d() -> None:
+    x, w, b = _rand(2, 16, 13, 18), _rand(3, 16, 3, 3, seed=1), _rand(3, seed=2)
+    torch.testing.assert_close(narrow_conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=1), rtol=0, atol=1e-12)
+
+
 def test_reflect_conv2d_bf16_equals_pad_then_bf16_conv() -> None:
     """In bf16 the border fix gives the pad-then-conv values bit for bit (each output's products and sums are
     the same; measured equal), here within one bf16 step of them."""

@@ -20,7 +20,6 @@ from impasto.layers import (
     as_channels_last,
     fold_input_affine,
     in_autocast_dtype,
-    narrow_conv2d,
     reflect_conv,
     reflect_conv2d,
     reflect_pad,
@@ -83,17 +82,14 @@ class VGGDecoder(nn.Module):
                 weight, bias = fold_input_affine(conv.weight, conv.bias, *in_affine)
                 if fast:  # CPU inference: the same fast forms as reflect_conv / _narrow_conv, with these weights
                     x, weight, bias = in_autocast_dtype(h, weight, bias)
-                    if last:
-                        h = narrow_conv2d(reflect_pad(x, 1), weight, bias)
-                    else:
-                        h = reflect_conv2d(x, weight, bias, relu=True)
+                    h = reflect_conv2d(x, weight, bias, relu=not last, narrow=last)
                 else:
                     h = F.conv2d(reflect_pad(h, 1), weight, bias)
                     h = h if last else F.relu(h, inplace=True)
             elif not last:
                 h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
             elif fast:  # CPU inference: the conv to RGB as a 4-column unrolled conv (impasto.layers)
-                h = _narrow_conv(reflect_pad(h, 1), conv)
+                h = reflect_conv2d(*in_autocast_dtype(h, conv.weight, conv.bias), narrow=True)
             else:
                 h = conv(reflect_pad(h, 1))
             b, j = _block(name)
@@ -103,11 +99,6 @@ class VGGDecoder(nn.Module):
             h = _fit(h, size)
         h = h.contiguous()  # the 3-channel image back in the default layout (cheap; callers may .view() it)
         return h if h.dtype == feat.dtype else h.to(feat.dtype)  # bf16 autocast: back to the input's dtype
-
-
-def _narrow_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv(x)`` through :func:`impasto.layers.narrow_conv2d`, in the autocast dtype if autocast is on."""
-    return narrow_conv2d(*in_autocast_dtype(x, conv.weight, conv.bias))
 
 
 def _fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -177,7 +177,7 @@ class ReflectConv(nn.Module):
             out = grouped_conv2d(reflect_pad(x, pad), weight, bias, conv.stride[0], conv.groups, halves=halves_in)
             return F.relu(out, inplace=True) if relu else out
         if conv.out_channels <= 4 and conv.stride == (1, 1):
-            out = narrow_conv2d(reflect_pad(x, pad), weight, bias)
+            out = narrow_conv2d(x, weight, bias) if padded else reflect_conv2d(x, weight, bias, narrow=True)
             return F.relu(out, inplace=True) if relu else out
         if conv.stride == (1, 1):
             return reflect_conv2d(x, weight, bias, relu=relu)
