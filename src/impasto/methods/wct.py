@@ -89,8 +89,10 @@ class WCT(Method):
         pixels = math.ceil(img.shape[-2] / stride) * math.ceil(img.shape[-1] / stride)
         if self.low_dtype is not None and pixels < FP32_PIXELS_PER_CHANNEL * encoder.channels(level):
             with torch.autocast(self.device.type, enabled=False):
-                return encoder.encode(img)
-        return encoder.encode(img)
+                return encoder.encode(img.float())
+        # under bf16 the features stay bf16 (the encoder returns its input's dtype): no float32 copy of each level's
+        # map that the decoder would cast back; the first conv rounds the image to bf16 in either case
+        return encoder.encode(img if self.low_dtype is None else img.to(self.low_dtype))
 
     @staticmethod
     def _affine(
@@ -136,4 +138,4 @@ class WCT(Method):
                 img = self.decoders[d](blend_features(f, targets, mix, alpha), size=size)
             if self.progress:
                 self.progress(self.levels.index(d) + 1, len(self.levels))
-        return img.clamp(0, 1)
+        return img.float().clamp(0, 1)

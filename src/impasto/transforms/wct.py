@@ -43,8 +43,8 @@ _COV_CHUNK = 16384
 
 
 def _rows(feat: Tensor) -> Tensor:
-    """C x H x W features -> N x C float32 rows (a view, without copy, for channels-last features)."""
-    return feat.permute(1, 2, 0).reshape(-1, feat.shape[0]).float()
+    """C x H x W features -> N x C rows in their dtype (a view, without copy, for channels-last features)."""
+    return feat.permute(1, 2, 0).reshape(-1, feat.shape[0])
 
 
 def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -62,13 +62,14 @@ def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         mean = x.mean(dim=0, keepdim=True)
         centred = x - mean
         return mean.T, centred.T @ centred / max(n - 1, 1), None
+    rows = rows.float()  # one conversion of 16-bit rows (their mixed-dtype sums and differences were 1.5x slower)
     # the mean: float32 sums of 1024-row blocks (3-4x faster than one sum over N rows of C = 16-64 channels)
     block = n - n % 1024
     total = rows[:block].view(-1, 1024, c).sum(dim=1, dtype=torch.float32).double().sum(dim=0, keepdim=True)
     if block < n:
         total += rows[block:].sum(dim=0, keepdim=True, dtype=torch.float32).double()
     mean = total / n
-    centred = rows - mean.float()  # float32 (also for 16-bit rows), contiguous
+    centred = rows - mean.float()  # contiguous
     full = n - n % _COV_CHUNK
     chunks = centred[:full].view(-1, _COV_CHUNK, c)
     cov = torch.bmm(chunks.transpose(1, 2), chunks).double().sum(dim=0)
