@@ -125,7 +125,8 @@ def test_run_case_tiny_in_process(bench, weights_dir, content_path, style_path):
     r = bench.derive(res)
     assert r["out_shape"] == [1, 3, 48, 64]
     assert r["timed_runs"] == 1 and r["time_s"] > 0
-    assert r["macs"] > 0 and r["macs"] == r["macs_by_kind"]["conv"]
+    # convs, and the tiny matrix products that fold the encoder's 1x1 colour conv into conv1_1 (1344 MACs here)
+    assert r["macs"] > 0 and r["macs_by_kind"]["conv"] >= 0.999 * r["macs"]
     # every conv runs inside the encoder or decoder (content pass only: the style is cached)
     assert set(r["macs_by_part"]) <= {"encoder", "decoder"}
     assert r["macs_by_part"]["encoder"] > 0 and r["macs_by_part"]["decoder"] > 0

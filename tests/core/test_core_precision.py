@@ -141,7 +141,18 @@ def test_encoder_inference_path_equals_training_path(size: tuple[int, int]) -> N
         plain = enc(img.requires_grad_(True), layers)
     for name in layers:
         assert plain[name].requires_grad
-        torch.testing.assert_close(fast[name], plain[name].detach(), rtol=1e-4, atol=1e-4)
+        # float32: equal up to the summation order of oneDNN's zero-padded conv (border-fix path on the large map)
+        torch.testing.assert_close(fast[name], plain[name].detach(), rtol=1e-5, atol=1e-5)
+    ref = {name: plain[name].detach() for name in layers}
+    # bf16 autocast: the fast path folds the colour conv into conv1_1; both paths are as close to float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            fast = enc(img, layers)
+        plain = enc(img, layers)
+    for name in layers:
+        err_fast = float((fast[name].float() - ref[name]).norm() / ref[name].norm())
+        err_plain = float((plain[name].detach().float() - ref[name]).norm() / ref[name].norm())
+        assert err_fast < 1e-2 and err_fast < 1.5 * err_plain + 1e-3
 
 
 @pytest.mark.parametrize("depth", ["relu1_1", "relu2_1"])  # folded into the conv to RGB / into a 3x3 conv + ReLU

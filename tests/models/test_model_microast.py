@@ -61,6 +61,19 @@ def test_adain_gives_target_statistics() -> None:
     torch.testing.assert_close(std, target_std.expand(2, 3, 1, 1), atol=1e-5, rtol=1e-5)
 
 
+def test_adain_bf16_inference_path_within_one_rounding() -> None:
+    """16-bit channels-last maps without autograd take an in-place float32 path: the float64 values, rounded once."""
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randn(2, 8, 20, 24, generator=g) * 2 + 1).to(torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last)
+    mean, std = torch.randn(1, 8, 1, 1, generator=g), torch.rand(1, 8, 1, 1, generator=g) + 0.5
+    with torch.no_grad():
+        out = adain(x, mean, std)
+    ref = adain(x.double(), mean.double(), std.double())
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    assert ((out.double() - ref).abs() <= 2**-8 * ref.abs() + 1e-6).all()
+
+
 def test_modulated_residual_hand_computed() -> None:
     x = torch.tensor([[[[1.0, -2.0]]]])  # 1 x 1 x 1 x 2
 
