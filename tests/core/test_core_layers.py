@@ -212,6 +212,20 @@ def test_narrow_conv2d_zero_padding_equals_conv2d() -> None:
     torch.testing.assert_close(narrow_conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=1), rtol=0, atol=1e-12)
 
 
+def test_conv_forms_without_onednn_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds without oneDNN's fused conv (``impasto.layers._FUSED_CONV`` None) run F.conv2d + ReLU, pad + conv."""
+    import impasto.layers as layers
+
+    monkeypatch.setattr(layers, "_FUSED_CONV", None)
+    n = BORDER_FIX_MIN_SIDE
+    x = _rand(1, 4, n, n, dtype=torch.float32).contiguous(memory_format=CL)
+    w, b = _rand(8, 4, 3, 3, seed=1, dtype=torch.float32), _rand(8, seed=2, dtype=torch.float32)
+    with torch.no_grad():
+        out = reflect_conv2d(x, w, b, relu=True)
+        torch.testing.assert_close(out, _reflect_ref(x, w, b, True), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(conv2d(x, w, b, relu=True), F.relu(F.conv2d(x, w, b)), rtol=1e-5, atol=1e-5)
+
+
 def test_reflect_conv2d_bf16_equals_pad_then_bf16_conv() -> None:
     """In bf16 the border fix gives the pad-then-conv values bit for bit (each output's products and sums are
     the same; measured equal), here within one bf16 step of them."""
