@@ -129,9 +129,16 @@ def _wct_float64_reference(content: torch.Tensor, style: torch.Tensor) -> torch.
     return (colour @ whiten @ (flat - c_mean) + s_mean).reshape(content.shape)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_large_maps_use_float32_products_and_match_float64(channels_last: bool) -> None:
-    # 210 x 200 = 42000 pixels > the chunk size: the float32 path with float64 accumulation across chunks
+@pytest.mark.parametrize(("channels_last", "block"), [(False, None), (True, None), (True, 20000)])
+def test_large_maps_use_float32_products_and_match_float64(
+    channels_last: bool, block: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 210 x 200 = 42000 pixels > the chunk size: the float32 path with float64 accumulation across chunks (with
+    # block 20000: centred in 3 blocks, the last one shorter than a chunk)
+    if block:
+        import sys
+
+        monkeypatch.setattr(sys.modules["impasto.transforms.wct"], "_CENTRE_BLOCK", block)
     content, style = _correlated(16, 210, 200, 11), _correlated(16, 150, 180, 12)
     if channels_last:
         content = content.contiguous(memory_format=torch.channels_last)

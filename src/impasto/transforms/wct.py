@@ -47,35 +47,44 @@ def _rows(feat: Tensor) -> Tensor:
     return feat.permute(1, 2, 0).reshape(-1, feat.shape[0])
 
 
-def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-    """N x C features -> (mean C x 1, covariance C x C with the unbiased 1/(N-1), both float64, and the centred
-    N x C float32 rows for maps above ``_COV_CHUNK`` pixels, else None).
+#: Rows per centring step of a large map's covariance: its float32 copy (6 MB at 24 channels) stays in cache.
+_CENTRE_BLOCK = 4 * _COV_CHUNK
+
+
+def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """N x C features -> (mean C x 1, covariance C x C with the unbiased 1/(N-1)), both float64.
 
     Maps of at most ``_COV_CHUNK`` pixels (the deep levels, and every rank-deficient case N <= C) are computed
-    in float64. Larger ones are centred in one float32 pass (the features' precision; the mean from float32 sums of
-    1024-row blocks, added in float64), and their covariance is one batched product of ``_COV_CHUNK``-pixel chunks
-    in float32 whose C x C results are summed in float64, so rounding does not grow with N.
+    in float64. Larger ones in float32 (the features' precision): the mean from float32 sums of 1024-row blocks,
+    added in float64; then, block by block of ``_CENTRE_BLOCK`` rows, the rows centred into one reused float32
+    buffer and their products in ``_COV_CHUNK``-row chunks, whose C x C results are summed in float64, so rounding
+    does not grow with N. No N x C float32 copy is written (at 1024 px the level-1 statistics took 78 ms with one,
+    most of it memory traffic).
     """
     n, c = rows.shape
     if n <= _COV_CHUNK:
         x = rows.double()
         mean = x.mean(dim=0, keepdim=True)
         centred = x - mean
-        return mean.T, centred.T @ centred / max(n - 1, 1), None
-    rows = rows.float()  # one conversion of 16-bit rows (their mixed-dtype sums and differences were 1.5x slower)
-    # the mean: float32 sums of 1024-row blocks (3-4x faster than one sum over N rows of C = 16-64 channels)
+        return mean.T, centred.T @ centred / max(n - 1, 1)
     block = n - n % 1024
     total = rows[:block].view(-1, 1024, c).sum(dim=1, dtype=torch.float32).double().sum(dim=0, keepdim=True)
     if block < n:
         total += rows[block:].sum(dim=0, keepdim=True, dtype=torch.float32).double()
     mean = total / n
-    centred = rows - mean.float()  # contiguous
-    full = n - n % _COV_CHUNK
-    chunks = centred[:full].view(-1, _COV_CHUNK, c)
-    cov = torch.bmm(chunks.transpose(1, 2), chunks).double().sum(dim=0)
-    if full < n:
-        cov += (centred[full:].T @ centred[full:]).double()
-    return mean.T, cov / (n - 1), centred
+    m32 = mean.float()
+    cov = torch.zeros(c, c, dtype=torch.float64, device=rows.device)
+    buf = torch.empty(min(n, _CENTRE_BLOCK), c, device=rows.device)
+    for start in range(0, n, _CENTRE_BLOCK):
+        part = buf[: min(_CENTRE_BLOCK, n - start)]
+        torch.sub(rows[start : start + part.shape[0]], m32, out=part)
+        full = part.shape[0] - part.shape[0] % _COV_CHUNK
+        if full:
+            chunks = part[:full].view(-1, _COV_CHUNK, c)
+            cov += torch.bmm(chunks.transpose(1, 2), chunks).double().sum(dim=0)
+        if full < part.shape[0]:
+            cov += (part[full:].T @ part[full:]).double()
+    return mean.T, cov / (n - 1)
 
 
 def _kept_eigh(cov: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -103,7 +112,7 @@ def wct_style_stats(style_feat: Tensor, eps: float = 1e-5) -> WCTStyleStats:
     """
     rows = _rows(_as_single_map("style_feat", style_feat))
     with torch.autocast(rows.device.type, enabled=False):
-        mean, cov, _ = _centred_cov(rows)
+        mean, cov = _centred_cov(rows)
     evals, evecs = _kept_eigh(cov, eps)
     colour = (evecs * evals.sqrt()) @ evecs.T
     return WCTStyleStats(mean=mean, colour=colour)
@@ -134,26 +143,26 @@ def wct(content_feat: Tensor, stats: WCTStyleStats, eps: float = 1e-5, content_r
         for i in range(b):
             rows = _rows(content_feat[i])
             # out = colour @ whiten @ (f - m_c) + m_s = T (f - m_c) + m_s: one C x C matrix (float64, then float32)
-            t, mean, centred = _transform(rows, stats, eps, content_ridge)
-            if centred is None:  # small maps: float64 throughout (cheap, exact for rank-deficient input)
+            t, mean = _transform(rows, stats, eps, content_ridge)
+            if rows.shape[0] <= _COV_CHUNK:  # small maps: float64 throughout (cheap, exact for rank-deficient input)
                 out = torch.addmm((s_mean - t @ mean).T, rows.double(), t.T).float()
                 outs.append(out.reshape(1, h, w, c).permute(0, 3, 1, 2))  # channels-last layout, like the encoder's
             else:  # a float32 1x1 conv on the centred rows seen as a channels-last map (measured 2-3x faster than
                 # addmm on N x C rows, which runs at about 10 GMAC/s for C = 24)
-                fmap = centred.view(1, h, w, c).permute(0, 3, 1, 2)
+                fmap = (rows - mean.T.float()).view(1, h, w, c).permute(0, 3, 1, 2)
                 outs.append(F.conv2d(fmap, t.float()[:, :, None, None], s_mean.float().flatten()))
     out = outs[0] if b == 1 else torch.cat(outs)
     return as_channels_last(out.to(content_feat.dtype))
 
 
-def _transform(rows: Tensor, stats: WCTStyleStats, eps: float, ridge: float) -> tuple[Tensor, Tensor, Tensor | None]:
-    """N x C content rows -> (T = colour @ whiten, C x C float64; the content mean C x 1; the centred rows or None)."""
-    mean, cov, centred = _centred_cov(rows)
+def _transform(rows: Tensor, stats: WCTStyleStats, eps: float, ridge: float) -> tuple[Tensor, Tensor]:
+    """N x C content rows -> (T = colour @ whiten, C x C float64; the content mean C x 1, float64)."""
+    mean, cov = _centred_cov(rows)
     if ridge:
         cov = cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
     evals, evecs = _kept_eigh(cov, eps)
     whiten = (evecs * evals.rsqrt()) @ evecs.T
-    return stats.colour.to(rows.device) @ whiten, mean, centred
+    return stats.colour.to(rows.device) @ whiten, mean
 
 
 def wct_affine(
@@ -170,7 +179,7 @@ def wct_affine(
     if feat.shape[0] != stats.channels:
         raise ValueError(f"content has {feat.shape[0]} channels but the WCT style statistics have {stats.channels}")
     with torch.autocast(feat.device.type, enabled=False):
-        t, mean, _ = _transform(_rows(feat), stats, eps, content_ridge)
+        t, mean = _transform(_rows(feat), stats, eps, content_ridge)
     return t, (stats.mean.to(t.device) - t @ mean).flatten()
 
 
