@@ -160,3 +160,14 @@ def test_samples_and_errors(driver: webdriver.Chrome, base_url: str, tmp_path: P
     text = driver.find_element(By.ID, "error").text
     assert "broken.jpg" in text and ("corrupt" in text or "not an image" in text or "truncated" in text), text
     assert driver.find_element(By.ID, "stylize-button").is_enabled()
+
+
+def test_api_docs_render_offline(driver: webdriver.Chrome, base_url: str) -> None:
+    """/docs renders the API in Swagger UI from scripts the server ships (this machine has no internet access, so a
+    CDN-loaded page stays blank: the state before fastapi-offline)."""
+    driver.get(base_url + "/docs")
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = {e.text.replace("\u200b", "") for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/v1/stylize", "/v1/jobs/{job_id}", "/v1/methods"} <= paths, paths
+    scripts = [e.get_attribute("src") for e in driver.find_elements(By.TAG_NAME, "script") if e.get_attribute("src")]
+    assert scripts and all(src.startswith(base_url) for src in scripts), scripts

@@ -6,7 +6,7 @@
     GET  /v1/jobs/{id}/result -> image/png (404 unknown job, 409 not done yet or failed)
     GET  /v1/methods          -> the methods, whether each runs here, and why not
     GET  /healthz             -> {"status": "ok", "jobs": {...}, "limits": {...}}
-    GET  /docs                -> OpenAPI docs (FastAPI's default)
+    GET  /docs, /redoc        -> OpenAPI docs (Swagger UI / ReDoc served from the package: they work offline)
 
 The server only calls the library (:class:`impasto.pipeline.Stylizer`, :func:`impasto.io.images.load_image`,
 the method registry). Uploads are validated before a job is queued (size while reading, pixel count from the
@@ -36,6 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -486,7 +487,9 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
         finally:
             manager_box.pop("jobs").shutdown(wait=2.0)
 
-    app = FastAPI(title="impasto", version=_version(), lifespan=lifespan,
+    # FastAPIOffline: FastAPI whose /docs and /redoc pages load Swagger UI / ReDoc from files shipped in the package
+    # (FastAPI's own load them from a CDN, so they were blank without internet access)
+    app = FastAPIOffline(title="impasto", version=_version(), lifespan=lifespan,
                   description="Arbitrary artistic style transfer: upload a photo and a painting, get the "
                               "photo painted in that style. Jobs are queued: poll their status, then fetch "
                               "the PNG.")
