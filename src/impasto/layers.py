@@ -250,12 +250,14 @@ BORDER_FIX_MIN_SIDE = 384
 BORDER_FIX_MAX_OUT = 32
 
 
-def _fused(x: Tensor, weight: Tensor) -> bool:
+def _fused(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> bool:
+    """Whether oneDNN's fused conv can run: CPU, float32 or bf16 throughout, no gradient needed."""
     return (
         _FUSED_CONV is not None
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
         and weight.dtype == x.dtype
+        and (bias is None or bias.dtype == x.dtype)
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
     )
 
@@ -271,7 +273,7 @@ def conv2d(
     (see :func:`in_autocast_dtype`). Same values as ``F.relu(F.conv2d(...))``; with autograd on (and a tensor
     that needs a gradient) it is exactly that.
     """
-    if _fused(x, weight):
+    if _fused(x, weight, bias):
         pad, st = [padding, padding], [stride, stride]
         return _FUSED_CONV(x, weight, bias, pad, st, [1, 1], groups, "relu" if relu else "none", [], "")
     out = F.conv2d(x, weight, bias, stride, padding, groups=groups)
@@ -303,7 +305,7 @@ def reflect_conv2d(
         if not (big and x.device.type == "cpu" and not torch.is_grad_enabled()):
             return narrow_conv2d(reflect_pad(x, p), weight, bias)
         out = narrow_conv2d(x, weight, bias, padding=p)
-    elif not (big and _fused(x, weight) and weight.shape[0] <= BORDER_FIX_MAX_OUT):
+    elif not (big and _fused(x, weight, bias) and weight.shape[0] <= BORDER_FIX_MAX_OUT):
         return conv2d(reflect_pad(x, p), weight, bias, relu=relu)
     else:
         out = conv2d(x, weight, bias, padding=p, relu=relu)
