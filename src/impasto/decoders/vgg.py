@@ -20,7 +20,6 @@ from impasto.layers import (
     as_channels_last,
     fold_input_affine,
     in_autocast_dtype,
-    reflect_conv,
     reflect_conv2d,
     reflect_pad,
 )
@@ -78,20 +77,14 @@ class VGGDecoder(nn.Module):
         fast = h.device.type == "cpu" and not torch.is_grad_enabled()
         for i, (name, conv) in enumerate(self.convs.items()):
             last = i == n - 1
+            weight, bias = conv.weight, conv.bias
             if i == 0 and in_affine is not None:
-                weight, bias = fold_input_affine(conv.weight, conv.bias, *in_affine)
-                if fast:  # CPU inference: the same fast forms as reflect_conv / _narrow_conv, with these weights
-                    x, weight, bias = in_autocast_dtype(h, weight, bias)
-                    h = reflect_conv2d(x, weight, bias, relu=not last, narrow=last)
-                else:
-                    h = F.conv2d(reflect_pad(h, 1), weight, bias)
-                    h = h if last else F.relu(h, inplace=True)
-            elif not last:
-                h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
-            elif fast:  # CPU inference: the conv to RGB as a 4-column unrolled conv (impasto.layers)
-                h = reflect_conv2d(*in_autocast_dtype(h, conv.weight, conv.bias), narrow=True)
-            else:
-                h = conv(reflect_pad(h, 1))
+                weight, bias = fold_input_affine(weight, bias, *in_affine)
+            if fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
+                h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=not last, narrow=last)
+            else:  # the module itself (hooks, autocast, gradients), or the folded weights through F.conv2d
+                h = conv(reflect_pad(h, 1)) if weight is conv.weight else F.conv2d(reflect_pad(h, 1), weight, bias)
+                h = h if last else F.relu(h, inplace=True)
             b, j = _block(name)
             if j == 1 and b > 1:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")

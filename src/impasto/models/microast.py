@@ -165,7 +165,7 @@ class ReflectConv(nn.Module):
         """
         conv = self.conv_layer
         if x.device.type != "cpu" or torch.is_grad_enabled():
-            out = conv(reflect_pad(x, self.pad) if self.pad else x)
+            out = conv(reflect_pad(x, self.pad))
             return F.relu(out) if relu else out
         # CPU: the faster exact forms of grouped, 3-output and padded convs, ReLU fused (impasto.layers)
         weight, bias = conv.weight, conv.bias
@@ -188,7 +188,7 @@ class ReflectConv(nn.Module):
             return F.relu(out, inplace=True) if relu else out
         if conv.stride == (1, 1):
             return reflect_conv2d(x, weight, bias, relu=relu)
-        return conv2d(reflect_pad(x, self.pad) if self.pad else x, weight, bias, conv.stride[0], relu=relu)
+        return conv2d(reflect_pad(x, pad), weight, bias, conv.stride[0], relu=relu)
 
 
 class ResBlock(nn.Module):
@@ -334,9 +334,9 @@ class MicroASTDecoder(nn.Module):
             return self.dec3(z)
         # CPU inference: the same layers with the grouped convs' inputs in halves order (see ReflectConv)
         up1, conv1, _, conv2, _, up2, conv3, _, conv4, _, conv5 = self.dec3
-        # the channel permutation in channels-last memory (an index_select on dim 1 would return channels-first;
-        # (a strided copy: 3x faster than index_select along the last dim), each up-sampling writes into a
-        # reflection-padded buffer that the next conv reads (no separate pad pass)
+        # halves order by a strided copy in channels-last memory (an index_select on dim 1 returned a channels-first
+        # map; along the last dim it was 3x slower); each up-sampling writes into the reflection-padded buffer that
+        # the next conv reads (no separate pad pass)
         b, c, hh, ww = z.shape
         h = as_channels_last(z).permute(0, 2, 3, 1).reshape(b, hh, ww, c // 2, 2).transpose(3, 4)
         h = h.reshape(b, hh, ww, c).permute(0, 3, 1, 2)  # halves_order(c): channel 2g + k at position k * c/2 + g
