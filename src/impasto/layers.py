@@ -152,9 +152,11 @@ def halves_order(channels: int) -> Tensor:
 
 
 def grouped_conv2d(
-    x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int, halves: bool = False
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int, halves: bool = False,
+    relu: bool = False,
 ) -> Tensor:
-    """``F.conv2d(x, weight, bias, stride, groups=groups)`` for unpadded input, in the form that runs fastest.
+    """``F.conv2d(x, weight, bias, stride, groups=groups)`` for unpadded input, in the form that runs fastest, then
+    ReLU if ``relu`` (fused into the conv for CPU inference, see :func:`conv2d`).
 
     oneDNN runs grouped convs with 1-2 channels per group at 3-10 GMAC/s on this CPU (dense convs: 100-200).
     Two exact rewrites (measured at MicroAST's shapes, 1024 px):
@@ -165,29 +167,63 @@ def grouped_conv2d(
       is one depthwise conv with a kh x 2kw kernel and column stride 2 on that view (bf16: 48 -> 7.5 ms;
       float32: 103 -> 15 ms). Same products and sums as the grouped conv;
     * 1 input and 2 outputs per group (its encoder, 16->32 and 32->64, stride 2), in 16-bit precision only:
-      the dense conv with a block-diagonal weight (bf16: 23 -> 7 ms; in float32 the grouped conv is the
-      faster one). Bit-identical to the grouped conv.
+      the dense conv with a block-diagonal weight (:func:`fast_grouped_weight`; bf16: 23 -> 7 ms; in float32
+      the grouped conv is the faster one). Bit-identical to the grouped conv.
 
     Other shapes run the plain grouped conv (with ``halves=True``, after restoring the channel order).
     x: B x Cin x H x W; returns B x Cout x H' x W' (channels-last for the rewrites).
     """
     cout, per_group = weight.shape[:2]
     cin = per_group * groups
-    low = torch.is_autocast_enabled(x.device.type) or x.dtype in (torch.bfloat16, torch.float16)
     if halves:
         x_cl = x.contiguous(memory_format=torch.channels_last)
         if per_group == 2 and cout == groups and stride == 1 and groups > 1:
             b, _, h, w = x_cl.shape
             view = x_cl.permute(0, 2, 3, 1).reshape(b, h, 2 * w, groups).permute(0, 3, 1, 2)
             wide = weight.permute(0, 2, 3, 1).reshape(cout, 1, weight.shape[2], 2 * weight.shape[3])
-            return F.conv2d(view, wide, bias, stride=(1, 2), groups=groups)
+            return conv2d(view, wide, bias, stride=(1, 2), groups=groups, relu=relu)
         x = x_cl.index_select(1, torch.argsort(halves_order(cin)).to(x.device))
-    if groups > 1 and per_group == 1 and cout == 2 * groups and low:
-        dense = weight.new_zeros(cout, cin, *weight.shape[2:])
-        idx = torch.arange(cout, device=weight.device)
-        dense[idx, idx // 2] = weight[:, 0]
-        return F.conv2d(x, dense.contiguous(memory_format=torch.channels_last), bias, stride=stride)
-    return F.conv2d(x, weight, bias, stride=stride, groups=groups)
+    weight, groups = fast_grouped_weight(weight, groups, x)
+    return conv2d(x, weight, bias, stride=stride, groups=groups, relu=relu)
+
+
+def fast_grouped_weight(weight: Tensor, groups: int, x: Tensor) -> tuple[Tensor, int]:
+    """(weight, groups) of the fastest exact form of a grouped conv of x: for 1 input and 2 outputs per group in
+    16-bit precision (x bf16/fp16 or autocast on), the dense block-diagonal weight (groups 1, channels-last);
+    otherwise unchanged. weight: Cout x Cin/groups x kh x kw."""
+    cout, per_group = weight.shape[:2]
+    low = torch.is_autocast_enabled(x.device.type) or x.dtype in (torch.bfloat16, torch.float16)
+    if not (groups > 1 and per_group == 1 and cout == 2 * groups and low):
+        return weight, groups
+    dense = weight.new_zeros(cout, groups, *weight.shape[2:])
+    idx = torch.arange(cout, device=weight.device)
+    dense[idx, idx // 2] = weight[:, 0]
+    return dense.contiguous(memory_format=torch.channels_last), 1
+
+
+def reflect_conv2d_stride2(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, groups: int = 1, relu: bool = False
+) -> Tensor:
+    """Stride-2 3x3 conv of x reflection-padded by 1, then ReLU if ``relu``: the values of
+    ``F.relu(F.conv2d(F.pad(x, (1,) * 4, mode="reflect"), weight, bias, stride=2, groups=groups))``.
+
+    For even H and W on CPU without autograd, no padded copy of x is made: the conv pads with zeros (the bottom and
+    right padding is never read when the sides are even), and only output row 0 and column 0, whose windows read
+    padding row / column -1 (= row / column 1), are recomputed from 3-row / 3-column reflected strips. The ReLU is
+    fused and grouped convs run in the form of :func:`fast_grouped_weight` (measured, MicroAST's encoder at 1024 px,
+    bf16: 16->32 groups 16 10.5 -> 6.8 ms, 32->64 groups 32 8.1 -> 6.6 ms; float32 21.6 -> 17.5 ms, 11.7 -> 9.8 ms).
+    x: B x Cin x H x W, weight: Cout x Cin/groups x 3 x 3 (one dtype); returns B x Cout x ceil(H/2) x ceil(W/2).
+    """
+    h, w = x.shape[-2:]
+    if weight.shape[-2:] != (3, 3):
+        raise ValueError(f"reflect_conv2d_stride2 takes 3x3 kernels, got {tuple(weight.shape[-2:])}")
+    weight, groups = fast_grouped_weight(weight, groups, x)
+    if h % 2 or w % 2 or not _fused(x, weight, bias) or torch.is_grad_enabled():
+        return conv2d(reflect_pad(x, 1), weight, bias, stride=2, groups=groups, relu=relu)
+    out = conv2d(x, weight, bias, stride=2, padding=1, groups=groups, relu=relu)
+    for strip, dst in ((x[:, :, :2], out[:, :, :1]), (x[:, :, :, :2], out[:, :, :, :1])):  # row 0, then column 0
+        dst.copy_(conv2d(as_channels_last(reflect_pad(strip, (1, 0, 1, 0))), weight, bias, 2, groups=groups, relu=relu))
+    return out
 
 
 def upsample_bilinear2x(x: Tensor, pad: int = 0) -> Tensor:
@@ -263,8 +299,8 @@ def _fused(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> bool:
 
 
 def conv2d(
-    x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0, groups: int = 1,
-    relu: bool = False,
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int | tuple[int, int] = 1, padding: int = 0,
+    groups: int = 1, relu: bool = False,
 ) -> Tensor:
     """``F.conv2d`` (zero padding), then ReLU if ``relu``; for CPU inference one oneDNN call with the ReLU fused.
 
@@ -274,7 +310,7 @@ def conv2d(
     that needs a gradient) it is exactly that.
     """
     if _fused(x, weight, bias):
-        pad, st = [padding, padding], [stride, stride]
+        pad, st = [padding, padding], list(stride) if isinstance(stride, tuple) else [stride, stride]
         return _FUSED_CONV(x, weight, bias, pad, st, [1, 1], groups, "relu" if relu else "none", [], "")
     out = F.conv2d(x, weight, bias, stride, padding, groups=groups)
     return F.relu(out) if relu else out
@@ -291,7 +327,9 @@ def reflect_conv2d(
     whose windows reach the padding) is recomputed from small reflection-padded strips and written over it
     (measured at 1024 px, bf16: 16->16 3x3 18.6 -> 15.8 ms, 3->16 9x9 31.7 -> 28.0 ms; benchmarks/README.md).
     ``narrow``: the interior runs as :func:`narrow_conv2d` (a conv to 3 channels; no ReLU), also on CPU with autograd
-    off (1 x 16 x 1024 x 1024 bf16 to RGB: the padded copy was 3 ms of 11).
+    off, for 3x3 kernels (1 x 16 x 1024 x 1024 bf16 to RGB: the padded copy was 3 ms of 11); wider kernels pad, then
+    convolve (MicroAST's 9x9 16->3, bf16: 13.4 -> 10.1 ms at 512 px, 37.1 -> 33.9 ms at 1024: its border strips are
+    3p rows tall for p output rows, and the zero-padded unrolled conv ran slower than the unpadded one).
     x: B x Cin x H x W, weight: Cout x Cin x k x k (one dtype); returns B x Cout x H x W.
     """
     p = weight.shape[-1] // 2
@@ -302,7 +340,7 @@ def reflect_conv2d(
     if narrow:
         if relu:
             raise ValueError("reflect_conv2d: narrow=True has no fused ReLU")
-        if not (big and x.device.type == "cpu" and not torch.is_grad_enabled()):
+        if not (big and p == 1 and x.device.type == "cpu" and not torch.is_grad_enabled()):
             return narrow_conv2d(reflect_pad(x, p), weight, bias)
         out = narrow_conv2d(x, weight, bias, padding=p)
     elif not (big and _fused(x, weight, bias) and weight.shape[0] <= BORDER_FIX_MAX_OUT):

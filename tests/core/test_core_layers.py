@@ -18,6 +18,7 @@ from impasto.layers import (
     narrow_conv2d,
     reflect_conv,
     reflect_conv2d,
+    reflect_conv2d_stride2,
     reflect_pad,
     upsample_bilinear2x,
 )
@@ -107,6 +108,54 @@ def test_grouped_conv2d_one_input_two_outputs(stride: int) -> None:
     assert (dense.double() - refb).abs().max() <= 2 ** -7 * refb.abs().max()
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_grouped_conv2d_fused_relu(relu: bool) -> None:
+    x = _rand(1, 32, 11, 14, dtype=torch.float32)
+    w, b = _rand(16, 2, 3, 3, seed=1, dtype=torch.float32), _rand(16, seed=2, dtype=torch.float32)
+    ref = F.conv2d(x, w, b, groups=16)
+    with torch.no_grad():
+        out = grouped_conv2d(x.index_select(1, halves_order(32)), w, b, 1, 16, halves=True, relu=relu)
+    torch.testing.assert_close(out, F.relu(ref) if relu else ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("cin", "cout", "groups", "hw"), [
+    (16, 32, 16, (24, 30)),  # MicroAST's encoder: 1 input, 2 outputs per group; even sides (zero pad + row/col fix)
+    (32, 64, 32, (8, 6)),
+    (4, 8, 1, (10, 12)),  # dense
+    (16, 32, 16, (13, 10)),  # odd height: reflect pad, then conv
+    (16, 32, 16, (12, 9)),  # odd width
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("relu", [False, True])
+def test_reflect_conv2d_stride2_equals_pad_then_conv(
+    cin: int, cout: int, groups: int, hw: tuple[int, int], dtype: torch.dtype, relu: bool
+) -> None:
+    x = _rand(2, cin, *hw, dtype=torch.float32).to(dtype).contiguous(memory_format=CL)
+    w = (_rand(cout, cin // groups, 3, 3, seed=1, dtype=torch.float32) / 3).to(dtype)
+    b = _rand(cout, seed=2, dtype=torch.float32).to(dtype)
+    ref = F.conv2d(F.pad(x.double(), (1,) * 4, mode="reflect"), w.double(), b.double(), stride=2, groups=groups)
+    ref = F.relu(ref) if relu else ref
+    with torch.no_grad():
+        out = reflect_conv2d_stride2(x, w, b, groups, relu=relu)
+    assert out.shape == ref.shape and out.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2**-7 * float(ref.abs().max())
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=tol)
+    # the fixed first row and column, alone and tightly
+    torch.testing.assert_close(out[:, :, 0].double(), ref[:, :, 0], rtol=0, atol=tol)
+    torch.testing.assert_close(out[..., 0].double(), ref[..., 0], rtol=0, atol=tol)
+    with pytest.raises(ValueError, match="3x3"):
+        reflect_conv2d_stride2(x, w[..., :2, :2], b, groups)
+
+
+def test_reflect_conv2d_stride2_with_autograd() -> None:
+    x = _rand(1, 4, 8, 8, dtype=torch.float32).requires_grad_(True)
+    w, b = _rand(8, 1, 3, 3, seed=1, dtype=torch.float32), _rand(8, seed=2, dtype=torch.float32)
+    out = reflect_conv2d_stride2(x, w, b, groups=4, relu=True)
+    torch.testing.assert_close(out, F.relu(F.conv2d(F.pad(x, (1,) * 4, mode="reflect"), w, b, stride=2, groups=4)))
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 # ---------------------------------------------------------------------------------------------- up-sampling
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 16, 1, 4), (1, 2, 3, 1), (1, 1, 1, 1)])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
@@ -192,7 +241,7 @@ def test_reflect_conv2d_equals_pad_then_conv(k: int, cin: int, cout: int, hw: tu
 
 @pytest.mark.parametrize(("k", "hw"), [
     (3, (BORDER_FIX_MIN_SIDE, BORDER_FIX_MIN_SIDE + 2)),  # zero-padded unrolled conv + border fix; width % 4 != 0
-    (9, (BORDER_FIX_MIN_SIDE + 1, BORDER_FIX_MIN_SIDE + 5)),  # 9x9 (unroll 5), width % 5 == 4
+    (9, (BORDER_FIX_MIN_SIDE + 1, BORDER_FIX_MIN_SIDE + 5)),  # 9x9 (unroll 5, width % 5 == 4): pad, then conv
     (3, (20, 23)),  # small: pad, then the unrolled conv
 ])
 def test_reflect_conv2d_narrow_equals_pad_then_conv(k: int, hw: tuple[int, int]) -> None:

@@ -44,6 +44,7 @@ from impasto.layers import (
     in_autocast_dtype,
     narrow_conv2d,
     reflect_conv2d,
+    reflect_conv2d_stride2,
     reflect_pad,
     upsample_bilinear2x,
 )
@@ -180,9 +181,10 @@ class ReflectConv(nn.Module):
             weight, bias = weight.index_select(0, order), None if bias is None else bias.index_select(0, order)
         x, weight, bias = in_autocast_dtype(x, weight, bias)
         pad = 0 if padded else self.pad
+        if conv.groups > 1 and conv.stride == (2, 2) and not (padded or halves_in) and self.pad == 1:
+            return reflect_conv2d_stride2(x, weight, bias, conv.groups, relu=relu)
         if conv.groups > 1:
-            out = grouped_conv2d(reflect_pad(x, pad), weight, bias, conv.stride[0], conv.groups, halves=halves_in)
-            return F.relu(out, inplace=True) if relu else out
+            return grouped_conv2d(reflect_pad(x, pad), weight, bias, conv.stride[0], conv.groups, halves_in, relu)
         if conv.out_channels <= 4 and conv.stride == (1, 1):
             out = narrow_conv2d(x, weight, bias) if padded else reflect_conv2d(x, weight, bias, narrow=True)
             return F.relu(out, inplace=True) if relu else out
