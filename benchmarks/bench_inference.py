@@ -18,8 +18,9 @@ measures, through the public :class:`impasto.pipeline.Stylizer` API only:
   costs a few microseconds per op); Magenta's int8 ONNX graph is counted from its weight shapes
   (:func:`magenta_transform_macs`);
 * ``bound = MACs / R`` with ``R`` the MAC/s of a large well-shaped convolution (1 x 128 x 256 x 256, 3x3,
-  128 -> 128) measured in the same process right before and after the case (best of 3: the machine is
-  shared, so the bound follows its load), and ``ratio = time / bound`` (1.0 = the machine's conv speed);
+  128 -> 128; the faster of a channels-first module and a channels-last conv, :func:`conv_throughput`)
+  measured in the same process right before and after the case (best of 3: the machine is shared, so the bound
+  follows its load), and ``ratio = time / bound`` (1.0 = the machine's conv speed);
 * ``peak MB``: the resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) during the
   timed stylisation runs minus the resident set just before them (model, inputs and cached style loaded);
   ``ru_maxrss`` where the reset is not possible.

@@ -207,18 +207,19 @@ def reflect_conv2d_stride2(
     """Stride-2 3x3 conv of x reflection-padded by 1, then ReLU if ``relu``: the values of
     ``F.relu(F.conv2d(F.pad(x, (1,) * 4, mode="reflect"), weight, bias, stride=2, groups=groups))``.
 
-    For even H and W on CPU without autograd, no padded copy of x is made: the conv pads with zeros (the bottom and
-    right padding is never read when the sides are even), and only output row 0 and column 0, whose windows read
-    padding row / column -1 (= row / column 1), are recomputed from 3-row / 3-column reflected strips. The ReLU is
-    fused and grouped convs run in the form of :func:`fast_grouped_weight` (measured, MicroAST's encoder at 1024 px,
-    bf16: 16->32 groups 16 10.5 -> 6.8 ms, 32->64 groups 32 8.1 -> 6.6 ms; float32 21.6 -> 17.5 ms, 11.7 -> 9.8 ms).
+    For even H and W on CPU when nothing needs a gradient, no padded copy of x is made: the conv pads with zeros
+    (the bottom and right padding is never read when the sides are even), and only output row 0 and column 0,
+    whose windows read padding row / column -1 (= row / column 1), are recomputed from 3-row / 3-column reflected
+    strips. The ReLU is fused and grouped convs run in the form of :func:`fast_grouped_weight` (measured, MicroAST's
+    encoder at 1024 px, bf16: 16->32 groups 16 10.5 -> 6.8 ms, 32->64 groups 32 8.1 -> 6.6 ms; float32 21.6 -> 17.5
+    ms, 11.7 -> 9.8 ms).
     x: B x Cin x H x W, weight: Cout x Cin/groups x 3 x 3 (one dtype); returns B x Cout x ceil(H/2) x ceil(W/2).
     """
     h, w = x.shape[-2:]
     if weight.shape[-2:] != (3, 3):
         raise ValueError(f"reflect_conv2d_stride2 takes 3x3 kernels, got {tuple(weight.shape[-2:])}")
     weight, groups = fast_grouped_weight(weight, groups, x)
-    if h % 2 or w % 2 or not _fused(x, weight, bias) or torch.is_grad_enabled():
+    if h % 2 or w % 2 or not _fused(x, weight, bias):  # _fused: CPU, one dtype, nothing needs a gradient
         return conv2d(reflect_pad(x, 1), weight, bias, stride=2, groups=groups, relu=relu)
     out = conv2d(x, weight, bias, stride=2, padding=1, groups=groups, relu=relu)
     for strip, dst in ((x[:, :, :2], out[:, :, :1]), (x[:, :, :, :2], out[:, :, :, :1])):  # row 0, then column 0
