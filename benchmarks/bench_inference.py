@@ -469,7 +469,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "gatys": ("gatys", {"encoder": "vgg19"}),
 }
 
-#: label -> sizes run by default (square sides, or "4000x3000"). 4000x3000 is tiled by the Stylizer (> 4 MP).
+#: label -> sizes run by default (square sides, or "4000x3000"). 4000x3000 is tiled by the Stylizer (> 4 MP; tile
+#: side per method: ``impasto.pipeline.auto_tile_size``).
 DEFAULT_SIZES: dict[str, list[str]] = {
     "adain-16x": ["512", "1024", "4000x3000"],
     "adain-vgg19-r31": ["512", "1024"],
@@ -547,7 +548,7 @@ def run_case(
 ) -> dict[str, Any]:
     """Measure one case in this process (see the module docstring); returns a flat dict of results. With
     ``save_dir``, the last output is saved there (float16) for the parent's PSNR of bf16 against fp32."""
-    from impasto.pipeline import AUTO_TILE_PIXELS, Stylizer
+    from impasto.pipeline import AUTO_TILE_PIXELS, Stylizer, auto_tile_size
 
     torch.set_num_threads(threads)
     res: dict[str, Any] = {
@@ -578,6 +579,7 @@ def run_case(
     style = load_rgb(style_path, max(1, round(sw * scale)), max(1, round(sh * scale)))
     res["style_size"] = f"{style.shape[-1]}x{style.shape[-2]}"
     res["tiled"] = case.width * case.height > AUTO_TILE_PIXELS
+    res["tile_size"] = auto_tile_size(st.method.full_res_channels()) if res["tiled"] else 0
 
     timer = PartTimer()
     attach_parts(timer, st)
@@ -805,6 +807,7 @@ CSV_FIELDS = [
     "precision",
     "size",
     "tiled",
+    "tile_size",
     "timed_runs",
     "time_s",
     "time_per_unit_s",
@@ -1011,7 +1014,7 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
                 f"| error: {r['error'][:80]} | | | | | | | |"
             )
             continue
-        size = r["size"] + (" (tiled)" if r.get("tiled") else "")
+        size = r["size"] + (f" (tiled, {r.get('tile_size') or 1024} px)" if r.get("tiled") else "")
         t = _fmt(r["time_per_unit_s"], 3)
         gm = _fmt(r["macs_per_unit"] / 1e9, 1)
         if r.get("iterations"):
@@ -1094,7 +1097,8 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         if r.get("tiled") and first and small and small["macs"] and r["method"] != "magenta":
             ideal = small["macs"] * r["pixels"] / small["pixels"]
             notes.append(
-                f"- {r['label']} {r['size']}: the tiles (at most 1024 px, 64 px overlap, plus context margins or a "
+                f"- {r['label']} {r['size']}: the tiles (at most {r.get('tile_size') or 1024} px, 64 px overlap, "
+                "plus context margins or a "
                 "whole-image context pass) "
                 f"executed {r['macs'] / 1e9:.0f} GMACs, {r['macs'] / ideal:.2f}x the {ideal / 1e9:.0f} GMACs of "
                 "the image processed untiled (the 512 case scaled by the pixel count)."

@@ -120,7 +120,12 @@ def stylize(
     preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the photo's colours."),
     max_size: int = typer.Option(None, "--max-size", help="Cap the long side of the output (pixels)."),
     style_size: int = typer.Option(512, "--style-size", help="Long side the style is resized to."),
-    tile_size: int = typer.Option(None, "--tile-size", help="Process in tiles of this size (default: auto)."),
+    tile_size: int = typer.Option(
+        None,
+        "--tile-size",
+        help="Process in tiles of this size; 0 = never (default: above 4 MP, 1024 px tiles on the real VGG-19, "
+        "2048 on the distilled VGG and MicroAST).",
+    ),
     pairs: str = typer.Option("all", "--pairs", help="'all': every content x style; 'zip': one-to-one."),
     encoder: str = typer.Option(None, "--encoder", help="vgg19 | vgg19-16x (default: best available)."),
     depth: str = typer.Option(None, "--depth", help="Encoder depth, e.g. relu3_1."),

@@ -144,6 +144,40 @@ def test_balanced_tiles_cover_with_the_same_count_and_less_work():
     assert balanced_tile(4000, 1024, 64) == 852  # (4000 + 4 * 64) / 5
 
 
+def test_auto_tile_size_scales_with_the_full_resolution_width():
+    from impasto.pipeline import AUTO_TILE_MAX, auto_tile_size
+
+    assert auto_tile_size(64) == 1024  # the real VGG-19
+    assert auto_tile_size(16) == 2048  # the distilled VGG, MicroAST: as much feature data per tile
+    assert auto_tile_size(32) == 1440  # 1024 * sqrt(2), down to a multiple of 16
+    assert auto_tile_size(3) == AUTO_TILE_MAX and auto_tile_size(4096) == 512
+    assert all(auto_tile_size(c) % 16 == 0 for c in range(1, 300))
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("method", "options", "channels", "tiles"), [
+    ("adain", {"encoder": "vgg19-16x"}, 16, 4),  # 2048 px tiles: 2 x 2
+    ("adain", {"encoder": "vgg19", "depth": "relu3_1"}, 64, 9),  # 1024 px tiles: 3 x 3
+    ("microast", {}, 16, 4),
+])
+def test_automatic_tiling_above_4_megapixels_uses_the_methods_tile_size(method, options, channels, tiles):
+    st = Stylizer(method, device="cpu", style_size=128, **options)
+    assert st.method.full_res_channels() == channels
+    big = torch.rand(1, 3, 2100, 2100)  # 4.4 MP: just above the automatic tiling threshold
+    totals = []
+
+    def stop_after_first_tile(done: int, total: int) -> None:
+        totals.append(total)
+        raise _Stop  # the tile count is known after one tile; the rest of the image is not needed
+
+    with pytest.raises(_Stop):
+        st.stylize_tensor(big, torch.rand(1, 3, 128, 128), progress=stop_after_first_tile)
+    assert totals == [tiles]
+
+
 def test_tile_grid_covers():
     for length, tile, ov in [(1000, 256, 32), (257, 256, 32), (100, 256, 32), (4000, 1024, 64)]:
         starts = tile_grid(length, tile, ov)

@@ -97,6 +97,15 @@ class Method:
         """
         raise NotImplementedError
 
+    def full_res_channels(self) -> int:
+        """Channels of the method's widest full-resolution feature map (its encoder's first conv; 64 when unknown),
+        which sets how much memory a pixel costs and with it the automatic tile size (:func:`impasto.pipeline.
+        auto_tile_size`)."""
+        convs = getattr(getattr(self, "encoder", None), "convs", None)
+        if convs is not None and "conv1_1" in convs:
+            return int(convs["conv1_1"].out_channels)
+        return 64
+
     def content_context(self, content: torch.Tensor) -> Any:
         """Statistics of the whole (downscaled) image shared by all its tiles; None: each tile on its own."""
         return None

@@ -56,6 +56,9 @@ class MicroASTMethod(Method):
     def describe(self) -> str:
         return "microast: pretrained MicroAST (160k iterations)"
 
+    def full_res_channels(self) -> int:
+        return 16  # the 9x9 conv 3->16 at full resolution (and the decoder's last layers)
+
     @torch.no_grad()
     def encode_style(self, style: torch.Tensor) -> Any:
         return self.model.encode_style(style.to(self.device))
