@@ -14,6 +14,7 @@ from impasto.evaluation.metrics import (
     edge_correlation,
     gram_matrix,
     gram_style_distance,
+    grid_artifact_score,
     luminance,
     mean_std_style_distance,
     psnr,
@@ -253,3 +254,26 @@ def test_mean_std_style_distance_hand_value():
     assert mean_std_style_distance(a, b)["l"].item() == pytest.approx(expected, rel=1e-5)
     c = {"l": torch.tensor([[[[3.0, 5.0]]]])}  # mean 4, same std as a
     assert mean_std_style_distance(a, c)["total"].item() == pytest.approx(9.0, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- grid artefacts
+def test_grid_artifact_score_of_a_pure_grid_pattern_is_one():
+    g = torch.Generator().manual_seed(0)
+    tile = torch.rand(1, 1, 8, 8, generator=g)
+    img = tile.repeat(1, 3, 16, 16)  # 128 x 128, the same 8 x 8 pattern everywhere
+    assert float(grid_artifact_score(img)[0]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_grid_artifact_score_separates_grid_locked_detail_from_noise():
+    g = torch.Generator().manual_seed(1)
+    noise = 0.5 + 0.1 * torch.randn(2, 3, 256, 256, generator=g)  # fine detail, not locked to any grid
+    floor = grid_artifact_score(noise)
+    assert (floor < 3 * 8 / 256).all()  # about period / sqrt(H W) = 0.031
+    stripes = torch.zeros(1, 1, 1, 8)
+    stripes[..., ::2] = 0.05  # a faint period-2 column stripe, as nearest up-sampling leaves
+    marked = noise + stripes.repeat(1, 1, 256, 32)
+    assert (grid_artifact_score(marked) > 5 * floor).all()
+    # invariant to a brightness offset; the period must fit the image
+    assert torch.allclose(grid_artifact_score(noise + 0.1), floor, atol=1e-6)
+    with pytest.raises(ConfigError, match="period"):
+        grid_artifact_score(noise[..., :4, :4])

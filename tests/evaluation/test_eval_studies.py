@@ -190,3 +190,24 @@ def test_encoder_consistency_reads_sanet_refined_encoders_to_relu5_1(tiny_dirs, 
     rows = {r["encoder"]: r for r in _read(tmp_path / "out" / "study4_consistency.csv")}
     pre, ref = rows["pretrained vgg19-16x 1_1-5_1"], rows["refined vgg19-16x 1_1-5_1"]
     assert float(pre["mean_pair_distance"]) != float(ref["mean_pair_distance"])
+
+
+def test_trained_adain_study_scores_both_models(tiny_dirs, tmp_path: Path) -> None:
+    # study 3 on the two committed AdaIN models (the packaged balanced one and the classic run's)
+    from impasto.evaluation.studies import study_trained_adain
+    from impasto.methods.adain import packaged_checkpoint
+
+    balanced = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
+    classic = Path(__file__).resolve().parents[2] / "docs" / "training" / "adain_classic" / "model.pt"
+    if balanced is None or not classic.is_file():
+        pytest.skip("the committed AdaIN models are not there")
+    torch.set_num_threads(1)
+    ctx = make_context(tiny_dirs[0], tiny_dirs[1], ["adain"], pairs=2, max_size=64)
+    res = study_trained_adain(ctx, tmp_path, classic, balanced)
+    summary = {r["model"]: r for r in _read(tmp_path / "study3_summary.csv")}
+    assert set(summary) == {"classic", "balanced"}
+    for r in summary.values():
+        assert 0 <= float(r["grid"]) <= 1 and -1 <= float(r["edge_corr"]) <= 1
+    pairs = _read(tmp_path / "study3_pairs.csv")
+    assert len(pairs) == 4 and all(0 <= float(r["grid"]) <= 1 for r in pairs)
+    assert " grid |" in res["markdown"] and (tmp_path / "study3_grid.png").is_file()

@@ -25,6 +25,7 @@ __all__ = [
     "edge_correlation",
     "gram_matrix",
     "gram_style_distance",
+    "grid_artifact_score",
     "luminance",
     "mean_std",
     "mean_std_style_distance",
@@ -218,6 +219,42 @@ def edge_correlation(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
     b = b - b.mean(dim=1, keepdim=True)
     den = a.norm(dim=1) * b.norm(dim=1)
     return ((a * b).sum(dim=1) / den.clamp_min(eps)).to(out_dtype)
+
+
+def grid_artifact_score(x: Tensor, period: int = 8, eps: float = 1e-12) -> Tensor:
+    """How much of an image's fine detail repeats with a fixed pixel grid: the checkerboard and stripe artefacts
+    of decoders that up-sample by 2 three times (period 8 covers periods 2, 4 and 8).
+
+    The luminance's high-pass residual ``r = Y - box3(Y)`` (3 x 3 mean, interior pixels) is averaged over the
+    pixels of each of the ``period x period`` grid phases (the pixels ``(i, j)`` with the same ``(i mod p, j mod
+    p)``). Detail that is not locked to the grid averages out; a grid pattern survives. Score = RMS of those
+    phase means (their overall mean removed) / RMS of r. An image without grid-locked detail scores about
+    ``period / sqrt(H W)`` (the averaging noise: 0.016 at 512 x 512); a pure grid pattern scores 1.
+
+    Args:
+        x: B x 3 x H x W (or B x 1 x H x W) in [0, 1], H, W >= 2 * period + 1 (the residual is cropped to whole
+            periods).
+    Returns:
+        Tensor[B] in [0, 1].
+    """
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ConfigError(f"grid_artifact_score: expected B x 3 x H x W, got {tuple(x.shape)}")
+    if period < 2 or min(x.shape[-2:]) < 2 * period + 1:
+        raise ConfigError(f"grid_artifact_score: need period >= 2 and images of at least 2 * period + 1 px, got "
+                          f"period {period}, size {tuple(x.shape[-2:])}")
+    out_dtype = _float(x).dtype
+    lum = luminance(x).double()
+    # the residual of the interior pixels (i, j >= 1: no padding), from pixel (period, period) on, so that its
+    # row and column k are phase k mod period of the image grid
+    r = (lum[..., 1:-1, 1:-1] - F.avg_pool2d(lum, 3, stride=1))[:, 0, period - 1 :, period - 1 :]
+    b, h, w = r.shape
+    h, w = h - h % period, w - w % period
+    r = r[:, :h, :w]
+    phases = r.reshape(b, h // period, period, w // period, period).mean(dim=(1, 3))
+    phases = phases - phases.mean(dim=(1, 2), keepdim=True)
+    num = phases.pow(2).mean(dim=(1, 2)).sqrt()
+    den = r.pow(2).mean(dim=(1, 2)).sqrt()
+    return (num / den.clamp_min(eps)).to(out_dtype)
 
 
 def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:

@@ -36,6 +36,7 @@ from impasto.evaluation.metrics import (
     edge_correlation,
     gram_matrix,
     gram_style_distance,
+    grid_artifact_score,
     ssim,
 )
 
@@ -360,7 +361,8 @@ def study_trained_adain(ctx: EvalContext, out_dir: str | Path, checkpoint_classi
     """Study 3: AdaIN decoders trained with the classic vs the balanced style loss, on the same pairs.
 
     Per model: classic and balanced losses (median), Magenta retrieval top-1/top-5 and same-artist rate
-    (gallery = every style image), SSIM and edge correlation against the content. Writes
+    (gallery = every style image), SSIM and edge correlation against the content, grid artefacts
+    (:func:`~impasto.evaluation.metrics.grid_artifact_score`). Writes
     ``study3_pairs.csv``, ``study3_summary.csv`` and ``study3_grid.png`` (the 4 pairs whose balanced loss
     differs most between the two models).
     """
@@ -390,6 +392,7 @@ def study_trained_adain(ctx: EvalContext, out_dir: str | Path, checkpoint_classi
             c = ctx.image(ctx.contents[ci])
             r["ssim"] = float(ssim(outs[k], c)[0])
             r["edge_corr"] = float(edge_correlation(outs[k], c)[0])
+            r["grid"] = float(grid_artifact_score(outs[k])[0])
         ret = retrieval_rate(enc.embed(outs), gallery, [si for _, si in ctx.pairs], style_artist)
         for r, rank in zip(lrows, ret["rank"], strict=True):
             r["retrieval_rank"] = int(rank)
@@ -400,7 +403,8 @@ def study_trained_adain(ctx: EvalContext, out_dir: str | Path, checkpoint_classi
                         "retrieval_top1": ret["top1"], "retrieval_top5": ret["top5"],
                         "same_artist": ret["same_artist"], "n_artist": ret["n_artist"],
                         "ssim": float(np.mean([r["ssim"] for r in lrows])),
-                        "edge_corr": float(np.mean([r["edge_corr"] for r in lrows]))})
+                        "edge_corr": float(np.mean([r["edge_corr"] for r in lrows])),
+                        "grid": float(np.mean([r["grid"] for r in lrows]))})
     rp.write_csv(rows, out / "study3_pairs.csv")
     rp.write_csv(summary, out / "study3_summary.csv")
     n = len(ctx.pairs)
@@ -417,12 +421,14 @@ def study_trained_adain(ctx: EvalContext, out_dir: str | Path, checkpoint_classi
         f"`{models[labels[1]]}` (step {steps[labels[1]]}); the {n} pairs of "
         "study 1. Retrieval: Magenta style embedding of each output, nearest of all "
         f"{len(ctx.styles)} style images (top-1/top-5 = exact painting; same-artist over pairs whose artist is "
-        "known in SOURCES.csv). SSIM and edge correlation against the content photo.",
+        "known in SOURCES.csv). SSIM and edge correlation against the content photo. Grid: "
+        "`grid_artifact_score` (share of the fine detail locked to the 8-pixel grid of the decoder's up-sampling; "
+        "lower is cleaner), mean over the pairs.",
         rp.md_table(["model", "classic median", "balanced median", "retrieval top-1", "top-5",
-                     "same artist (n)", "SSIM", "edge corr."],
+                     "same artist (n)", "SSIM", "edge corr.", "grid"],
                     [[s["model"], s["classic_median"], s["balanced_median"], s["retrieval_top1"],
                       s["retrieval_top5"], f"{rp.fmt(s['same_artist'])} ({s['n_artist']})", s["ssim"],
-                      s["edge_corr"]] for s in summary]),
+                      s["edge_corr"], s["grid"]] for s in summary]),
         "Pairs where the two models' balanced losses differ most:\n\n![study 3](study3_grid.png)",
     ]
     return {"rows": rows, "summary": summary, "markdown": "\n\n".join(md)}

@@ -82,7 +82,7 @@ class MicroASTMethod(Method):
 @register
 class MagentaMethod(Method):
     name = "magenta"
-    summary = "Magenta arbitrary stylization, int8 ONNX peer (Ghiasi et al.)"
+    summary = "Magenta arbitrary stylization, int8 ONNX peer"
     paper = "Ghiasi et al., BMVC 2017"
     Config = MethodConfig
     _files = ("magenta-predict", "magenta-transform")
