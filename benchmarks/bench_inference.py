@@ -9,7 +9,7 @@ For every case (method, options, image size) a fresh Python process (``--worker`
 measures, through the public :class:`impasto.pipeline.Stylizer` API only:
 
 * ``time``: median of N runs of ``Stylizer.stylize_tensor`` after a warm-up run, with the style already cached
-  (N = 1 for sides above 512; a case whose warm-up run takes longer than ``--long-s`` is timed by that run
+  (N = 1 for sides above 1024; a case whose warm-up run takes longer than ``--long-s`` is timed by that run
   alone, whose first-call overhead is then a few percent at most);
 * ``enc uncached`` / ``enc cached``: ``Stylizer.encode_style`` after ``st._cache.clear()`` / on a cache hit;
 * ``MACs``: multiply-adds of every convolution (forward and, for Gatys, backward) and matrix product actually
@@ -499,7 +499,8 @@ def build_cases(
     labels: Sequence[str], sizes: Sequence[str] | None, repeats: int, precisions: Sequence[str] = ("bf16", "fp32")
 ) -> list[Case]:
     """Cases for the given config labels, each in every precision the method has; sizes None = each config's
-    defaults. Sides above 512 run once."""
+    defaults. Sides above 1024 run once (a single run at 1024 px varied by up to 2x between runs on a machine
+    with AMX, so 1024 gets ``repeats`` runs too)."""
     cases = []
     for label in labels:
         if label not in CONFIGS:
@@ -508,7 +509,7 @@ def build_cases(
         precs = [SINGLE_PRECISION[method]] if method in SINGLE_PRECISION else list(precisions)
         for s in sizes or DEFAULT_SIZES[label]:
             w, h = _parse_size(s)
-            big = max(w, h) > 512
+            big = max(w, h) > 1024
             for prec in precs:
                 if method == "gatys":
                     cases.append(Case(label, method, dict(options), w, h, 1, gatys_steps=1, precision=prec))
@@ -994,7 +995,7 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         f"{meta['wall_s'] / 60:.1f} min.",
         "",
         "time = median of the timed runs of `Stylizer.stylize_tensor` after a warm-up run (style cached; `runs` = "
-        "how many; one for sides above 512; a case whose warm-up run exceeds 5 s is timed by that run alone); "
+        "how many; one for sides above 1024; a case whose warm-up run exceeds 5 s is timed by that run alone); "
         "peak MB = resident-memory high-water mark during those runs "
         "above the loaded model, inputs and cached style (fresh process per case); GMACs = multiply-adds of "
         "all convolutions and matrix products executed (tile overlaps included); bound = GMACs / conv "
@@ -1136,10 +1137,10 @@ def _loadavg() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="3 timed runs at 512 (default 5), 1 above; 3 encodings")
+    p.add_argument("--quick", action="store_true", help="3 timed runs up to 1024 px (default 5), 1 above; 3 encodings")
     p.add_argument("--cases", default=",".join(CONFIGS), help=f"comma-separated, from: {', '.join(CONFIGS)}")
     p.add_argument("--sizes", default=None, help="comma-separated sides or WxH (default: per case)")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs for sides <= 512")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs for sides <= 1024")
     p.add_argument("--enc-repeats", type=int, default=None)
     p.add_argument("--long-s", type=float, default=5.0, help="runs longer than this are timed once")
     p.add_argument("--threads", type=int, default=2)

@@ -21,6 +21,8 @@ from impasto.layers import (
     reflect_conv2d_stride2,
     reflect_pad,
     upsample_bilinear2x,
+    upsample_conv2d,
+    upsample_phase_weight,
 )
 
 CL = torch.channels_last
@@ -322,3 +324,45 @@ def test_max_pool2x_equals_max_pool2d(h: int, w: int, dtype: torch.dtype) -> Non
     out = max_pool2x(x)
     assert torch.equal(out, F.max_pool2d(x, 2, 2, ceil_mode=True))
     assert out.is_contiguous(memory_format=CL) or min(h, w) == 1
+
+
+# ---------------------------------------------------------------------------------------------- up-sampling + conv
+def _upsample_conv_ref(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, relu: bool) -> torch.Tensor:
+    return _reflect_ref(F.interpolate(x, scale_factor=2, mode="nearest"), w, b, relu)
+
+
+@pytest.mark.parametrize(("cin", "cout", "hw"), [(3, 2, (5, 7)), (16, 16, (1, 1)), (8, 5, (2, 9)), (16, 32, (40, 33))])
+@pytest.mark.parametrize("relu", [False, True])
+def test_upsample_conv2d_equals_upsample_pad_conv(cin: int, cout: int, hw: tuple[int, int], relu: bool) -> None:
+    """float64: nearest 2x, reflection pad 1, 3x3 conv == one phase conv on the replicate-padded low-res map."""
+    x = _rand(2, cin, *hw).contiguous(memory_format=CL)
+    w, b = _rand(cout, cin, 3, 3, seed=1), _rand(cout, seed=2)
+    ref = _upsample_conv_ref(x, w, b, relu)
+    with torch.no_grad():
+        out = upsample_conv2d(x, *upsample_phase_weight(w, b), relu=relu)
+    assert out.shape == ref.shape == (2, cout, 2 * hw[0], 2 * hw[1])
+    assert out.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_upsample_phase_weight_hand_computed() -> None:
+    """One input and output channel, kernel rows r0, r1, r2: phase (0, 0) holds r0 at row 0 and r1 + r2 at row 1,
+    each with its columns combined the same way (c0, c1 + c2, 0); phase (1, 1) is the mirror image."""
+    w = torch.arange(1.0, 10.0, dtype=torch.float64).reshape(1, 1, 3, 3)  # rows (1 2 3), (4 5 6), (7 8 9)
+    pw, pb = upsample_phase_weight(w, torch.tensor([0.5], dtype=torch.float64))
+    assert pw.shape == (4, 1, 3, 3) and pb.tolist() == [0.5] * 4
+    torch.testing.assert_close(pw[0, 0], torch.tensor([[1.0, 5, 0], [11, 28, 0], [0, 0, 0]], dtype=torch.float64))
+    torch.testing.assert_close(pw[3, 0], torch.tensor([[0.0, 0, 0], [0, 12, 9], [0, 15, 9]], dtype=torch.float64))
+    assert float(pw.sum()) == 4 * float(w.sum())  # each phase uses every tap once
+
+
+def test_upsample_conv2d_bf16_within_rounding() -> None:
+    x = _rand(1, 16, 64, 48, dtype=torch.float32).contiguous(memory_format=CL)
+    w, b = _rand(16, 16, 3, 3, seed=1, dtype=torch.float32) / 12, _rand(16, seed=2, dtype=torch.float32)
+    ref = _upsample_conv_ref(x, w, b, relu=True)
+    pw, pb = upsample_phase_weight(w.bfloat16(), b.bfloat16())
+    with torch.no_grad():
+        out = upsample_conv2d(x.bfloat16(), pw, pb, relu=True).float()
+        plain = _upsample_conv_ref(x.bfloat16(), w.bfloat16(), b.bfloat16(), relu=True).float()
+    err, err_plain = float((out - ref).norm() / ref.norm()), float((plain - ref).norm() / ref.norm())
+    assert err < 1e-2 and err < 1.5 * err_plain + 1e-3

@@ -22,6 +22,8 @@ from impasto.layers import (
     in_autocast_dtype,
     reflect_conv2d,
     reflect_pad,
+    upsample_conv2d,
+    upsample_phase_weight,
 )
 
 
@@ -75,19 +77,27 @@ class VGGDecoder(nn.Module):
             h = h.to(torch.get_autocast_dtype("cpu"))  # before the pad: the first conv would cast the padded copy
         n = len(self.convs)
         fast = h.device.type == "cpu" and not torch.is_grad_enabled()
+        upsampled = False  # h still has to be up-sampled (2x nearest) before the next conv
         for i, (name, conv) in enumerate(self.convs.items()):
             last = i == n - 1
             weight, bias = conv.weight, conv.bias
             if i == 0 and in_affine is not None:
                 weight, bias = fold_input_affine(weight, bias, *in_affine)
-            if fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
+            if fast and upsampled and not last:  # CPU inference: up-sampling, padding and conv as one conv
+                h = upsample_conv2d(*in_autocast_dtype(h, *upsample_phase_weight(weight, bias)), relu=True)
+            elif fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
+                if upsampled:
+                    h = F.interpolate(h, scale_factor=2, mode="nearest")
                 h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=not last, narrow=last)
             else:  # the module itself (hooks, autocast, gradients), or the folded weights through F.conv2d
+                if upsampled:
+                    h = F.interpolate(h, scale_factor=2, mode="nearest")
                 h = conv(reflect_pad(h, 1)) if weight is conv.weight else F.conv2d(reflect_pad(h, 1), weight, bias)
                 h = h if last else F.relu(h, inplace=True)
             b, j = _block(name)
-            if j == 1 and b > 1:
-                h = F.interpolate(h, scale_factor=2, mode="nearest")
+            upsampled = j == 1 and b > 1
+        if upsampled:  # a decoder ending on an up-sampling (never for VGG mirrors, whose last conv is conv1_1's)
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
         if size is not None and tuple(h.shape[-2:]) != tuple(size):
             h = _fit(h, size)
         h = h.contiguous()  # the 3-channel image back in the default layout (cheap; callers may .view() it)

@@ -106,11 +106,13 @@ def adain(content: Tensor, style_mean: Tensor, style_std: Tensor, eps: float = E
         scale = style_std / std
         return (content * scale + (style_mean - mean * scale)).to(content.dtype)
     # 16-bit channels-last inference: statistics and result on one float32 copy, centred in place (6 passes over the
-    # map instead of 10; the same two-pass float32 statistics as channel_mean_var)
+    # map instead of 10; the same two-pass float32 statistics as channel_mean_var). The sum of squares, not
+    # linalg.vector_norm: ATen's norm reduces over the strided pixel dimension without vectorising (1 x 65536 x 64
+    # float32, Xeon with AMX: 10.2 ms against 1.3 ms)
     x = content.float()
     flat = x.permute(0, 2, 3, 1).view(b, h * w, c)
     flat.sub_(flat.mean(dim=1, keepdim=True))
-    var = torch.linalg.vector_norm(flat, dim=1).square_() / max(h * w - 1, 1)
+    var = flat.square().sum(dim=1) / max(h * w - 1, 1)
     scale = style_std / (var + eps).sqrt().reshape(b, c, 1, 1)
     return torch.addcmul(style_mean.expand(b, c, 1, 1), x, scale.to(x.dtype), out=x).to(content.dtype)
 
