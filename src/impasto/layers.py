@@ -177,6 +177,13 @@ def grouped_conv2d(
     cin = per_group * groups
     if halves:
         x_cl = x.contiguous(memory_format=torch.channels_last)
+        if per_group == 2 and cout == groups and stride == 1 and groups > 1 and _amx_16bit(x):
+            # with AMX the dense conv with a block-diagonal weight (in halves order: output g reads inputs g and
+            # G + g) is faster: bf16 32->16 at 1024 px 8.7 -> 5.3 ms, 64->32 at 512 px 3.4 -> 3.3 ms
+            dense = weight.new_zeros(cout, cin, *weight.shape[2:])
+            idx = torch.arange(cout, device=weight.device)
+            dense[idx, idx], dense[idx, idx + groups] = weight[:, 0], weight[:, 1]
+            return conv2d(x_cl, dense.contiguous(memory_format=torch.channels_last), bias, relu=relu)
         if per_group == 2 and cout == groups and stride == 1 and groups > 1:
             b, _, h, w = x_cl.shape
             view = x_cl.permute(0, 2, 3, 1).reshape(b, h, 2 * w, groups).permute(0, 3, 1, 2)
@@ -185,6 +192,28 @@ def grouped_conv2d(
         x = x_cl.index_select(1, torch.argsort(halves_order(cin)).to(x.device))
     weight, groups = fast_grouped_weight(weight, groups, x)
     return conv2d(x, weight, bias, stride=stride, groups=groups, relu=relu)
+
+
+def has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon since Sapphire Rapids), where oneDNN runs bf16 convs of 64+
+    channels 6-7x faster than float32 (measured on a 2-core Xeon: 1270 against 170-190 GMAC/s) and narrow ones far
+    below that rate, so some layers pick other exact forms there."""
+    global _HAS_AMX
+    if _HAS_AMX is None:
+        try:
+            _HAS_AMX = bool(torch.cpu._is_amx_tile_supported())
+        except (AttributeError, RuntimeError):
+            _HAS_AMX = False
+    return _HAS_AMX
+
+
+_HAS_AMX: bool | None = None
+
+
+def _amx_16bit(x: Tensor) -> bool:
+    """A CPU tensor computed in bf16 (its dtype or autocast) on a CPU with AMX."""
+    low = torch.is_autocast_enabled("cpu") or x.dtype == torch.bfloat16
+    return x.device.type == "cpu" and low and has_amx()
 
 
 def fast_grouped_weight(weight: Tensor, groups: int, x: Tensor) -> tuple[Tensor, int]:

@@ -94,6 +94,24 @@ def test_grouped_conv2d_pairs_in_halves_order_equal_grouped_conv(dtype: torch.dt
                                rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("amx", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_grouped_conv2d_halves_bf16_both_forms(monkeypatch: pytest.MonkeyPatch, amx: bool, relu: bool) -> None:
+    """bf16: the depthwise form (no AMX) and the dense block-diagonal form (AMX) give the grouped conv's values."""
+    import impasto.layers as layers
+
+    monkeypatch.setattr(layers, "_HAS_AMX", amx)
+    x = _rand(1, 32, 20, 24, dtype=torch.float32).bfloat16().contiguous(memory_format=CL)
+    w, b = (_rand(16, 2, 3, 3, seed=1, dtype=torch.float32) / 3).bfloat16(), _rand(16, seed=2).bfloat16()
+    ref = F.conv2d(x.double(), w.double(), b.double(), groups=16)
+    ref = F.relu(ref) if relu else ref
+    halves = x.index_select(1, halves_order(32)).contiguous(memory_format=CL)
+    with torch.no_grad():
+        out = grouped_conv2d(halves, w, b, stride=1, groups=16, halves=True, relu=relu)
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2**-7 * float(ref.abs().max()))
+
+
 def test_halves_order() -> None:
     assert halves_order(6).tolist() == [0, 2, 4, 1, 3, 5]
 

@@ -55,7 +55,10 @@ def _iecontra_local_head_grads(task: IEContraASTTask, batch: dict[str, torch.Ten
     c, s = iecontra_arrange(batch["content"], batch["style"])
     with torch.no_grad():
         fc, fs = task.encoder(c, LAYERS5), task.encoder(s, LAYERS5)
-        feats = task.encoder(task.generator(fc, fs, tuple(c.shape[-2:])), ["relu3_1", "relu4_1"])
+    # the generator and the encoder of its output with autograd on, as in the training step (the CPU no-grad forms,
+    # e.g. the decoder's fused up-sampling, differ from the module path in float32 summation order)
+    out = task.generator(fc, fs, tuple(c.shape[-2:]))
+    feats = {k: v.detach() for k, v in task.encoder(out, ["relu3_1", "relu4_1"]).items()}
     z_s, z_c = task.heads(feats["relu3_1"], feats["relu4_1"])
     o = task.opts
     loss = (o["style_contrastive_weight"] * iecontra_style_loss(z_s, o["tau"])
