@@ -110,13 +110,11 @@ def narrow_conv2d(
     B x H x W x Cout image (no copy when the width is a multiple of ``unroll``). Measured at 1024 px, bf16:
     MicroAST's 9x9 16->3 conv 101 -> 36 ms, a 3x3 16->3 conv 12.8 -> 8.5 ms. The output is channels-last.
     ``unroll`` defaults to the fastest measured: 5 for kernels 7 wide and more (9x9 16->3: 38.7 -> 35.7 ms against
-    4), 4 for smaller ones (3x3: 8.3 ms against 8.9 for 5; 6 and 8 were slower for both), and 4 for every kernel
-    under bf16 on a CPU with AMX (9x9 16->3 at 1024 px: 5.9 ms against 11.7 for 5 and 17.9 for the plain conv;
-    float32 there keeps 5: 47 against 50 ms). ``padding``: zeros on
+    4), 4 for smaller ones (3x3: 8.3 ms against 8.9 for 5; 6 and 8 were slower for both). ``padding``: zeros on
     every side, as in ``F.conv2d`` (:func:`reflect_conv2d` fixes the border for reflection padding).
     """
     cout, _, kh, kw = weight.shape
-    unroll = unroll or (5 if kw >= 7 and not _amx_16bit(x) else 4)
+    unroll = unroll or (5 if kw >= 7 else 4)
     b, _, hp, wp = x.shape
     h, w = hp + 2 * padding - kh + 1, wp + 2 * padding - kw + 1
     wide = weight.new_zeros(unroll * cout, weight.shape[1], kh, kw + unroll - 1)
