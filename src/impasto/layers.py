@@ -177,7 +177,7 @@ def grouped_conv2d(
     cin = per_group * groups
     if halves:
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        if per_group == 2 and cout == groups and stride == 1 and groups > 1 and _amx_16bit(x):
+        if per_group == 2 and cout == groups and stride == 1 and groups > 1 and amx_16bit(x):
             # with AMX the dense conv with a block-diagonal weight (in halves order: output g reads inputs g and
             # G + g) is faster: bf16 32->16 at 1024 px 8.7 -> 5.3 ms, 64->32 at 512 px 3.4 -> 3.3 ms
             dense = weight.new_zeros(cout, cin, *weight.shape[2:])
@@ -210,7 +210,7 @@ def has_amx() -> bool:
 _HAS_AMX: bool | None = None
 
 
-def _amx_16bit(x: Tensor) -> bool:
+def amx_16bit(x: Tensor) -> bool:
     """A CPU tensor computed in bf16 (its dtype or autocast) on a CPU with AMX."""
     low = torch.is_autocast_enabled("cpu") or x.dtype == torch.bfloat16
     return x.device.type == "cpu" and low and has_amx()
@@ -228,6 +228,17 @@ def fast_grouped_weight(weight: Tensor, groups: int, x: Tensor) -> tuple[Tensor,
     idx = torch.arange(cout, device=weight.device)
     dense[idx, idx // 2] = weight[:, 0]
     return dense.contiguous(memory_format=torch.channels_last), 1
+
+
+def block_diagonal_weight(weight: Tensor, groups: int) -> Tensor:
+    """The dense weight (Cout x Cin x kh x kw, zeros off the diagonal blocks) of a grouped conv's weight (Cout x
+    Cin/groups x kh x kw): ``F.conv2d(x, block_diagonal_weight(w, g))`` equals ``F.conv2d(x, w, groups=g)``."""
+    cout, per_group, kh, kw = weight.shape
+    out_per_group = cout // groups
+    dense = weight.new_zeros(groups, out_per_group, groups, per_group, kh, kw)
+    idx = torch.arange(groups, device=weight.device)
+    dense[idx, :, idx] = weight.reshape(groups, out_per_group, per_group, kh, kw)
+    return dense.reshape(cout, groups * per_group, kh, kw)
 
 
 def reflect_conv2d_stride2(
@@ -402,51 +413,76 @@ def reflect_conv2d(
     return out
 
 
-def upsample_phase_weight(weight: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+#: Per output phase (even, odd) along one axis: how the taps (w0, w1, w2) of a 3x3 conv of the 2x up-sampled map act on
+#: low-resolution rows (i-1, i, i+1). Nearest: output 2i reads up rows 2i-1, 2i, 2i+1 = low rows i-1, i, i; output 2i+1
+#: reads low rows i, i, i+1. Bilinear (half-pixel centres): up row 2i = 0.25 x[i-1] + 0.75 x[i], up row 2i+1 =
+#: 0.75 x[i] + 0.25 x[i+1]. Rows: low row offset -1, 0, +1; columns: taps w0, w1, w2.
+_PHASE_MAPS = {
+    "nearest": ([[1.0, 0, 0], [0, 1, 1], [0, 0, 0]], [[0.0, 0, 0], [1, 1, 0], [0, 0, 1]]),
+    "bilinear": (
+        [[0.75, 0.25, 0], [0.25, 0.75, 0.75], [0, 0, 0.25]], [[0.25, 0, 0], [0.75, 0.75, 0.25], [0, 0.25, 0.75]]
+    ),
+}
+
+
+def upsample_phase_weight(
+    weight: Tensor, bias: Tensor | None = None, mode: str = "nearest"
+) -> tuple[Tensor, Tensor | None]:
     """Weight and bias of :func:`upsample_conv2d`'s conv: a 3x3 kernel (Cout x Cin x 3 x 3) becomes the four 3x3
     "phase" kernels (4 Cout x Cin x 3 x 3, channels ordered (row phase, column phase, Cout)) that compute, on the
-    low-resolution map, the outputs at the even/odd rows and columns of the conv of its 2x nearest up-sampling.
-
-    Along each axis, output 2i reads up-sampled rows 2i-1, 2i, 2i+1 = low rows i-1, i, i (taps w0, w1 + w2 on rows
-    i-1, i), output 2i+1 reads up rows 2i, 2i+1, 2i+2 = low rows i, i, i+1 (taps w0 + w1, w2 on rows i, i+1).
-    Sums in float32 (float64 for float64 weights), returned in the weight's dtype, channels-last.
+    low-resolution map, the outputs at the even/odd rows and columns of the conv of its 2x up-sampling (``mode``
+    ``nearest`` or ``bilinear``, see ``_PHASE_MAPS``): W_ab = M_a W M_b^T over the kernel's rows and columns.
+    Products in float64, returned in the weight's dtype, channels-last; the bias is repeated for the 4 phases.
     """
     if weight.shape[-2:] != (3, 3):
         raise ValueError(f"upsample_phase_weight takes 3x3 kernels, got {tuple(weight.shape[-2:])}")
-    w = weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
-
-    def phases(t: Tensor, dim: int) -> list[Tensor]:
-        t0, t1, t2 = t.unbind(dim)
-        zero = torch.zeros_like(t0)
-        return [torch.stack([t0, t1 + t2, zero], dim), torch.stack([zero, t0 + t1, t2], dim)]
-
-    out = torch.cat([q for r in phases(w, 2) for q in phases(r, 3)])  # (row phase, column phase, Cout)
+    if mode not in _PHASE_MAPS:
+        raise ValueError(f"upsample_phase_weight: mode must be one of {sorted(_PHASE_MAPS)}, got {mode!r}")
+    m = torch.tensor(_PHASE_MAPS[mode], dtype=torch.float64, device=weight.device)  # phase x new tap x old tap
+    out = torch.einsum("ayk,bxj,ockj->abocyx", m, m, weight.double()).flatten(0, 2)
     out = out.to(weight.dtype).contiguous(memory_format=torch.channels_last)
     return out, None if bias is None else bias.repeat(4)
 
 
-def upsample_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
-    """2x nearest up-sampling, reflection padding 1 and a 3x3 conv (then ReLU if ``relu``) in one conv on the
-    low-resolution map: the values of ``reflect_conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight,
-    bias, relu)`` (a VGG decoder's up-sampling and the conv after it), up to the rounding of the summed taps.
+def upsample_conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False, mode: str = "nearest"
+) -> Tensor:
+    """2x up-sampling (``nearest``, or ``bilinear`` with half-pixel centres), reflection padding 1 and a 3x3 conv (then
+    ReLU if ``relu``) as one conv on the low-resolution map: the values of ``reflect_conv2d(F.interpolate(x,
+    scale_factor=2, mode=mode), weight, bias, relu)``, up to the rounding of the combined taps.
 
-    Reflection padding by 1 of a nearest up-sampled map is the up-sampling of the map replicate-padded by 1 (row
-    -1 reflects to row 1, a copy of low row 0), so the conv of the up-sampled map is, at each of the four output
-    phases, a 2x2 conv of the replicate-padded low-resolution map (:func:`upsample_phase_weight`): one conv with 4
-    Cout outputs, then one depth-to-space copy. The up-sampled map and its padded copy are never written, and the
-    conv is 4x wider at a quarter of the pixels (oneDNN, above all with AMX, runs narrow convs far below its rate;
-    measured on a Xeon with AMX, bf16: 16->16 from 512 px 8.0 -> 5.2 ms, 32->32 from 256 px 4.1 -> 2.9 ms). It
-    executes as many multiply-adds as the explicit form, of which 16 in 36 are nonzero.
-    ``weight``/``bias``: as from :func:`upsample_phase_weight`, in x's dtype. x: B x Cin x h x w; returns B x Cout x
-    2h x 2w, channels-last.
+    Each of the four output phases (even/odd rows and columns) is a 3x3 conv of the replicate-padded low-resolution map
+    (:func:`upsample_phase_weight`): one conv with 4 Cout outputs, then one depth-to-space copy. The up-sampled map and
+    its padded copy are never written, and the conv is 4x wider at a quarter of the pixels (oneDNN, above all with AMX,
+    runs narrow convs far below its rate; measured on a Xeon with AMX, bf16, nearest: 16->16 from 512 px 8.0 -> 5.2 ms,
+    32->32 from 256 px 4.1 -> 2.9 ms). Nearest: reflection padding of the up-sampled map is the up-sampling of the
+    replicate-padded map (row -1 reflects to row 1, a copy of low row 0), so every pixel is exact; it executes as many
+    multiply-adds as the explicit form, 16 in 36 of them nonzero. Bilinear: the phase kernels are full 3x3, so the
+    multiply-adds are the explicit form's; only the output's first and last rows and columns read reflected rows that no
+    padding of the low-resolution map reproduces, and they are recomputed from 3-row / 3-column strips.
+    ``weight``: Cout x Cin x 3 x 3 (the conv's own kernel), ``bias``: Cout, in x's dtype. x: B x Cin x h x w (h, w >= 3
+    for bilinear); returns B x Cout x 2h x 2w, channels-last.
     """
     b, _, h, w = x.shape
-    cout = weight.shape[0] // 4
+    cout = weight.shape[0]
+    if mode == "bilinear" and (h < 3 or w < 3):
+        return reflect_conv2d(upsample_bilinear2x(x), weight, bias, relu=relu)
+    phase_w, phase_b = upsample_phase_weight(weight, bias, mode)
     with _autocast_off(x):
         padded = as_channels_last(F.pad(x, (1, 1, 1, 1), mode="replicate"))
-    y = conv2d(padded, weight, bias, relu=relu).contiguous(memory_format=torch.channels_last)  # B x 4Cout x h x w
+    y = conv2d(padded, phase_w, phase_b, relu=relu).contiguous(memory_format=torch.channels_last)  # B x 4Cout x h x w
     y = y.permute(0, 2, 3, 1).reshape(b, h, w, 2, 2, cout).transpose(2, 3).reshape(b, 2 * h, 2 * w, cout)
-    return y.permute(0, 3, 1, 2)
+    out = y.permute(0, 3, 1, 2)
+    if mode == "bilinear":
+
+        def strip(part: Tensor) -> Tensor:  # explicit up-sampling + reflection padding + conv of a 3-row/column strip
+            return conv2d(as_channels_last(upsample_bilinear2x(part, pad=1)), weight, bias, relu=relu)
+
+        out[:, :, :1] = strip(x[:, :, :3])[:, :, :1]
+        out[:, :, -1:] = strip(x[:, :, -3:])[:, :, -1:]
+        out[:, :, :, :1] = strip(x[:, :, :, :3])[:, :, :, :1]
+        out[:, :, :, -1:] = strip(x[:, :, :, -3:])[:, :, :, -1:]
+    return out
 
 
 def reflect_conv(conv: nn.Conv2d, x: Tensor, relu: bool = False) -> Tensor:

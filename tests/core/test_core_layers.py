@@ -10,6 +10,7 @@ from impasto.layers import (
     BORDER_FIX_MIN_SIDE,
     Upsample,
     as_channels_last,
+    block_diagonal_weight,
     channel_mean_var,
     conv2d,
     grouped_conv2d,
@@ -350,42 +351,67 @@ def test_max_pool2x_equals_max_pool2d(h: int, w: int, dtype: torch.dtype) -> Non
 
 
 # ---------------------------------------------------------------------------------------------- up-sampling + conv
-def _upsample_conv_ref(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, relu: bool) -> torch.Tensor:
-    return _reflect_ref(F.interpolate(x, scale_factor=2, mode="nearest"), w, b, relu)
+def _upsample_conv_ref(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, relu: bool, mode: str) -> torch.Tensor:
+    up = F.interpolate(x, scale_factor=2, mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
+    return _reflect_ref(up, w, b, relu)
 
 
-@pytest.mark.parametrize(("cin", "cout", "hw"), [(3, 2, (5, 7)), (16, 16, (1, 1)), (8, 5, (2, 9)), (16, 32, (40, 33))])
+@pytest.mark.parametrize(("cin", "cout", "hw"), [(3, 2, (5, 7)), (16, 16, (1, 1)), (8, 5, (2, 9)), (16, 32, (40, 33)),
+                                                 (4, 4, (3, 3)), (6, 3, (3, 8))])
 @pytest.mark.parametrize("relu", [False, True])
-def test_upsample_conv2d_equals_upsample_pad_conv(cin: int, cout: int, hw: tuple[int, int], relu: bool) -> None:
-    """float64: nearest 2x, reflection pad 1, 3x3 conv == one phase conv on the replicate-padded low-res map."""
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_upsample_conv2d_equals_upsample_pad_conv(
+    cin: int, cout: int, hw: tuple[int, int], relu: bool, mode: str
+) -> None:
+    """float64: 2x up-sampling, reflection pad 1, 3x3 conv == one phase conv on the replicate-padded low-res map
+    (bilinear: with the first and last rows and columns recomputed; below 3 x 3 the explicit form)."""
     x = _rand(2, cin, *hw).contiguous(memory_format=CL)
     w, b = _rand(cout, cin, 3, 3, seed=1), _rand(cout, seed=2)
-    ref = _upsample_conv_ref(x, w, b, relu)
+    ref = _upsample_conv_ref(x, w, b, relu, mode)
     with torch.no_grad():
-        out = upsample_conv2d(x, *upsample_phase_weight(w, b), relu=relu)
+        out = upsample_conv2d(x, w, b, relu=relu, mode=mode)
     assert out.shape == ref.shape == (2, cout, 2 * hw[0], 2 * hw[1])
     assert out.is_contiguous(memory_format=CL)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for sl in [(slice(None), slice(None), 0), (slice(None), slice(None), -1), (..., 0), (..., -1)]:  # the borders
+        torch.testing.assert_close(out[sl], ref[sl], rtol=1e-12, atol=1e-12)
 
 
 def test_upsample_phase_weight_hand_computed() -> None:
-    """One input and output channel, kernel rows r0, r1, r2: phase (0, 0) holds r0 at row 0 and r1 + r2 at row 1,
-    each with its columns combined the same way (c0, c1 + c2, 0); phase (1, 1) is the mirror image."""
+    """One input and output channel, kernel rows r0, r1, r2. Nearest: phase (0, 0) holds r0 at row 0 and r1 + r2 at
+    row 1, with the columns combined the same way (c0, c1 + c2, 0); phase (1, 1) is the mirror image. Bilinear:
+    phase (0, 0) row 0 = 0.75 r0 + 0.25 r1, row 2 = 0.25 r2 (then the same along columns)."""
     w = torch.arange(1.0, 10.0, dtype=torch.float64).reshape(1, 1, 3, 3)  # rows (1 2 3), (4 5 6), (7 8 9)
     pw, pb = upsample_phase_weight(w, torch.tensor([0.5], dtype=torch.float64))
     assert pw.shape == (4, 1, 3, 3) and pb.tolist() == [0.5] * 4
     torch.testing.assert_close(pw[0, 0], torch.tensor([[1.0, 5, 0], [11, 28, 0], [0, 0, 0]], dtype=torch.float64))
     torch.testing.assert_close(pw[3, 0], torch.tensor([[0.0, 0, 0], [0, 12, 9], [0, 15, 9]], dtype=torch.float64))
     assert float(pw.sum()) == 4 * float(w.sum())  # each phase uses every tap once
+    bw, _ = upsample_phase_weight(w, mode="bilinear")
+    row0 = 0.75 * w[0, 0, 0] + 0.25 * w[0, 0, 1]  # (1.75, 2.75, 3.75)
+    torch.testing.assert_close(bw[0, 0, 0, 0], 0.75 * row0[0] + 0.25 * row0[1])
+    torch.testing.assert_close(bw[0, 0, 2, 2], 0.25 * 0.25 * w[0, 0, 2, 2])
+    torch.testing.assert_close(bw.sum((1, 2, 3)), torch.full((4,), float(w.sum()), dtype=torch.float64))
+    with pytest.raises(ValueError, match="mode"):
+        upsample_phase_weight(w, mode="bicubic")
 
 
-def test_upsample_conv2d_bf16_within_rounding() -> None:
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_upsample_conv2d_bf16_within_rounding(mode: str) -> None:
     x = _rand(1, 16, 64, 48, dtype=torch.float32).contiguous(memory_format=CL)
     w, b = _rand(16, 16, 3, 3, seed=1, dtype=torch.float32) / 12, _rand(16, seed=2, dtype=torch.float32)
-    ref = _upsample_conv_ref(x, w, b, relu=True)
-    pw, pb = upsample_phase_weight(w.bfloat16(), b.bfloat16())
+    ref = _upsample_conv_ref(x, w, b, True, mode)
     with torch.no_grad():
-        out = upsample_conv2d(x.bfloat16(), pw, pb, relu=True).float()
-        plain = _upsample_conv_ref(x.bfloat16(), w.bfloat16(), b.bfloat16(), relu=True).float()
+        out = upsample_conv2d(x.bfloat16(), w.bfloat16(), b.bfloat16(), relu=True, mode=mode).float()
+        plain = _upsample_conv_ref(x.bfloat16(), w.bfloat16(), b.bfloat16(), True, mode).float()
     err, err_plain = float((out - ref).norm() / ref.norm()), float((plain - ref).norm() / ref.norm())
     assert err < 1e-2 and err < 1.5 * err_plain + 1e-3
+
+
+@pytest.mark.parametrize(("cout", "cin", "groups"), [(16, 32, 16), (32, 16, 16), (12, 8, 4), (6, 6, 1)])
+def test_block_diagonal_weight_equals_grouped_conv(cout: int, cin: int, groups: int) -> None:
+    x, w = _rand(2, cin, 7, 9), _rand(cout, cin // groups, 3, 3, seed=1)
+    dense = block_diagonal_weight(w, groups)
+    assert dense.shape == (cout, cin, 3, 3)
+    assert int((dense != 0).sum()) == int((w != 0).sum())  # the MAC counter's nonzero weights: the grouped conv's
+    torch.testing.assert_close(F.conv2d(x, dense), F.conv2d(x, w, groups=groups), rtol=0, atol=1e-12)

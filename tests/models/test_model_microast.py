@@ -362,3 +362,24 @@ def test_real_bf16_output_borders_as_close_to_fp32_as_the_interior(real_model: M
     inner = _psnr(out[..., b:-b, b:-b], ref[..., b:-b, b:-b])
     print(f"MicroAST bf16 vs fp32: border {border:.1f} dB, interior {inner:.1f} dB")
     assert border > 30 and inner > 30, (border, inner)
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_cpu_bf16_decoder_forms_stay_close_to_fp32(tiny_model: MicroAST, monkeypatch: pytest.MonkeyPatch,
+                                                   amx: bool) -> None:
+    """Under bf16 on CPU the decoder's up-samplings and grouped convs run as dense phase convs of the low-resolution
+    maps with AMX (impasto.layers.upsample_conv2d), in halves order without; either is as close to float32 as the
+    bf16 module path."""
+    import impasto.layers as layers
+
+    monkeypatch.setattr(layers, "_HAS_AMX", amx)
+    g = torch.Generator().manual_seed(4)
+    content, style = torch.rand(1, 3, 48, 60, generator=g), torch.rand(1, 3, 36, 36, generator=g)
+    code = tiny_model.encode_style(style)
+    ref = tiny_model(content, code).detach()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            fast = tiny_model(content, code).float()
+        plain = tiny_model(content, code).detach().float()
+    err_fast, err_plain = float((fast - ref).norm() / ref.norm()), float((plain - ref).norm() / ref.norm())
+    assert err_fast < 2e-2 and err_fast < 1.5 * err_plain + 1e-3, (err_fast, err_plain)

@@ -23,7 +23,6 @@ from impasto.layers import (
     reflect_conv2d,
     reflect_pad,
     upsample_conv2d,
-    upsample_phase_weight,
 )
 
 
@@ -84,7 +83,7 @@ class VGGDecoder(nn.Module):
             if i == 0 and in_affine is not None:
                 weight, bias = fold_input_affine(weight, bias, *in_affine)
             if fast and upsampled and not last:  # CPU inference: up-sampling, padding and conv as one conv
-                h = upsample_conv2d(*in_autocast_dtype(h, *upsample_phase_weight(weight, bias)), relu=True)
+                h = upsample_conv2d(*in_autocast_dtype(h, weight, bias), relu=True)
             elif fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
                 if upsampled:
                     h = F.interpolate(h, scale_factor=2, mode="nearest")
