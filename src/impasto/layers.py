@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -330,6 +332,10 @@ if _FUSED_CONV is not None and not torch.backends.mkldnn.is_available():
 #: wider convs the three border convs cost more than the padded copy they save)
 BORDER_FIX_MIN_SIDE = 384
 BORDER_FIX_MAX_OUT = 32
+#: The same threshold under bf16 with AMX, where the border convs cost relatively more (Xeon with AMX, bf16, time
+#: against pad + conv: 32->32 at 512 px 1.32x, 16->16 at 512 px 1.02x, but 32->32 at 1024 px 0.77x, 16->16 at 1024 px
+#: 0.61x, 3->16 at 1024 px 0.50x)
+BORDER_FIX_MIN_SIDE_AMX = 768
 
 
 def _fused(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> bool:
@@ -382,7 +388,7 @@ def reflect_conv2d(
     if p == 0:
         return conv2d(x, weight, bias, relu=relu)
     h, w = x.shape[-2:]
-    big = min(h, w) >= max(BORDER_FIX_MIN_SIDE, 4 * p)
+    big = min(h, w) >= max(BORDER_FIX_MIN_SIDE_AMX if amx_16bit(x) else BORDER_FIX_MIN_SIDE, 4 * p)
     if narrow:
         if relu:
             raise ValueError("reflect_conv2d: narrow=True has no fused ReLU")
@@ -432,20 +438,49 @@ def upsample_phase_weight(
     "phase" kernels (4 Cout x Cin x 3 x 3, channels ordered (row phase, column phase, Cout)) that compute, on the
     low-resolution map, the outputs at the even/odd rows and columns of the conv of its 2x up-sampling (``mode``
     ``nearest`` or ``bilinear``, see ``_PHASE_MAPS``): W_ab = M_a W M_b^T over the kernel's rows and columns.
-    Products in float64, returned in the weight's dtype, channels-last; the bias is repeated for the 4 phases.
+    Computed in float64, returned in the weight's dtype, channels-last; the bias is repeated for the 4 phases.
     """
     if weight.shape[-2:] != (3, 3):
         raise ValueError(f"upsample_phase_weight takes 3x3 kernels, got {tuple(weight.shape[-2:])}")
     if mode not in _PHASE_MAPS:
         raise ValueError(f"upsample_phase_weight: mode must be one of {sorted(_PHASE_MAPS)}, got {mode!r}")
     m = torch.tensor(_PHASE_MAPS[mode], dtype=torch.float64, device=weight.device)  # phase x new tap x old tap
-    out = torch.einsum("ayk,bxj,ockj->abocyx", m, m, weight.double()).flatten(0, 2)
+    w = weight.double()
+    # rows, then columns, as broadcast products and sums (weight preparation, not counted as the method's MACs)
+    rows = (m[:, None, None, :, :, None] * w[None, :, :, None, :, :]).sum(4)  # a x Cout x Cin x y x old column
+    out = (m[None, :, None, None, None, :, :] * rows[:, None, :, :, :, None, :]).sum(-1).flatten(0, 2)
     out = out.to(weight.dtype).contiguous(memory_format=torch.channels_last)
     return out, None if bias is None else bias.repeat(4)
 
 
+#: derived weights (e.g. phase kernels) per source tensors and their versions, see :func:`derived_weights`
+_DERIVED: dict[tuple, tuple[list[weakref.ref], tuple[Tensor | None, ...]]] = {}
+_DERIVED_MAX = 512
+
+
+def derived_weights(
+    sources: tuple[Tensor | None, ...], tag: tuple, build: Callable[[], tuple[Tensor | None, ...]]
+) -> tuple[Tensor | None, ...]:
+    """``build()`` (weights computed from the ``sources``, e.g. a conv's weight and bias) cached until a source changes.
+
+    Inference rebuilt the phase kernels of every up-sampling conv on every call; they depend only on the module's
+    parameters, so they are kept per (source tensors, their in-place versions, ``tag``): an optimizer step or
+    ``load_state_dict`` bumps a version and the next call rebuilds them. Held by weak references to the sources.
+    """
+    key = (tag,) + tuple((id(t), t._version) if t is not None else None for t in sources)
+    hit = _DERIVED.get(key)
+    if hit is not None and all(r() is t for r, t in zip(hit[0], (t for t in sources if t is not None), strict=True)):
+        return hit[1]
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.clear()
+    value = build()
+    _DERIVED[key] = ([weakref.ref(t) for t in sources if t is not None], value)
+    return value
+
+
 def upsample_conv2d(
-    x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False, mode: str = "nearest"
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False, mode: str = "nearest",
+    phase: tuple[Tensor, Tensor | None] | None = None,
 ) -> Tensor:
     """2x up-sampling (``nearest``, or ``bilinear`` with half-pixel centres), reflection padding 1 and a 3x3 conv (then
     ReLU if ``relu``) as one conv on the low-resolution map: the values of ``reflect_conv2d(F.interpolate(x,
@@ -460,14 +495,15 @@ def upsample_conv2d(
     multiply-adds as the explicit form, 16 in 36 of them nonzero. Bilinear: the phase kernels are full 3x3, so the
     multiply-adds are the explicit form's; only the output's first and last rows and columns read reflected rows that no
     padding of the low-resolution map reproduces, and they are recomputed from 3-row / 3-column strips.
-    ``weight``: Cout x Cin x 3 x 3 (the conv's own kernel), ``bias``: Cout, in x's dtype. x: B x Cin x h x w (h, w >= 3
-    for bilinear); returns B x Cout x 2h x 2w, channels-last.
+    ``weight``: Cout x Cin x 3 x 3 (the conv's own kernel), ``bias``: Cout, in x's dtype; ``phase``: their
+    :func:`upsample_phase_weight`, if already computed (:func:`derived_weights`). x: B x Cin x h x w (h, w >= 3 for
+    bilinear); returns B x Cout x 2h x 2w, channels-last.
     """
     b, _, h, w = x.shape
     cout = weight.shape[0]
     if mode == "bilinear" and (h < 3 or w < 3):
         return reflect_conv2d(upsample_bilinear2x(x), weight, bias, relu=relu)
-    phase_w, phase_b = upsample_phase_weight(weight, bias, mode)
+    phase_w, phase_b = phase if phase is not None else upsample_phase_weight(weight, bias, mode)
     with _autocast_off(x):
         padded = as_channels_last(F.pad(x, (1, 1, 1, 1), mode="replicate"))
     y = conv2d(padded, phase_w, phase_b, relu=relu).contiguous(memory_format=torch.channels_last)  # B x 4Cout x h x w

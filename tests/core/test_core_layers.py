@@ -8,11 +8,13 @@ import torch.nn.functional as F
 
 from impasto.layers import (
     BORDER_FIX_MIN_SIDE,
+    BORDER_FIX_MIN_SIDE_AMX,
     Upsample,
     as_channels_last,
     block_diagonal_weight,
     channel_mean_var,
     conv2d,
+    derived_weights,
     grouped_conv2d,
     halves_order,
     max_pool2x,
@@ -303,8 +305,9 @@ def test_conv_forms_without_onednn_fusion(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_reflect_conv2d_bf16_equals_pad_then_bf16_conv() -> None:
     """In bf16 the border fix gives the pad-then-conv values bit for bit (each output's products and sums are
-    the same; measured equal), here within one bf16 step of them."""
-    n = BORDER_FIX_MIN_SIDE
+    the same; measured equal), here within one bf16 step of them (on a map large enough for the border fix with
+    and without AMX)."""
+    n = max(BORDER_FIX_MIN_SIDE, BORDER_FIX_MIN_SIDE_AMX)
     x = _rand(1, 16, n, n + 8, dtype=torch.float32).to(torch.bfloat16).contiguous(memory_format=CL)
     w, b = (_rand(16, 16, 3, 3, seed=1) / 4).to(torch.bfloat16), _rand(16, seed=2).to(torch.bfloat16)
     with torch.no_grad():
@@ -415,3 +418,40 @@ def test_block_diagonal_weight_equals_grouped_conv(cout: int, cin: int, groups: 
     assert dense.shape == (cout, cin, 3, 3)
     assert int((dense != 0).sum()) == int((w != 0).sum())  # the MAC counter's nonzero weights: the grouped conv's
     torch.testing.assert_close(F.conv2d(x, dense), F.conv2d(x, w, groups=groups), rtol=0, atol=1e-12)
+
+
+def test_derived_weights_cached_until_a_source_changes() -> None:
+    w, b = torch.randn(4, 3, 3, 3), torch.randn(4)
+    calls = []
+
+    def build() -> tuple[torch.Tensor, ...]:
+        calls.append(1)
+        return upsample_phase_weight(w, b)
+
+    first = derived_weights((w, b), ("t",), build)
+    assert derived_weights((w, b), ("t",), build) is first and len(calls) == 1
+    derived_weights((w, b), ("other",), build)  # another tag: its own entry
+    assert len(calls) == 2
+    with torch.no_grad():
+        w.mul_(2)  # in place (an optimizer step, load_state_dict): rebuilt
+    again = derived_weights((w, b), ("t",), build)
+    assert len(calls) == 3 and again is not first
+    torch.testing.assert_close(again[0], upsample_phase_weight(w, b)[0])
+
+
+@pytest.mark.weights
+def test_decoder_uses_new_weights_after_load_state_dict() -> None:
+    """The decoder's cached phase kernels follow its parameters (no stale kernels after loading other weights)."""
+    from impasto.backbones import load_decoder
+
+    dec = load_decoder("vgg19-16x", "relu2_1")
+    feat = torch.rand(1, dec.in_channels, 12, 14, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = dec(feat)
+        state = {k: v * 0.5 if k.endswith("weight") else v for k, v in dec.state_dict().items()}
+        dec.load_state_dict(state)
+        after = dec(feat)
+    with torch.enable_grad():
+        plain = dec(feat)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, plain.detach(), rtol=0, atol=1e-4)

@@ -9,6 +9,7 @@ reconstruction decoders, LinearStyleTransfer's decoders and the distilled ``kSD`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -18,11 +19,13 @@ from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names, rename_convs
 from impasto.errors import WeightsError
 from impasto.layers import (
     as_channels_last,
+    derived_weights,
     fold_input_affine,
     in_autocast_dtype,
     reflect_conv2d,
     reflect_pad,
     upsample_conv2d,
+    upsample_phase_weight,
 )
 
 
@@ -83,7 +86,11 @@ class VGGDecoder(nn.Module):
             if i == 0 and in_affine is not None:
                 weight, bias = fold_input_affine(weight, bias, *in_affine)
             if fast and upsampled and not last:  # CPU inference: up-sampling, padding and conv as one conv
-                h = upsample_conv2d(*in_autocast_dtype(h, weight, bias), relu=True)
+                h, weight, bias = in_autocast_dtype(h, weight, bias)
+                phase = derived_weights(  # the phase kernels, kept until the parameters change
+                    (conv.weight, conv.bias), ("nearest", h.dtype), partial(upsample_phase_weight, weight, bias)
+                )
+                h = upsample_conv2d(h, weight, bias, relu=True, phase=phase)
             elif fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
                 if upsampled:
                     h = F.interpolate(h, scale_factor=2, mode="nearest")

@@ -41,6 +41,7 @@ from impasto.layers import (
     block_diagonal_weight,
     channel_mean_var,
     conv2d,
+    derived_weights,
     grouped_conv2d,
     halves_order,
     in_autocast_dtype,
@@ -50,6 +51,7 @@ from impasto.layers import (
     reflect_pad,
     upsample_bilinear2x,
     upsample_conv2d,
+    upsample_phase_weight,
 )
 
 __all__ = [
@@ -203,9 +205,16 @@ class ReflectConv(nn.Module):
         low-resolution map (:func:`~impasto.layers.upsample_conv2d`; a grouped conv with its block-diagonal weight).
         CPU inference; B x Cin x h x w -> B x Cout x 2h x 2w, channels-last."""
         conv = self.conv_layer
-        weight = block_diagonal_weight(conv.weight, conv.groups) if conv.groups > 1 else conv.weight
-        x, weight, bias = in_autocast_dtype(x, weight, conv.bias)
-        return upsample_conv2d(x, weight, bias, relu=relu, mode="bilinear")
+
+        def build() -> tuple[Tensor, ...]:
+            weight = block_diagonal_weight(conv.weight, conv.groups) if conv.groups > 1 else conv.weight
+            _, weight, bias = in_autocast_dtype(x, weight, conv.bias)
+            return (weight, bias, *upsample_phase_weight(weight, bias, "bilinear"))
+
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        weight, bias, phase_w, phase_b = derived_weights((conv.weight, conv.bias), ("bilinear", dtype), build)
+        x = x.to(weight.dtype)
+        return upsample_conv2d(x, weight, bias, relu=relu, mode="bilinear", phase=(phase_w, phase_b))
 
 
 class ResBlock(nn.Module):
