@@ -442,9 +442,11 @@ def test_derived_weights_cached_until_a_source_changes() -> None:
 @pytest.mark.weights
 def test_decoder_uses_new_weights_after_load_state_dict() -> None:
     """The decoder's cached phase kernels follow its parameters (no stale kernels after loading other weights)."""
+    import copy
+
     from impasto.backbones import load_decoder
 
-    dec = load_decoder("vgg19-16x", "relu2_1")
+    dec = copy.deepcopy(load_decoder("vgg19-16x", "relu2_1"))  # load_decoder's module is shared: modify a copy
     feat = torch.rand(1, dec.in_channels, 12, 14, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = dec(feat)
