@@ -128,7 +128,7 @@ def narrow_conv2d(
     if rem and not padding and w > unroll:
         # width not a multiple of unroll: the unrolled conv on the first w - rem output columns, the last rem by
         # the plain conv of a thin strip (faster than the zero-column form below: MicroAST's 9x9 16->3 conv at
-        # 1024 px, bf16 on a Xeon with AMX, 12.3 -> 8.6 ms)
+        # 1024 px, bf16 on a Xeon with AMX, 11.5 -> 7.7 ms)
         main = w - rem
         x_cl = x.contiguous(memory_format=torch.channels_last)
         z = F.conv2d(x_cl, wide, wide_bias, stride=(1, unroll))  # main // unroll columns (no sliced copy of x)
@@ -191,13 +191,6 @@ def grouped_conv2d(
     cin = per_group * groups
     if halves:
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        if per_group == 2 and cout == groups and stride == 1 and groups > 1 and amx_16bit(x):
-            # with AMX the dense conv with a block-diagonal weight (in halves order: output g reads inputs g and
-            # G + g) is faster: bf16 32->16 at 1024 px 8.7 -> 5.3 ms, 64->32 at 512 px 3.4 -> 3.3 ms
-            dense = weight.new_zeros(cout, cin, *weight.shape[2:])
-            idx = torch.arange(cout, device=weight.device)
-            dense[idx, idx], dense[idx, idx + groups] = weight[:, 0], weight[:, 1]
-            return conv2d(x_cl, dense.contiguous(memory_format=torch.channels_last), bias, relu=relu)
         if per_group == 2 and cout == groups and stride == 1 and groups > 1:
             b, _, h, w = x_cl.shape
             view = x_cl.permute(0, 2, 3, 1).reshape(b, h, 2 * w, groups).permute(0, 3, 1, 2)
@@ -206,6 +199,9 @@ def grouped_conv2d(
         x = x_cl.index_select(1, torch.argsort(halves_order(cin)).to(x.device))
     weight, groups = fast_grouped_weight(weight, groups, x)
     return conv2d(x, weight, bias, stride=stride, groups=groups, relu=relu)
+
+
+_HAS_AMX: bool | None = None  # has_amx(), probed once
 
 
 def has_amx() -> bool:
@@ -221,27 +217,10 @@ def has_amx() -> bool:
     return _HAS_AMX
 
 
-_HAS_AMX: bool | None = None
-
-
 def amx_16bit(x: Tensor) -> bool:
     """A CPU tensor computed in bf16 (its dtype or autocast) on a CPU with AMX."""
     low = torch.is_autocast_enabled("cpu") or x.dtype == torch.bfloat16
     return x.device.type == "cpu" and low and has_amx()
-
-
-def fast_grouped_weight(weight: Tensor, groups: int, x: Tensor) -> tuple[Tensor, int]:
-    """(weight, groups) of the fastest exact form of a grouped conv of x: for 1 input and 2 outputs per group in
-    16-bit precision (x bf16/fp16 or autocast on), the dense block-diagonal weight (groups 1, channels-last);
-    otherwise unchanged. weight: Cout x Cin/groups x kh x kw."""
-    cout, per_group = weight.shape[:2]
-    low = torch.is_autocast_enabled(x.device.type) or x.dtype in (torch.bfloat16, torch.float16)
-    if not (groups > 1 and per_group == 1 and cout == 2 * groups and low):
-        return weight, groups
-    dense = weight.new_zeros(cout, groups, *weight.shape[2:])
-    idx = torch.arange(cout, device=weight.device)
-    dense[idx, idx // 2] = weight[:, 0]
-    return dense.contiguous(memory_format=torch.channels_last), 1
 
 
 def block_diagonal_weight(weight: Tensor, groups: int) -> Tensor:
@@ -253,6 +232,17 @@ def block_diagonal_weight(weight: Tensor, groups: int) -> Tensor:
     idx = torch.arange(groups, device=weight.device)
     dense[idx, :, idx] = weight.reshape(groups, out_per_group, per_group, kh, kw)
     return dense.reshape(cout, groups * per_group, kh, kw)
+
+
+def fast_grouped_weight(weight: Tensor, groups: int, x: Tensor) -> tuple[Tensor, int]:
+    """(weight, groups) of the fastest exact form of a grouped conv of x: for 1 input and 2 outputs per group in
+    16-bit precision (x bf16/fp16 or autocast on), the dense block-diagonal weight (groups 1, channels-last);
+    otherwise unchanged. weight: Cout x Cin/groups x kh x kw."""
+    cout, per_group = weight.shape[:2]
+    low = torch.is_autocast_enabled(x.device.type) or x.dtype in (torch.bfloat16, torch.float16)
+    if not (groups > 1 and per_group == 1 and cout == 2 * groups and low):
+        return weight, groups
+    return block_diagonal_weight(weight, groups).contiguous(memory_format=torch.channels_last), 1
 
 
 def reflect_conv2d_stride2(

@@ -85,19 +85,18 @@ class VGGDecoder(nn.Module):
             weight, bias = conv.weight, conv.bias
             if i == 0 and in_affine is not None:
                 weight, bias = fold_input_affine(weight, bias, *in_affine)
-            if fast and upsampled and not last:  # CPU inference: up-sampling, padding and conv as one conv
+            fuse = fast and upsampled and not last  # CPU inference: up-sampling, padding and conv as one conv
+            if upsampled and not fuse:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+            if fuse:
                 h, weight, bias = in_autocast_dtype(h, weight, bias)
                 phase = derived_weights(  # the phase kernels, kept until the parameters change
                     (conv.weight, conv.bias), ("nearest", h.dtype), partial(upsample_phase_weight, weight, bias)
                 )
                 h = upsample_conv2d(h, weight, bias, relu=True, phase=phase)
             elif fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
-                if upsampled:
-                    h = F.interpolate(h, scale_factor=2, mode="nearest")
                 h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=not last, narrow=last)
             else:  # the module itself (hooks, autocast, gradients), or the folded weights through F.conv2d
-                if upsampled:
-                    h = F.interpolate(h, scale_factor=2, mode="nearest")
                 h = conv(reflect_pad(h, 1)) if weight is conv.weight else F.conv2d(reflect_pad(h, 1), weight, bias)
                 h = h if last else F.relu(h, inplace=True)
             b, j = _block(name)
