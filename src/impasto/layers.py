@@ -338,6 +338,11 @@ BORDER_FIX_MAX_OUT = 32
 #: against pad + conv: 32->32 at 512 px 1.32x, 16->16 at 512 px 1.02x, but 32->32 at 1024 px 0.77x, 16->16 at 1024 px
 #: 0.61x, 3->16 at 1024 px 0.50x)
 BORDER_FIX_MIN_SIDE_AMX = 768
+#: Under bf16 with AMX the narrow conv to RGB (``reflect_conv2d(narrow=True)``) takes the border fix from this many
+#: input values (H x W x Cin) instead: its padded copy costs more than its conv (measured there, time against pad +
+#: conv, pairs of runs interleaved: 64->3 at 256 px 0.90x, 384 px 0.69x, 512 px 0.56x, 1024 px 0.48x; 32->3 at 512 px
+#: 0.85x; 16->3 at 512 px 0.96x, 768 px 0.94x, but 16->3 at 256 px 1.31x, 384 px 1.22x)
+NARROW_FIX_MIN_VALUES_AMX = 4_000_000
 
 
 def _fused(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> bool:
@@ -390,8 +395,11 @@ def reflect_conv2d(
     if p == 0:
         return conv2d(x, weight, bias, relu=relu)
     h, w = x.shape[-2:]
-    big = min(h, w) >= max(BORDER_FIX_MIN_SIDE_AMX if amx_16bit(x) else BORDER_FIX_MIN_SIDE, 4 * p)
+    amx = amx_16bit(x)
+    big = min(h, w) >= max(BORDER_FIX_MIN_SIDE_AMX if amx else BORDER_FIX_MIN_SIDE, 4 * p)
     if narrow:
+        if amx:
+            big = min(h, w) >= 4 * p and h * w * x.shape[1] >= NARROW_FIX_MIN_VALUES_AMX
         if relu:
             raise ValueError("reflect_conv2d: narrow=True has no fused ReLU")
         if not (big and p == 1 and x.device.type == "cpu" and not torch.is_grad_enabled()):

@@ -313,6 +313,28 @@ def test_reflect_conv2d_bf16_equals_pad_then_bf16_conv() -> None:
     torch.testing.assert_close(out.float(), ref.float(), rtol=2**-7, atol=2**-7)
 
 
+@pytest.mark.parametrize("cin", [64, 16])  # 64 x 260 x 250 takes the border fix under bf16 with AMX; 16 x ... pads
+def test_reflect_conv2d_narrow_bf16_equals_pad_then_bf16_conv(cin: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conv to RGB in bf16, by either form (padded copy, or zero padding + border fix), equals pad-then-conv
+    within bf16 rounding, also at the first and last rows and columns; under AMX the form follows the map's size."""
+    import impasto.layers as layers
+
+    x = (_rand(1, cin, 260, 250, dtype=torch.float32).abs()).to(torch.bfloat16).contiguous(memory_format=CL)
+    w, b = (_rand(3, cin, 3, 3, seed=1) / (3 * cin**0.5)).to(torch.bfloat16), _rand(3, seed=2).to(torch.bfloat16)
+    pads: list[tuple[int, ...]] = []
+    pad = layers.reflect_pad
+    monkeypatch.setattr(layers, "reflect_pad", lambda t, p: pads.append(tuple(t.shape)) or pad(t, p))
+    with torch.no_grad():
+        out = reflect_conv2d(x, w, b, narrow=True)
+        ref = F.conv2d(F.pad(x, (1,) * 4, mode="reflect").float(), w.float(), b.float())
+    fixed = all(s[2] < 10 or s[3] < 10 for s in pads)  # only the border strips were padded
+    if layers.has_amx():
+        assert fixed == (260 * 250 * cin >= layers.NARROW_FIX_MIN_VALUES_AMX)
+    for sl in [(...,), (..., slice(0, 1), slice(None)), (..., slice(-1, None), slice(None)), (..., slice(0, 1)),
+               (..., slice(-1, None))]:
+        torch.testing.assert_close(out[sl].float(), ref[sl], rtol=2**-6, atol=2**-6)
+
+
 def test_reflect_conv_module_paths_agree() -> None:
     """reflect_conv: the functional form without autograd, the module (hooks, gradients) with it."""
     conv = torch.nn.Conv2d(3, 8, 3)
