@@ -80,13 +80,40 @@ def resolve_precision(precision: str, device: str, method: str) -> str:
     return precision
 
 
+#: float image tensors with values outside this range are refused (a 0-255 image, or not an image); inside it they are
+#: clamped to [0, 1] (resampling overshoots by a few percent)
+_TENSOR_RANGE = (-0.5, 1.5)
+
+
+def tensor_image(t: torch.Tensor, what: str) -> torch.Tensor:
+    """An image tensor from the tensor API -> float32 in [0, 1], same shape.
+
+    uint8 is read as 0-255 (the convention of PIL, NumPy and ``torchvision.io``); float tensors must hold values in
+    [0, 1] and are clamped to it. Raises ConfigError, naming ``what``, for other dtypes, NaN or infinite values and
+    float values far outside [0, 1] (e.g. a 0-255 image in float, which would otherwise be stylized as white).
+    """
+    if t.dtype == torch.uint8:
+        return t.float().div_(255.0)
+    if not t.is_floating_point():
+        raise ConfigError(f"{what} tensor has dtype {t.dtype}; pass uint8 (0-255) or a float tensor in [0, 1]")
+    t = t.float()
+    if t.numel():
+        lo, hi = float(t.min()), float(t.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ConfigError(f"{what} tensor holds NaN or infinite values")
+        if lo < _TENSOR_RANGE[0] or hi > _TENSOR_RANGE[1]:
+            hint = " (a 0-255 image? divide it by 255 or pass it as uint8)" if hi > 2 else ""
+            raise ConfigError(f"{what} tensor values must be in [0, 1], got {lo:g} to {hi:g}{hint}")
+    return t.clamp(0, 1)
+
+
 def _as_tensor(img: ImageInput, what: str, max_size: int | None = None) -> torch.Tensor:
     """Any image input -> 1 x 3 x H x W float in [0, 1] (long side <= max_size if given)."""
     if isinstance(img, torch.Tensor):
         t = img if img.dim() == 4 else img[None]
         if t.dim() != 4 or t.shape[1] != 3:
             raise ConfigError(f"{what} tensor must be 3 x H x W or 1 x 3 x H x W, got shape {tuple(img.shape)}")
-        t = t.float()
+        t = tensor_image(t, what)
         if max_size and max(t.shape[-2:]) > max_size:
             s = max_size / max(t.shape[-2:])
             size = (max(1, round(t.shape[-2] * s)), max(1, round(t.shape[-1] * s)))
@@ -314,7 +341,8 @@ class Stylizer:
         tile_overlap: int = 64,
         progress: Progress | None = None,
     ) -> torch.Tensor:
-        """Tensor API: B x 3 x H x W in [0, 1] -> B x 3 x H' x W' in [0, 1] (the same styles for every item)."""
+        """Tensor API: B x 3 x H x W in [0, 1] (or uint8 0-255) -> B x 3 x H' x W' float in [0, 1] (the same styles
+        for every item)."""
         if content.dim() == 3:
             content = content[None]
         if content.dim() != 4 or content.shape[1] != 3:
@@ -331,7 +359,7 @@ class Stylizer:
         codes = [self.encode_style(s) for s in styles]
         outs = []
         for i in range(content.shape[0]):
-            c = content[i : i + 1].float()
+            c = tensor_image(content[i : i + 1], "content")
             if max_size is not None and max(H0, W0) > max_size:
                 c = _as_tensor(c, "content", max_size)
             out = self._run(c, codes, mix, alpha, tile_size, tile_overlap, progress)

@@ -201,6 +201,28 @@ def test_style_cache_and_input_types(imgs, data_dir):
         assert isinstance(out, Image.Image) and max(out.size) == 120
 
 
+def test_uint8_tensors_read_as_0_255_and_float_tensors_checked(adain, imgs):
+    """The tensor API takes uint8 images as 0-255 (a uint8 tensor was stylized as if 0-255 were 0-1, 22.9 dB from the
+    float image) and refuses float tensors that are not in [0, 1], naming the tensor, instead of clamping a 0-255
+    image to white."""
+    c, s1, _ = imgs
+    c8, s8 = (c * 255).round().to(torch.uint8), (s1 * 255).round().to(torch.uint8)
+    ref = adain.stylize_tensor(c8.float() / 255, s8.float() / 255)
+    torch.testing.assert_close(adain.stylize_tensor(c8, s8), ref, rtol=0, atol=0)
+    torch.testing.assert_close(adain.stylize_tensor(c8[0], s8[0]), ref, rtol=0, atol=0)
+    assert isinstance(adain.stylize(c8[0], s8), Image.Image)
+    with pytest.raises(ConfigError, match=r"content tensor values must be in \[0, 1\].*divide it by 255"):
+        adain.stylize_tensor(c * 255, s1)
+    with pytest.raises(ConfigError, match="style tensor values"):
+        adain.stylize_tensor(c, s1 * 255)
+    with pytest.raises(ConfigError, match="NaN"):
+        adain.stylize_tensor(c.clone().index_fill_(2, torch.tensor([3]), float("nan")), s1)
+    with pytest.raises(ConfigError, match="dtype torch.int64"):
+        adain.stylize_tensor(c8.long(), s1)
+    slightly = adain.stylize_tensor((c * 1.02 - 0.01), s1)  # resampling overshoot: clamped, not refused
+    assert slightly.shape == ref.shape
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
