@@ -442,13 +442,15 @@ _PHASE_MAPS = {
 
 
 def upsample_phase_weight(
-    weight: Tensor, bias: Tensor | None = None, mode: str = "nearest"
+    weight: Tensor, bias: Tensor | None = None, mode: str = "nearest", taps: int = 3
 ) -> tuple[Tensor, Tensor | None]:
     """Weight and bias of :func:`upsample_conv2d`'s conv: a 3x3 kernel (Cout x Cin x 3 x 3) becomes the four 3x3
     "phase" kernels (4 Cout x Cin x 3 x 3, channels ordered (row phase, column phase, Cout)) that compute, on the
     low-resolution map, the outputs at the even/odd rows and columns of the conv of its 2x up-sampling (``mode``
     ``nearest`` or ``bilinear``, see ``_PHASE_MAPS``): W_ab = M_a W M_b^T over the kernel's rows and columns.
     Computed in float64, returned in the weight's dtype, channels-last; the bias is repeated for the 4 phases.
+    ``taps=2`` (nearest only): each phase kernel cut to its 2 x 2 nonzero block (rows and columns a, a + 1 for phase
+    a), the kernels of :func:`upsample_conv2d`'s compact form (4 Cout x Cin x 2 x 2).
     """
     if weight.shape[-2:] != (3, 3):
         raise ValueError(f"upsample_phase_weight takes 3x3 kernels, got {tuple(weight.shape[-2:])}")
@@ -459,8 +461,33 @@ def upsample_phase_weight(
     # rows, then columns, as broadcast products and sums (weight preparation, not counted as the method's MACs)
     rows = (m[:, None, None, :, :, None] * w[None, :, :, None, :, :]).sum(4)  # a x Cout x Cin x y x old column
     out = (m[None, :, None, None, None, :, :] * rows[:, None, :, :, :, None, :]).sum(-1).flatten(0, 2)
+    if taps == 2:
+        if mode != "nearest":
+            raise ValueError(
+                f"upsample_phase_weight: taps=2 needs mode 'nearest' (bilinear kernels are full 3x3), got {mode!r}"
+            )
+        cout = weight.shape[0]
+        out = torch.cat([out[k * cout : (k + 1) * cout, :, k // 2 : k // 2 + 2, k % 2 : k % 2 + 2] for k in range(4)])
+    elif taps != 3:
+        raise ValueError(f"upsample_phase_weight: taps must be 2 or 3, got {taps}")
     out = out.to(weight.dtype).contiguous(memory_format=torch.channels_last)
     return out, None if bias is None else bias.repeat(4)
+
+
+#: The compact (2 x 2) phase kernels need this many input channels under bf16 with AMX, where narrower convs ran
+#: slower in that form (time against the 3 x 3 form, Xeon with AMX, pairs of runs interleaved: bf16 16->16 from 512
+#: px 1.37x, 32->32 from 256 px 1.05x, but 64->64 from 128 px 0.74x, from 256 px 0.84x, 128->128 from 256 px 0.85x;
+#: float32 0.59x (64 from 512 px) to 0.93x (16 from 512 px))
+COMPACT_PHASE_MIN_CHANNELS_AMX = 64
+
+
+def upsample_phase_taps(x: Tensor, mode: str = "nearest") -> int:
+    """The phase-kernel size :func:`upsample_conv2d` runs fastest with for x (the low-resolution map): 2 (the
+    compact form, nearest only) unless x is bf16 under AMX with fewer than ``COMPACT_PHASE_MIN_CHANNELS_AMX``
+    channels, else 3."""
+    if mode != "nearest" or (amx_16bit(x) and x.shape[1] < COMPACT_PHASE_MIN_CHANNELS_AMX):
+        return 3
+    return 2
 
 
 #: derived weights (e.g. phase kernels) per source tensors and their versions, see :func:`derived_weights`
@@ -500,9 +527,13 @@ def upsample_conv2d(
     (:func:`upsample_phase_weight`): one conv with 4 Cout outputs, then one depth-to-space copy. The up-sampled map and
     its padded copy are never written, and the conv is 4x wider at a quarter of the pixels (oneDNN, above all with AMX,
     runs narrow convs far below its rate; measured on a Xeon with AMX, bf16, nearest: 16->16 from 512 px 8.0 -> 5.2 ms,
-    32->32 from 256 px 4.1 -> 2.9 ms). Nearest: reflection padding of the up-sampled map is the up-sampling of the
-    replicate-padded map (row -1 reflects to row 1, a copy of low row 0), so every pixel is exact; it executes as many
-    multiply-adds as the explicit form, 16 in 36 of them nonzero. Bilinear: the phase kernels are full 3x3, so the
+    32->32 from 256 px 4.1 -> 2.9 ms). Nearest phase kernels have 2 x 2 nonzero taps each: with ``phase`` 2 x 2
+    kernels (``upsample_phase_weight(taps=2)``, the default where :func:`upsample_phase_taps` picks it) the conv
+    executes only those, on an output one row and column larger (phase (a, c) is read shifted by (a, c)), and 4
+    strided copies interleave the phases (float32 0.59-0.93x the time of the 3 x 3 form).
+    Nearest: reflection padding of the up-sampled map is the up-sampling of the
+    replicate-padded map (row -1 reflects to row 1, a copy of low row 0), so every pixel is exact; the 3 x 3 form
+    executes as many multiply-adds as the explicit form, 16 in 36 of them nonzero, the compact form those 16. Bilinear: the phase kernels are full 3x3, so the
     multiply-adds are the explicit form's; only the output's first and last rows and columns read reflected rows that no
     padding of the low-resolution map reproduces, and they are recomputed from 3-row / 3-column strips.
     ``weight``: Cout x Cin x 3 x 3 (the conv's own kernel), ``bias``: Cout, in x's dtype; ``phase``: their
@@ -513,9 +544,19 @@ def upsample_conv2d(
     cout = weight.shape[0]
     if mode == "bilinear" and (h < 3 or w < 3):
         return reflect_conv2d(upsample_bilinear2x(x), weight, bias, relu=relu)
-    phase_w, phase_b = phase if phase is not None else upsample_phase_weight(weight, bias, mode)
+    if phase is None:
+        phase = upsample_phase_weight(weight, bias, mode, taps=upsample_phase_taps(x, mode))
+    phase_w, phase_b = phase
     with _autocast_off(x):
         padded = as_channels_last(F.pad(x, (1, 1, 1, 1), mode="replicate"))
+    if phase_w.shape[-1] == 2:  # compact: phase (a, c) at output (i, j) is Y_ac[i + a, j + c] of the 2x2 conv
+        y = conv2d(padded, phase_w, phase_b, relu=relu).permute(0, 2, 3, 1)  # B x (h+1) x (w+1) x 4Cout
+        out = torch.empty((b, 2 * h, 2 * w, cout), dtype=y.dtype, device=y.device)
+        phases = out.view(b, h, 2, w, 2, cout)
+        for k in range(4):
+            a, c = divmod(k, 2)
+            phases[:, :, a, :, c] = y[:, a : a + h, c : c + w, k * cout : (k + 1) * cout]
+        return out.permute(0, 3, 1, 2)
     y = conv2d(padded, phase_w, phase_b, relu=relu).contiguous(memory_format=torch.channels_last)  # B x 4Cout x h x w
     y = y.permute(0, 2, 3, 1).reshape(b, h, w, 2, 2, cout).transpose(2, 3).reshape(b, 2 * h, 2 * w, cout)
     out = y.permute(0, 3, 1, 2)

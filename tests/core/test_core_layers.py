@@ -25,6 +25,7 @@ from impasto.layers import (
     reflect_pad,
     upsample_bilinear2x,
     upsample_conv2d,
+    upsample_phase_taps,
     upsample_phase_weight,
 )
 
@@ -380,17 +381,19 @@ def _upsample_conv_ref(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
 @pytest.mark.parametrize(("cin", "cout", "hw"), [(3, 2, (5, 7)), (16, 16, (1, 1)), (8, 5, (2, 9)), (16, 32, (40, 33)),
                                                  (4, 4, (3, 3)), (6, 3, (3, 8))])
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize(("mode", "taps"), [("nearest", 3), ("nearest", 2), ("nearest", None), ("bilinear", None)])
 def test_upsample_conv2d_equals_upsample_pad_conv(
-    cin: int, cout: int, hw: tuple[int, int], relu: bool, mode: str
+    cin: int, cout: int, hw: tuple[int, int], relu: bool, mode: str, taps: int | None
 ) -> None:
     """float64: 2x up-sampling, reflection pad 1, 3x3 conv == one phase conv on the replicate-padded low-res map
-    (bilinear: with the first and last rows and columns recomputed; below 3 x 3 the explicit form)."""
+    (bilinear: with the first and last rows and columns recomputed; below 3 x 3 the explicit form); nearest in both
+    forms (3 x 3 phase kernels, compact 2 x 2 ones) and in the one ``upsample_phase_taps`` picks (None)."""
     x = _rand(2, cin, *hw).contiguous(memory_format=CL)
     w, b = _rand(cout, cin, 3, 3, seed=1), _rand(cout, seed=2)
     ref = _upsample_conv_ref(x, w, b, relu, mode)
+    phase = None if taps is None else upsample_phase_weight(w, b, mode, taps=taps)
     with torch.no_grad():
-        out = upsample_conv2d(x, w, b, relu=relu, mode=mode)
+        out = upsample_conv2d(x, w, b, relu=relu, mode=mode, phase=phase)
     assert out.shape == ref.shape == (2, cout, 2 * hw[0], 2 * hw[1])
     assert out.is_contiguous(memory_format=CL)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
@@ -415,15 +418,36 @@ def test_upsample_phase_weight_hand_computed() -> None:
     torch.testing.assert_close(bw.sum((1, 2, 3)), torch.full((4,), float(w.sum()), dtype=torch.float64))
     with pytest.raises(ValueError, match="mode"):
         upsample_phase_weight(w, mode="bicubic")
+    cw, cb = upsample_phase_weight(w, torch.tensor([0.5], dtype=torch.float64), taps=2)  # the nonzero 2x2 blocks
+    assert cw.shape == (4, 1, 2, 2) and cb.tolist() == [0.5] * 4
+    torch.testing.assert_close(cw[0, 0], pw[0, 0, :2, :2])
+    torch.testing.assert_close(cw[1, 0], pw[1, 0, :2, 1:])
+    torch.testing.assert_close(cw[3, 0], torch.tensor([[12.0, 9], [15, 9]], dtype=torch.float64))
+    assert float(cw.sum()) == float(pw.sum())  # nothing nonzero was cut off
+    with pytest.raises(ValueError, match="taps=2 needs mode 'nearest'"):
+        upsample_phase_weight(w, mode="bilinear", taps=2)
 
 
-@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
-def test_upsample_conv2d_bf16_within_rounding(mode: str) -> None:
+def test_upsample_phase_taps_policy() -> None:
+    """Compact kernels for nearest (float32, float64), 3 x 3 for bilinear; bf16 under AMX only from 64 channels."""
+    import impasto.layers as layers
+
+    assert upsample_phase_taps(torch.zeros(1, 16, 4, 4)) == 2
+    assert upsample_phase_taps(torch.zeros(1, 64, 4, 4, dtype=torch.float64)) == 2
+    assert upsample_phase_taps(torch.zeros(1, 64, 4, 4), "bilinear") == 3
+    narrow, wide = torch.zeros(1, 16, 4, 4, dtype=torch.bfloat16), torch.zeros(1, 64, 4, 4, dtype=torch.bfloat16)
+    assert upsample_phase_taps(wide) == 2
+    assert upsample_phase_taps(narrow) == (3 if layers.has_amx() else 2)
+
+
+@pytest.mark.parametrize(("mode", "taps"), [("nearest", 3), ("nearest", 2), ("bilinear", 3)])
+def test_upsample_conv2d_bf16_within_rounding(mode: str, taps: int) -> None:
     x = _rand(1, 16, 64, 48, dtype=torch.float32).contiguous(memory_format=CL)
     w, b = _rand(16, 16, 3, 3, seed=1, dtype=torch.float32) / 12, _rand(16, seed=2, dtype=torch.float32)
     ref = _upsample_conv_ref(x, w, b, True, mode)
+    phase = upsample_phase_weight(w.bfloat16(), b.bfloat16(), mode, taps=taps)
     with torch.no_grad():
-        out = upsample_conv2d(x.bfloat16(), w.bfloat16(), b.bfloat16(), relu=True, mode=mode).float()
+        out = upsample_conv2d(x.bfloat16(), w.bfloat16(), b.bfloat16(), relu=True, mode=mode, phase=phase).float()
         plain = _upsample_conv_ref(x.bfloat16(), w.bfloat16(), b.bfloat16(), True, mode).float()
     err, err_plain = float((out - ref).norm() / ref.norm()), float((plain - ref).norm() / ref.norm())
     assert err < 1e-2 and err < 1.5 * err_plain + 1e-3

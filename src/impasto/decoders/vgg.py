@@ -25,6 +25,7 @@ from impasto.layers import (
     reflect_conv2d,
     reflect_pad,
     upsample_conv2d,
+    upsample_phase_taps,
     upsample_phase_weight,
 )
 
@@ -90,8 +91,10 @@ class VGGDecoder(nn.Module):
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
             if fuse:
                 h, weight, bias = in_autocast_dtype(h, weight, bias)
+                taps = upsample_phase_taps(h)
                 phase = derived_weights(  # the phase kernels, kept until the parameters change
-                    (conv.weight, conv.bias), ("nearest", h.dtype), partial(upsample_phase_weight, weight, bias)
+                    (conv.weight, conv.bias), ("nearest", h.dtype, taps),
+                    partial(upsample_phase_weight, weight, bias, taps=taps),
                 )
                 h = upsample_conv2d(h, weight, bias, relu=True, phase=phase)
             elif fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
