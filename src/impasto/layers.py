@@ -533,7 +533,8 @@ def upsample_conv2d(
     strided copies interleave the phases (float32 0.59-0.93x the time of the 3 x 3 form).
     Nearest: reflection padding of the up-sampled map is the up-sampling of the
     replicate-padded map (row -1 reflects to row 1, a copy of low row 0), so every pixel is exact; the 3 x 3 form
-    executes as many multiply-adds as the explicit form, 16 in 36 of them nonzero, the compact form those 16. Bilinear: the phase kernels are full 3x3, so the
+    executes as many multiply-adds as the explicit form, 16 in 36 of them nonzero, the compact form those 16.
+    Bilinear: the phase kernels are full 3x3, so the
     multiply-adds are the explicit form's; only the output's first and last rows and columns read reflected rows that no
     padding of the low-resolution map reproduces, and they are recomputed from 3-row / 3-column strips.
     ``weight``: Cout x Cin x 3 x 3 (the conv's own kernel), ``bias``: Cout, in x's dtype; ``phase``: their
