@@ -456,20 +456,20 @@ def upsample_phase_weight(
         raise ValueError(f"upsample_phase_weight takes 3x3 kernels, got {tuple(weight.shape[-2:])}")
     if mode not in _PHASE_MAPS:
         raise ValueError(f"upsample_phase_weight: mode must be one of {sorted(_PHASE_MAPS)}, got {mode!r}")
+    if taps not in (2, 3):
+        raise ValueError(f"upsample_phase_weight: taps must be 2 or 3, got {taps}")
+    if taps == 2 and mode != "nearest":
+        raise ValueError(
+            f"upsample_phase_weight: taps=2 needs mode 'nearest' (bilinear kernels are full 3x3), got {mode!r}"
+        )
     m = torch.tensor(_PHASE_MAPS[mode], dtype=torch.float64, device=weight.device)  # phase x new tap x old tap
     w = weight.double()
     # rows, then columns, as broadcast products and sums (weight preparation, not counted as the method's MACs)
     rows = (m[:, None, None, :, :, None] * w[None, :, :, None, :, :]).sum(4)  # a x Cout x Cin x y x old column
     out = (m[None, :, None, None, None, :, :] * rows[:, None, :, :, :, None, :]).sum(-1).flatten(0, 2)
     if taps == 2:
-        if mode != "nearest":
-            raise ValueError(
-                f"upsample_phase_weight: taps=2 needs mode 'nearest' (bilinear kernels are full 3x3), got {mode!r}"
-            )
         cout = weight.shape[0]
         out = torch.cat([out[k * cout : (k + 1) * cout, :, k // 2 : k // 2 + 2, k % 2 : k % 2 + 2] for k in range(4)])
-    elif taps != 3:
-        raise ValueError(f"upsample_phase_weight: taps must be 2 or 3, got {taps}")
     out = out.to(weight.dtype).contiguous(memory_format=torch.channels_last)
     return out, None if bias is None else bias.repeat(4)
 
@@ -531,12 +531,11 @@ def upsample_conv2d(
     kernels (``upsample_phase_weight(taps=2)``, the default where :func:`upsample_phase_taps` picks it) the conv
     executes only those, on an output one row and column larger (phase (a, c) is read shifted by (a, c)), and 4
     strided copies interleave the phases (float32 0.59-0.93x the time of the 3 x 3 form).
-    Nearest: reflection padding of the up-sampled map is the up-sampling of the
-    replicate-padded map (row -1 reflects to row 1, a copy of low row 0), so every pixel is exact; the 3 x 3 form
-    executes as many multiply-adds as the explicit form, 16 in 36 of them nonzero, the compact form those 16.
-    Bilinear: the phase kernels are full 3x3, so the
-    multiply-adds are the explicit form's; only the output's first and last rows and columns read reflected rows that no
-    padding of the low-resolution map reproduces, and they are recomputed from 3-row / 3-column strips.
+    Nearest: reflection padding of the up-sampled map is the up-sampling of the replicate-padded map (row -1 reflects
+    to row 1, a copy of low row 0), so every pixel is exact; the 3 x 3 form executes as many multiply-adds as the
+    explicit form, 16 in 36 of them nonzero, the compact form those 16. Bilinear: the phase kernels are full 3x3, so
+    the multiply-adds are the explicit form's; only the output's first and last rows and columns read reflected rows
+    that no padding of the low-resolution map reproduces, and they are recomputed from 3-row / 3-column strips.
     ``weight``: Cout x Cin x 3 x 3 (the conv's own kernel), ``bias``: Cout, in x's dtype; ``phase``: their
     :func:`upsample_phase_weight`, if already computed (:func:`derived_weights`). x: B x Cin x h x w (h, w >= 3 for
     bilinear); returns B x Cout x 2h x 2w, channels-last.
