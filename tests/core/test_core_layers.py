@@ -19,12 +19,14 @@ from impasto.layers import (
     halves_order,
     max_pool2x,
     narrow_conv2d,
+    phase_input_weight,
     reflect_conv,
     reflect_conv2d,
     reflect_conv2d_stride2,
     reflect_pad,
     upsample_bilinear2x,
     upsample_conv2d,
+    upsample_conv2d_pair,
     upsample_phase_taps,
     upsample_phase_weight,
 )
@@ -449,6 +451,63 @@ def test_upsample_conv2d_bf16_within_rounding(mode: str, taps: int) -> None:
     with torch.no_grad():
         out = upsample_conv2d(x.bfloat16(), w.bfloat16(), b.bfloat16(), relu=True, mode=mode, phase=phase).float()
         plain = _upsample_conv_ref(x.bfloat16(), w.bfloat16(), b.bfloat16(), True, mode).float()
+    err, err_plain = float((out - ref).norm() / ref.norm()), float((plain - ref).norm() / ref.norm())
+    assert err < 1e-2 and err < 1.5 * err_plain + 1e-3
+
+
+@pytest.mark.parametrize(("cin", "mid", "cout", "hw"), [(16, 16, 3, (40, 33)), (3, 5, 3, (1, 1)), (8, 4, 2, (2, 9)),
+                                                        (6, 8, 3, (7, 2)), (4, 4, 4, (3, 3))])
+def test_upsample_conv2d_pair_equals_upsample_pad_conv_pad_conv(
+    cin: int, mid: int, cout: int, hw: tuple[int, int]
+) -> None:
+    """float64: nearest 2x up-sampling, reflection pad, 3x3 conv, ReLU, reflection pad, 3x3 conv == the pair on the
+    compact phase layout (borders included: they come from the rows and columns copied into the extra cells)."""
+    x = _rand(2, cin, *hw).contiguous(memory_format=CL)
+    w, b = _rand(mid, cin, 3, 3, seed=1), _rand(mid, seed=2)
+    w2, b2 = _rand(cout, mid, 3, 3, seed=3), _rand(cout, seed=4)
+    ref = _reflect_ref(_upsample_conv_ref(x, w, b, True, "nearest"), w2, b2, False)
+    with torch.no_grad():
+        out = upsample_conv2d_pair(x, w, b, w2, b2)
+        given = upsample_conv2d_pair(x, w, b, w2, b2, upsample_phase_weight(w, b, taps=2), phase_input_weight(w2, b2),
+                                     dtype=torch.float32)
+    assert out.shape == ref.shape == (2, cout, 2 * hw[0], 2 * hw[1]) and out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for sl in [(slice(None), slice(None), 0), (slice(None), slice(None), -1), (..., 0), (..., -1)]:  # the borders
+        torch.testing.assert_close(out[sl], ref[sl], rtol=1e-12, atol=1e-12)
+    assert given.dtype == torch.float32
+    torch.testing.assert_close(given, ref.float(), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="compact"):
+        upsample_conv2d_pair(x, w, b, w2, b2, upsample_phase_weight(w, b, taps=3))
+
+
+def test_phase_input_weight_hand_computed() -> None:
+    """One channel in and out, kernel taps 1..9 (rows (1 2 3), (4 5 6), (7 8 9)). Output phase (0, 0) (pixel 2i, 2j)
+    reads pixel rows 2i - 1, 2i, 2i + 1: cell i phase 1, cell i phase 0, cell i + 1 phase 1; so its weight for input
+    phase (1, 1) at cell (0, 0) is tap (0, 0) = 1 and at cells (1, 1) tap (2, 2) = 9, and input phase (0, 0) appears
+    only at cell (0, 0) with the centre tap 5. Every output phase uses each of the 9 taps once (9 of 16 nonzero)."""
+    w = torch.arange(1.0, 10.0, dtype=torch.float64).reshape(1, 1, 3, 3)
+    pw, pb = phase_input_weight(w, torch.tensor([0.5], dtype=torch.float64))
+    assert pw.shape == (4, 4, 2, 2) and pb.tolist() == [0.5] * 4
+    # output channel k = a' * 2 + c'; input channel = a * 2 + c (phase a = 1: the cell's first row)
+    assert pw[0, 3, 0, 0] == 1 and pw[0, 3, 1, 1] == 9 and pw[0, 0, 0, 0] == 5
+    torch.testing.assert_close(pw[0, 0], torch.tensor([[5.0, 0], [0, 0]], dtype=torch.float64))
+    torch.testing.assert_close(pw[3, 3], torch.tensor([[0.0, 0], [0, 5]], dtype=torch.float64))
+    for k in range(4):
+        assert int(torch.count_nonzero(pw[k])) == 9 and float(pw[k].sum()) == float(w.sum())
+    with pytest.raises(ValueError, match="3x3"):
+        phase_input_weight(torch.zeros(1, 1, 5, 5))
+
+
+def test_upsample_conv2d_pair_bf16_within_rounding() -> None:
+    x = _rand(1, 16, 64, 48, dtype=torch.float32).contiguous(memory_format=CL)
+    w, b = _rand(16, 16, 3, 3, seed=1, dtype=torch.float32) / 12, _rand(16, seed=2, dtype=torch.float32)
+    w2, b2 = _rand(3, 16, 3, 3, seed=3, dtype=torch.float32) / 12, _rand(3, seed=4, dtype=torch.float32)
+    ref = _reflect_ref(_upsample_conv_ref(x, w, b, True, "nearest"), w2, b2, False)
+    bf = [t.bfloat16() for t in (x, w, b, w2, b2)]
+    with torch.no_grad():
+        out = upsample_conv2d_pair(*bf, dtype=torch.float32)
+        plain = _reflect_ref(_upsample_conv_ref(bf[0], bf[1], bf[2], True, "nearest"), bf[3], bf[4], False).float()
+    assert out.dtype == torch.float32
     err, err_plain = float((out - ref).norm() / ref.norm()), float((plain - ref).norm() / ref.norm())
     assert err < 1e-2 and err < 1.5 * err_plain + 1e-3
 

@@ -22,9 +22,11 @@ from impasto.layers import (
     derived_weights,
     fold_input_affine,
     in_autocast_dtype,
+    phase_input_weight,
     reflect_conv2d,
     reflect_pad,
     upsample_conv2d,
+    upsample_conv2d_pair,
     upsample_phase_taps,
     upsample_phase_weight,
 )
@@ -89,6 +91,20 @@ class VGGDecoder(nn.Module):
             fuse = fast and upsampled and not last  # CPU inference: up-sampling, padding and conv as one conv
             if upsampled and not fuse:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
+            if fuse and i == n - 2:  # the up-sampling conv and the conv to RGB as one step (impasto.layers)
+                final = list(self.convs.values())[-1]
+                h, weight, bias = in_autocast_dtype(h, weight, bias)
+                weight2, bias2 = final.weight.to(h.dtype), final.bias.to(h.dtype)
+                phase = derived_weights(
+                    (conv.weight, conv.bias), ("nearest", h.dtype, 2),
+                    partial(upsample_phase_weight, weight, bias, taps=2),
+                )
+                phase2 = derived_weights(
+                    (final.weight, final.bias), ("phase input", h.dtype), partial(phase_input_weight, weight2, bias2)
+                )
+                h = upsample_conv2d_pair(h, weight, bias, weight2, bias2, phase, phase2, dtype=feat.dtype)
+                upsampled = False
+                break
             if fuse:
                 h, weight, bias = in_autocast_dtype(h, weight, bias)
                 taps = upsample_phase_taps(h)
