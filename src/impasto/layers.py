@@ -517,7 +517,7 @@ def derived_weights(
 
 def upsample_conv2d(
     x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False, mode: str = "nearest",
-    phase: tuple[Tensor, Tensor | None] | None = None,
+    phase: tuple[Tensor, Tensor | None] | None = None, pad_output: bool = False,
 ) -> Tensor:
     """2x up-sampling (``nearest``, or ``bilinear`` with half-pixel centres), reflection padding 1 and a 3x3 conv (then
     ReLU if ``relu``) as one conv on the low-resolution map: the values of ``reflect_conv2d(F.interpolate(x,
@@ -539,11 +539,15 @@ def upsample_conv2d(
     ``weight``: Cout x Cin x 3 x 3 (the conv's own kernel), ``bias``: Cout, in x's dtype; ``phase``: their
     :func:`upsample_phase_weight`, if already computed (:func:`derived_weights`). x: B x Cin x h x w (h, w >= 3 for
     bilinear); returns B x Cout x 2h x 2w, channels-last.
+    ``pad_output``: the result reflection-padded by 1 (B x Cout x (2h + 2) x (2w + 2)), for a next 3x3 conv that then
+    runs unpadded: the phases are written into the padded buffer, whose border rows and columns are then copied
+    from the reflected ones, so the padded copy of the map (a full pass over it) is never made.
     """
     b, _, h, w = x.shape
     cout = weight.shape[0]
     if mode == "bilinear" and (h < 3 or w < 3):
-        return reflect_conv2d(upsample_bilinear2x(x), weight, bias, relu=relu)
+        out = reflect_conv2d(upsample_bilinear2x(x), weight, bias, relu=relu)
+        return as_channels_last(reflect_pad(out, 1)) if pad_output else out
     if phase is None:
         phase = upsample_phase_weight(weight, bias, mode, taps=upsample_phase_taps(x, mode))
     phase_w, phase_b = phase
@@ -551,6 +555,13 @@ def upsample_conv2d(
         padded = as_channels_last(F.pad(x, (1, 1, 1, 1), mode="replicate"))
     if phase_w.shape[-1] == 2:  # compact: phase (a, c) at output (i, j) is Y_ac[i + a, j + c] of the 2x2 conv
         y = conv2d(padded, phase_w, phase_b, relu=relu).permute(0, 2, 3, 1)  # B x (h+1) x (w+1) x 4Cout
+        if pad_output:  # Y's extra row and column are output rows -1 and 2h (and columns): the padded buffer's border
+            full = torch.empty((b, 2 * h + 2, 2 * w + 2, cout), dtype=y.dtype, device=y.device)
+            cells = full.view(b, h + 1, 2, w + 1, 2, cout)  # buffer row 2I + t is output row 2I - 1 + t: phase 1 - t
+            for k in range(4):
+                a, c = divmod(k, 2)
+                cells[:, :, 1 - a, :, 1 - c] = y[..., k * cout : (k + 1) * cout]
+            return _reflect_border(full)
         out = torch.empty((b, 2 * h, 2 * w, cout), dtype=y.dtype, device=y.device)
         phases = out.view(b, h, 2, w, 2, cout)
         for k in range(4):
@@ -558,8 +569,13 @@ def upsample_conv2d(
             phases[:, :, a, :, c] = y[:, a : a + h, c : c + w, k * cout : (k + 1) * cout]
         return out.permute(0, 3, 1, 2)
     y = conv2d(padded, phase_w, phase_b, relu=relu).contiguous(memory_format=torch.channels_last)  # B x 4Cout x h x w
-    y = y.permute(0, 2, 3, 1).reshape(b, h, w, 2, 2, cout).transpose(2, 3).reshape(b, 2 * h, 2 * w, cout)
-    out = y.permute(0, 3, 1, 2)
+    cells = y.permute(0, 2, 3, 1).view(b, h, w, 2, 2, cout).transpose(2, 3)
+    if pad_output:
+        full = torch.empty((b, 2 * h + 2, 2 * w + 2, cout), dtype=y.dtype, device=y.device)
+        full[:, 1:-1, 1:-1].view(b, h, 2, w, 2, cout).copy_(cells)
+        out = full[:, 1:-1, 1:-1].permute(0, 3, 1, 2)
+    else:
+        out = cells.reshape(b, 2 * h, 2 * w, cout).permute(0, 3, 1, 2)
     if mode == "bilinear":
 
         def strip(part: Tensor) -> Tensor:  # explicit up-sampling + reflection padding + conv of a 3-row/column strip
@@ -569,7 +585,18 @@ def upsample_conv2d(
         out[:, :, -1:] = strip(x[:, :, -3:])[:, :, -1:]
         out[:, :, :, :1] = strip(x[:, :, :, :3])[:, :, :, :1]
         out[:, :, :, -1:] = strip(x[:, :, :, -3:])[:, :, :, -1:]
-    return out
+    return _reflect_border(full) if pad_output else out
+
+
+def _reflect_border(full: Tensor) -> Tensor:
+    """A B x H x W x C buffer whose interior (rows and columns 1 .. -2) holds a map, with its border set to the
+    reflection padding of that map (row 0 := row 2, row -1 := row -3, then the columns, which fills the corners);
+    returned as the B x C x H x W channels-last map."""
+    full[:, 0] = full[:, 2]
+    full[:, -1] = full[:, -3]
+    full[:, :, 0] = full[:, :, 2]
+    full[:, :, -1] = full[:, :, -3]
+    return full.permute(0, 3, 1, 2)
 
 
 def phase_input_weight(weight: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

@@ -401,6 +401,10 @@ def test_upsample_conv2d_equals_upsample_pad_conv(
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for sl in [(slice(None), slice(None), 0), (slice(None), slice(None), -1), (..., 0), (..., -1)]:  # the borders
         torch.testing.assert_close(out[sl], ref[sl], rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the result written reflection-padded, for a next conv without padding
+        padded = upsample_conv2d(x, w, b, relu=relu, mode=mode, phase=phase, pad_output=True)
+    assert padded.shape == (2, cout, 2 * hw[0] + 2, 2 * hw[1] + 2) and padded.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(padded, F.pad(ref, (1, 1, 1, 1), mode="reflect"), rtol=1e-12, atol=1e-12)
 
 
 def test_upsample_phase_weight_hand_computed() -> None:

@@ -19,6 +19,7 @@ from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names, rename_convs
 from impasto.errors import WeightsError
 from impasto.layers import (
     as_channels_last,
+    conv2d,
     derived_weights,
     fold_input_affine,
     in_autocast_dtype,
@@ -83,6 +84,7 @@ class VGGDecoder(nn.Module):
         n = len(self.convs)
         fast = h.device.type == "cpu" and not torch.is_grad_enabled()
         upsampled = False  # h still has to be up-sampled (2x nearest) before the next conv
+        padded = False  # h is already reflection-padded by 1 for the next conv
         for i, (name, conv) in enumerate(self.convs.items()):
             last = i == n - 1
             weight, bias = conv.weight, conv.bias
@@ -112,7 +114,12 @@ class VGGDecoder(nn.Module):
                     (conv.weight, conv.bias), ("nearest", h.dtype, taps),
                     partial(upsample_phase_weight, weight, bias, taps=taps),
                 )
-                h = upsample_conv2d(h, weight, bias, relu=True, phase=phase)
+                b, j = _block(name)
+                padded = not (j == 1 and b > 1)  # the next conv (not the last: see the pair above) reads it padded
+                h = upsample_conv2d(h, weight, bias, relu=True, phase=phase, pad_output=padded)
+            elif fast and padded:  # the up-sampling conv wrote the reflection-padded map
+                h = conv2d(*in_autocast_dtype(h, weight, bias), relu=not last)
+                padded = False
             elif fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
                 h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=not last, narrow=last)
             else:  # the module itself (hooks, autocast, gradients), or the folded weights through F.conv2d
