@@ -551,10 +551,8 @@ def upsample_conv2d(
     if phase is None:
         phase = upsample_phase_weight(weight, bias, mode, taps=upsample_phase_taps(x, mode))
     phase_w, phase_b = phase
-    with _autocast_off(x):
-        padded = as_channels_last(F.pad(x, (1, 1, 1, 1), mode="replicate"))
     if phase_w.shape[-1] == 2:  # compact: phase (a, c) at output (i, j) is Y_ac[i + a, j + c] of the 2x2 conv
-        y = conv2d(padded, phase_w, phase_b, relu=relu).permute(0, 2, 3, 1)  # B x (h+1) x (w+1) x 4Cout
+        y = _compact_phase_conv(x, phase_w, phase_b, relu)
         if pad_output:  # Y's extra row and column are output rows -1 and 2h (and columns): the padded buffer's border
             full = torch.empty((b, 2 * h + 2, 2 * w + 2, cout), dtype=y.dtype, device=y.device)
             cells = full.view(b, h + 1, 2, w + 1, 2, cout)  # buffer row 2I + t is output row 2I - 1 + t: phase 1 - t
@@ -568,6 +566,8 @@ def upsample_conv2d(
             a, c = divmod(k, 2)
             phases[:, :, a, :, c] = y[:, a : a + h, c : c + w, k * cout : (k + 1) * cout]
         return out.permute(0, 3, 1, 2)
+    with _autocast_off(x):
+        padded = as_channels_last(F.pad(x, (1, 1, 1, 1), mode="replicate"))
     y = conv2d(padded, phase_w, phase_b, relu=relu).contiguous(memory_format=torch.channels_last)  # B x 4Cout x h x w
     cells = y.permute(0, 2, 3, 1).view(b, h, w, 2, 2, cout).transpose(2, 3)
     if pad_output:
@@ -586,6 +586,14 @@ def upsample_conv2d(
         out[:, :, :, :1] = strip(x[:, :, :, :3])[:, :, :, :1]
         out[:, :, :, -1:] = strip(x[:, :, :, -3:])[:, :, :, -1:]
     return _reflect_border(full) if pad_output else out
+
+
+def _compact_phase_conv(x: Tensor, phase_w: Tensor, phase_b: Tensor | None, relu: bool) -> Tensor:
+    """The compact (2 x 2) phase conv of the replicate-padded x: B x (h + 1) x (w + 1) x 4 Cout (a channels-last
+    view), phase (a, c) of output pixel (2i + a, 2j + c) at [i + a, j + c]."""
+    with _autocast_off(x):
+        padded = as_channels_last(F.pad(x, (1, 1, 1, 1), mode="replicate"))
+    return as_channels_last(conv2d(padded, phase_w, phase_b, relu=relu)).permute(0, 2, 3, 1)
 
 
 def _reflect_border(full: Tensor) -> Tensor:
@@ -659,15 +667,13 @@ def upsample_conv2d_pair(
     if phase_w.shape[-1] != 2:
         raise ValueError("upsample_conv2d_pair: phase must be the compact (taps=2) phase kernels")
     phase2_w, phase2_b = phase2 if phase2 is not None else phase_input_weight(weight2, bias2)
-    with _autocast_off(x):
-        padded = as_channels_last(F.pad(x, (1, 1, 1, 1), mode="replicate"))
-    y = as_channels_last(conv2d(padded, phase_w, phase_b, relu=True))  # B x 4 Cout x (h+1) x (w+1)
-    cells = y.permute(0, 2, 3, 1).view(b, h + 1, w + 1, 2, 2, cout)  # cell row, column, a, c, Cout
+    y = _compact_phase_conv(x, phase_w, phase_b, relu=True)  # B x (h+1) x (w+1) x 4 Cout
+    cells = y.view(b, h + 1, w + 1, 2, 2, cout)  # cell row, column, a, c, Cout
     cells[:, 0, :, 1] = cells[:, 1, :, 1]  # pixel row -1 := row 1
     cells[:, h, :, 0] = cells[:, h - 1, :, 0]  # row 2h := row 2h - 2
     cells[:, :, 0, :, 1] = cells[:, :, 1, :, 1]  # column -1 := column 1 (after the rows: the corners follow)
     cells[:, :, w, :, 0] = cells[:, :, w - 1, :, 0]  # column 2w := column 2w - 2
-    z = conv2d(y, phase2_w, phase2_b)  # B x 4 Cout2 x h x w, channels (a', c', Cout2)
+    z = conv2d(y.permute(0, 3, 1, 2), phase2_w, phase2_b)  # B x 4 Cout2 x h x w, channels (a', c', Cout2)
     out = torch.empty((b, cout2, 2 * h, 2 * w), dtype=dtype or z.dtype, device=z.device)
     out.view(b, cout2, h, 2, w, 2).copy_(z.permute(0, 2, 3, 1).view(b, h, w, 2, 2, cout2).permute(0, 5, 1, 3, 2, 4))
     return out

@@ -93,27 +93,23 @@ class VGGDecoder(nn.Module):
             fuse = fast and upsampled and not last  # CPU inference: up-sampling, padding and conv as one conv
             if upsampled and not fuse:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
-            if fuse and i == n - 2:  # the up-sampling conv and the conv to RGB as one step (impasto.layers)
-                final = list(self.convs.values())[-1]
-                h, weight, bias = in_autocast_dtype(h, weight, bias)
-                weight2, bias2 = final.weight.to(h.dtype), final.bias.to(h.dtype)
-                phase = derived_weights(
-                    (conv.weight, conv.bias), ("nearest", h.dtype, 2),
-                    partial(upsample_phase_weight, weight, bias, taps=2),
-                )
-                phase2 = derived_weights(
-                    (final.weight, final.bias), ("phase input", h.dtype), partial(phase_input_weight, weight2, bias2)
-                )
-                h = upsample_conv2d_pair(h, weight, bias, weight2, bias2, phase, phase2, dtype=feat.dtype)
-                upsampled = False
-                break
             if fuse:
                 h, weight, bias = in_autocast_dtype(h, weight, bias)
-                taps = upsample_phase_taps(h)
+                taps = 2 if i == n - 2 else upsample_phase_taps(h)  # the pair below runs the compact form
                 phase = derived_weights(  # the phase kernels, kept until the parameters change
                     (conv.weight, conv.bias), ("nearest", h.dtype, taps),
                     partial(upsample_phase_weight, weight, bias, taps=taps),
                 )
+            if fuse and i == n - 2:  # the up-sampling conv and the conv to RGB as one step (impasto.layers)
+                final = list(self.convs.values())[-1]
+                _, weight2, bias2 = in_autocast_dtype(h, final.weight, final.bias)
+                phase2 = derived_weights(
+                    (final.weight, final.bias), ("phase input", h.dtype), partial(phase_input_weight, weight2, bias2)
+                )
+                h = upsample_conv2d_pair(h, weight, bias, weight2, bias2, phase, phase2, dtype=feat.dtype)
+                upsampled = False  # done: the loop stops before its last conv, which the pair ran
+                break
+            if fuse:
                 b, j = _block(name)
                 padded = not (j == 1 and b > 1)  # the next conv (not the last: see the pair above) reads it padded
                 h = upsample_conv2d(h, weight, bias, relu=True, phase=phase, pad_output=padded)
