@@ -306,3 +306,22 @@ def test_patch_maps_travel_with_the_patches() -> None:
     assert StyleSwapPatches.cat([p, style_swap_patches(s2, style_stride=2)]).maps is None
     assert p.to(dtype=torch.float64).maps[0].dtype == torch.float64
     assert p.nbytes == (p.raw.numel() + p.norms.numel() + s1.numel()) * 4
+
+
+def test_keep_better_rows_is_the_argmax_of_all_blocks() -> None:
+    # small integer scores make many ties, within a block and across blocks; the running max over blocks must
+    # give argmax's answer over the concatenation (the first maximal column), whichever rows improve in a block
+    from impasto.transforms.style_swap import _keep_better_rows
+
+    torch.manual_seed(14)
+    for widths in ([5, 3, 7], [1, 1, 1, 1], [9]):
+        blocks = [torch.randint(0, 4, (6, n)).float() for n in widths]
+        best_val = torch.full((6,), -torch.inf)
+        best_idx = torch.zeros(6, dtype=torch.long)
+        base = 0
+        for blk in blocks:
+            _keep_better_rows(best_val, best_idx, blk, base)
+            base += blk.shape[1]
+        whole = torch.cat(blocks, 1)
+        assert torch.equal(best_idx, whole.argmax(1))
+        assert torch.equal(best_val, whole.amax(1))
