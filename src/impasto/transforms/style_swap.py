@@ -12,8 +12,9 @@ with bounded memory, by one of two matching algorithms:
   in blocks of content rows x style rows small enough for the cache. That is k*k = 9x fewer multiply-adds
   than the conv, and the same scores up to float rounding.
 
-The reconstruction gathers the chosen raw patches and sums them with ``F.fold`` (the one-hot transposed conv
-without the P-channel one-hot map).
+The reconstruction sums the chosen raw patches at their positions (the one-hot transposed conv without the
+P-channel one-hot map): after ``correlation`` matching by k*k gathers of their pixels from the style maps, after
+``direct`` matching with ``F.fold``.
 """
 
 from __future__ import annotations
