@@ -62,8 +62,8 @@ def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor]:
     in float64. Larger ones in float32 (the features' precision): block by block of ``_CENTRE_BLOCK`` rows, the rows
     centred about a rough mean (of every (N // 4096)-th row) into one reused float32 buffer, their products in
     ``_COV_CHUNK``-row chunks and their sums, whose results are summed in float64 (so rounding does not grow with N);
-    the mean and the covariance about it follow exactly from those sums (the shifted-data formula). No N x C float32 copy is written (at 1024 px the level-1 statistics took 78 ms with one,
-    most of it memory traffic).
+    the mean and the covariance about it follow exactly from those sums (the shifted-data formula). No N x C float32
+    copy is written (at 1024 px the level-1 statistics took 78 ms with one, most of it memory traffic).
     """
     n, c = rows.shape
     if n <= _FLOAT64_MAX_PIXELS:
