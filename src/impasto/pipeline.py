@@ -134,10 +134,12 @@ def _style_key(img: ImageInput, style_size: int | None) -> str | None:
         h.update(f"{p.resolve()}:{st.st_mtime_ns}:{st.st_size}".encode())
     elif isinstance(img, Image.Image):
         h.update(img.mode.encode() + str(img.size).encode() + img.tobytes())
-    elif isinstance(img, torch.Tensor):
-        h.update(str(tuple(img.shape)).encode() + img.detach().cpu().contiguous().numpy().tobytes())
+    elif isinstance(img, torch.Tensor):  # the pixels' buffer is hashed in place (no bytes copy)
+        h.update(f"{tuple(img.shape)}{img.dtype}".encode())
+        h.update(img.detach().cpu().contiguous().numpy().reshape(-1).view(np.uint8))
     elif isinstance(img, np.ndarray):
-        h.update(str(img.shape).encode() + np.ascontiguousarray(img).tobytes())
+        h.update(f"{img.shape}{img.dtype}".encode())
+        h.update(np.ascontiguousarray(img).reshape(-1).view(np.uint8))
     elif isinstance(img, bytes):
         h.update(img)
     else:

@@ -201,6 +201,25 @@ def test_style_cache_and_input_types(imgs, data_dir):
         assert isinstance(out, Image.Image) and max(out.size) == 120
 
 
+def test_style_cache_keys_tensor_and_array_styles_by_their_pixels(imgs):
+    """A tensor or array style is cached by a hash of its pixels: the same pixels hit (also as a new object), one
+    changed pixel or another dtype misses."""
+    st = Stylizer("adain", device="cpu", style_size=128)
+    c, s1, _ = imgs
+    st.stylize_tensor(c, s1)
+    st.stylize_tensor(c, s1.clone())
+    assert (st.cache_misses, st.cache_hits) == (1, 1)
+    edited = s1.clone()
+    edited[0, 0, 0, 0] += 1e-3
+    st.stylize_tensor(c, edited)
+    st.stylize_tensor(c, s1.double())
+    assert (st.cache_misses, st.cache_hits) == (3, 1)
+    arr = (s1[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    st.stylize_tensor(c, arr)
+    st.stylize_tensor(c, arr.copy())
+    assert (st.cache_misses, st.cache_hits) == (4, 2)
+
+
 def test_uint8_tensors_read_as_0_255_and_float_tensors_checked(adain, imgs):
     """The tensor API takes uint8 images as 0-255 (a uint8 tensor was stylized as if 0-255 were 0-1, 22.9 dB from the
     float image) and refuses float tensors that are not in [0, 1], naming the tensor, instead of clamping a 0-255
