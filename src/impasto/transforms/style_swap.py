@@ -164,7 +164,9 @@ def _keep_better_rows(best_val: Tensor, best_idx: Tensor, scores: Tensor, base: 
 
     The row maxima come from ``amax`` (measured: 0.12 ms per million floats here, against 1.15 ms for ``max`` with
     indices and 1.6 ms for ``argmax``); the argmax is taken only for the rows that improve, which after the first
-    blocks of a running max are few.
+    blocks of a running max are few. That pays off over the correlation's many narrow blocks (16 style rows each);
+    :func:`_best_match`'s few wide chunks (4096 patches) keep ``max`` + :func:`_keep_better`, which measured 5-8%
+    faster there (direct matching, 96 x 96 x 256 maps).
     """
     val = scores.amax(dim=1)
     better = (val > best_val).nonzero().squeeze(1)
@@ -261,8 +263,7 @@ def _correlation_match(x: Tensor, patches: StyleSwapPatches, max_memory_mb: floa
     scores as the sum of the k x k shifted diagonals of K (first over rows, whose sum leaves fewer values for the
     column sum than the other order: 0.79-0.95x its time, same picks), divided by the style patch norms; a running
     max over the blocks, visited in patch order with a strict ``>``, so that ties keep the lowest index, as argmax
-    does. Same picks as :func:`_best_match` on the normalised filters
-    except where two scores tie to float rounding.
+    does. Same picks as :func:`_best_match` on the normalised filters except where two scores tie to float rounding.
     """
     assert patches.maps is not None  # the caller checks
     _, c, h, w = x.shape
