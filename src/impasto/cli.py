@@ -161,6 +161,11 @@ def stylize(
     else:
         jobs = [(c, [s]) for c, s in itertools.product(contents, styles)]
     single = len(jobs) == 1 and output.suffix.lower() in OUTPUT_SUFFIXES
+    if len(jobs) == 1 and not single and output.suffix and not output.is_dir():
+        raise ConfigError(
+            f"--output {output}: {output.suffix!r} is not an image format impasto writes; name the file "
+            f"{output.stem}.png (or {', '.join(OUTPUT_SUFFIXES[1:])}), or create the folder first to write into it"
+        )
     if len(jobs) > 1 and output.suffix.lower() in OUTPUT_SUFFIXES:
         raise ConfigError(f"{len(jobs)} results would be written but --output {output} is a single file; give a folder")
     if mask and len(contents) > 1:

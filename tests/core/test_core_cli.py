@@ -36,6 +36,22 @@ def test_single_file(small, tmp_path):
     assert Image.open(out).size == (150, 100)
 
 
+def test_output_with_an_unknown_extension_is_refused_not_made_a_folder(small, tmp_path):
+    c, s = small
+    out = tmp_path / "out.jgp"  # a typo of .jpg: was silently created as a folder holding the result
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-o", str(out))
+    said = " ".join(res.output.split())  # rich wraps the message at the terminal width
+    assert res.exit_code == 2 and "'.jgp' is not an image format" in said and "name the file out.png" in said
+    assert not out.exists()
+    out.mkdir()  # an existing folder with a dot in its name is still a folder
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in out.iterdir()] == ["a__udnie.png"]
+    res = run("stylize", str(c), "-s", str(s), "-o", str(tmp_path / "results.v2"))  # several results: a folder
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "results.v2").iterdir()) == ["a__udnie.png", "b__udnie.png"]
+
+
 def test_folder_with_a_corrupt_file_does_the_rest(small, tmp_path):
     c, s = small
     (c / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
