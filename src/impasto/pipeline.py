@@ -107,6 +107,19 @@ def tensor_image(t: torch.Tensor, what: str) -> torch.Tensor:
     return t.clamp(0, 1)
 
 
+def _fit_style(t: torch.Tensor, style_size: int | None) -> torch.Tensor:
+    """A style image with a side under ``MIN_SIDE`` upscaled (bicubic) so that side is ``MIN_SIDE``, the other side
+    scaled alike but at most ``max(style_size, 1024)`` (the deepest layers need pixels; a style is only statistics
+    and patches, so a very thin one may be stretched across). Other styles are returned as they are."""
+    h, w = t.shape[-2:]
+    if min(h, w) >= MIN_SIDE:
+        return t
+    s = MIN_SIDE / min(h, w)
+    cap = max(style_size or 0, 1024)
+    size = (max(MIN_SIDE, min(cap, round(h * s))), max(MIN_SIDE, min(cap, round(w * s))))
+    return F.interpolate(t, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
 def _as_tensor(img: ImageInput, what: str, max_size: int | None = None) -> torch.Tensor:
     """Any image input -> 1 x 3 x H x W float in [0, 1] (long side <= max_size if given)."""
     if isinstance(img, torch.Tensor):
@@ -230,7 +243,8 @@ class Stylizer:
         precision: ``auto`` (bf16 where the device computes it natively and the method allows it, else fp32),
             ``fp32`` (exact) or ``bf16`` (convolutions and matrix products in bfloat16: about 2x faster on such
             CPUs; outputs differ from fp32 by about 1/300 of the pixel range, see benchmarks/README.md).
-        style_size: long side the style images are resized to before encoding (None: keep).
+        style_size: largest long side of the style images: larger ones are shrunk to it before encoding (None:
+            keep); any with a side under ``MIN_SIDE`` are upscaled to it on that side (:func:`_fit_style`).
         cache_size: number of encoded styles kept.
         **options: method options (e.g. ``encoder="vgg19-16x"``, ``depth="relu3_1"``, ``checkpoint=...``).
     """
@@ -275,8 +289,9 @@ class Stylizer:
             self.cache_hits += 1
             return self._cache[key]
         self.cache_misses += 1
+        img = _fit_style(_as_tensor(style, "style", self.style_size), self.style_size)
         with self.method.autocast():
-            code = self.method.encode_style(_as_tensor(style, "style", self.style_size).to(self.device))
+            code = self.method.encode_style(img.to(self.device))
         if key is not None:
             self._cache[key] = code
             while len(self._cache) > self._cache_size:

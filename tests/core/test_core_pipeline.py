@@ -100,6 +100,39 @@ def test_output_keeps_exact_size(method, size, imgs):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("adain", {}), ("adain", {"encoder": "vgg19", "depth": "relu3_1"}), ("wct", {}), ("wct", {"encoder": "vgg19"}),
+     ("style-swap", {}), ("microast", {}), ("magenta", {})],
+)
+def test_tiny_and_thin_styles_work(method, options, imgs):
+    """Styles with a side under 64 px (1x1, 8x8, 300x2, and 4000x30, which style_size shrinks to 512x4) are upscaled
+    for encoding; they crashed inside the encoder (reflection padding larger than the map) before."""
+    c, s1, _ = imgs
+    st = Stylizer(method, device="cpu", style_size=512, **options)
+    x = F.interpolate(c, size=(64, 96), mode="area")
+    for h, w in [(1, 1), (8, 8), (2, 300), (30, 4000)]:
+        style = F.interpolate(s1, size=(h, w), mode="area")
+        out = st.stylize_tensor(x, style)
+        assert out.shape[-2:] == (64, 96) and torch.isfinite(out).all(), (h, w)
+
+
+def test_fit_style_sizes():
+    from impasto.pipeline import MIN_SIDE, _fit_style
+
+    def size(h, w, style_size=512):
+        return tuple(_fit_style(torch.rand(1, 3, h, w), style_size).shape[-2:])
+
+    assert size(100, 70) == (100, 70)  # large enough: unchanged
+    assert size(8, 8) == (MIN_SIDE, MIN_SIDE)
+    assert size(16, 40) == (64, 160)  # aspect kept
+    assert size(2, 300) == (64, 1024)  # long side capped at max(style_size, 1024): a thin style is stretched across
+    assert size(2, 300, style_size=2048) == (64, 2048)
+    assert size(2, 300, style_size=None) == (64, 1024)
+    t = torch.rand(1, 3, 4, 4)
+    assert float(_fit_style(t, 512).min()) >= 0 and float(_fit_style(t, 512).max()) <= 1  # bicubic overshoot clamped
+
+
 def test_max_size_keeps_aspect_ratio(adain, data_dir):
     out = adain.stylize(data_dir / "content" / "pytorch-AdaIN__chicago.jpg",
                         data_dir / "style" / "AdaAttN__udnie.jpg", max_size=200)
