@@ -173,6 +173,13 @@ def stylize(
 
     stylizer = Stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
+    work = stylizer.method.work_size
+    if work is not None and max_size is None:
+        console.print(
+            f"[dim]{stylizer.method.name} works at {work} px on the long side; each result is resized to its photo's "
+            f"size (--max-size N: work and write at N px)[/]",
+            highlight=False,
+        )
     failures: list[tuple[Path, str]] = []
     written = 0
     with _progress() as prog:

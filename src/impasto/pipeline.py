@@ -323,8 +323,9 @@ class Stylizer:
             mask: with one style, a greyscale image (white = stylised, black = content kept); with two styles,
                 white = first style, black = second; or one mask per style. Masks must have the content's size.
             preserve_color: keep the content's colours (luminance-only transfer).
-            max_size: cap on the long side of the processed and returned image (default: the method's, usually
-                none: the content's full size).
+            max_size: cap on the long side of the processed and returned image (default: none, the content's full
+                size; methods with a ``work_size``, i.e. Gatys at 512 px, process at that size and return the result
+                resized to the content's size).
             tile_size: process in tiles of this size with ``tile_overlap`` blending (default: automatic above
                 4 megapixels, with tiles of 1024 px for the real VGG-19 and 2048 px for the distilled VGG and
                 MicroAST, see :func:`auto_tile_size`; 0: never tile).
@@ -370,16 +371,18 @@ class Stylizer:
             raise ConfigError("at least one style image is needed")
         H0, W0 = content.shape[-2:]
         mix = self._mix(len(styles), style_weights, mask, (H0, W0))
-        max_size = max_size if max_size is not None else self.method.default_max_size
         if max_size is not None and (not isinstance(max_size, int) or max_size < 16):
             raise ConfigError(f"max_size must be an integer >= 16, got {max_size!r}")
+        work = max_size if max_size is not None else self.method.work_size
         codes = [self.encode_style(s) for s in styles]
         outs = []
         for i in range(content.shape[0]):
-            c = tensor_image(content[i : i + 1], "content")
-            if max_size is not None and max(H0, W0) > max_size:
-                c = _as_tensor(c, "content", max_size)
+            full = tensor_image(content[i : i + 1], "content")
+            c = _as_tensor(full, "content", work) if work is not None and max(H0, W0) > work else full
             out = self._run(c, codes, mix, alpha, tile_size, tile_overlap, progress)
+            if max_size is None and out.shape[-2:] != full.shape[-2:]:  # the method's work size: back to the photo's
+                out = F.interpolate(out, size=(H0, W0), mode="bicubic", align_corners=False).clamp(0, 1)
+                c = full
             if preserve_color:
                 out = luminance_transfer(out, c)
             outs.append(out.cpu())

@@ -52,6 +52,17 @@ def test_output_with_an_unknown_extension_is_refused_not_made_a_folder(small, tm
     assert sorted(p.name for p in (tmp_path / "results.v2").iterdir()) == ["a__udnie.png", "b__udnie.png"]
 
 
+def test_gatys_output_keeps_the_photos_size_and_says_its_work_size(small, tmp_path, data_dir):
+    _, s = small
+    photo = tmp_path / "wide.jpg"
+    Image.open(data_dir / "content" / "pytorch-AdaIN__chicago.jpg").convert("RGB").resize((700, 300)).save(photo)
+    out = tmp_path / "g.png"
+    res = run("stylize", str(photo), "-s", str(s), "-m", "gatys", "-O", "steps=1", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert "works at 512 px" in " ".join(res.output.split())
+    assert Image.open(out).size == (700, 300)
+
+
 def test_folder_with_a_corrupt_file_does_the_rest(small, tmp_path):
     c, s = small
     (c / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

@@ -133,6 +133,22 @@ def test_fit_style_sizes():
     assert float(_fit_style(t, 512).min()) >= 0 and float(_fit_style(t, 512).max()) <= 1  # bicubic overshoot clamped
 
 
+def test_gatys_works_at_its_work_size_and_returns_the_photos_size(imgs, data_dir):
+    """Gatys optimises at 512 px on the long side by default; the result has the photo's exact size (it was returned
+    at 512 px); an explicit max_size sets both the work size and the output's."""
+    c, s1, _ = imgs
+    st = Stylizer("gatys", device="cpu", style_size=128, steps=1)
+    big = F.interpolate(c, size=(400, 601), mode="bilinear", align_corners=False)
+    seen = []
+    orig = st.method.stylize
+    st.method.stylize = lambda x, *a, **k: seen.append(tuple(x.shape[-2:])) or orig(x, *a, **k)
+    out = st.stylize_tensor(big, s1, preserve_color=True)
+    assert seen == [(341, 512)] and out.shape[-2:] == (400, 601)
+    assert torch.isfinite(out).all()
+    out = st.stylize_tensor(big, s1, max_size=300)
+    assert seen[-1] == (200, 300) and out.shape[-2:] == (200, 300)
+
+
 def test_max_size_keeps_aspect_ratio(adain, data_dir):
     out = adain.stylize(data_dir / "content" / "pytorch-AdaIN__chicago.jpg",
                         data_dir / "style" / "AdaAttN__udnie.jpg", max_size=200)

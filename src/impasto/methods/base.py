@@ -51,8 +51,9 @@ class Method:
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    #: Long side used when the caller does not set ``max_size`` (None: keep the photo's size).
-    default_max_size: ClassVar[int | None] = None
+    #: Long side the method works at when the caller sets no ``max_size`` (None: the photo's size); the result is
+    #: then resized to the photo's size (pixel optimisation at 4000 px would take hours).
+    work_size: ClassVar[int | None] = None
     #: Optimisation methods report per-iteration progress; feed-forward ones do not.
     iterative: ClassVar[bool] = False
     #: False for methods whose results degrade in bf16 (pixel optimisation): they always run in fp32.

@@ -54,7 +54,7 @@ class Gatys(Method):
     summary = "Pixel optimisation of Gram losses (slow, the classic)"
     paper = "Gatys et al., CVPR 2016"
     Config = GatysConfig
-    default_max_size = 512
+    work_size = 512
     iterative = True
     supports_bf16 = False  # L-BFGS pixel optimisation needs fp32 losses and gradients
 
