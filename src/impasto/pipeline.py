@@ -114,10 +114,15 @@ def _fit_style(t: torch.Tensor, style_size: int | None) -> torch.Tensor:
     h, w = t.shape[-2:]
     if min(h, w) >= MIN_SIDE:
         return t
-    s = MIN_SIDE / min(h, w)
-    cap = max(style_size or 0, 1024)
-    size = (max(MIN_SIDE, min(cap, round(h * s))), max(MIN_SIDE, min(cap, round(w * s))))
+    size = _upscaled_size(h, w, cap=max(style_size or 0, 1024))
     return F.interpolate(t, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _upscaled_size(h: int, w: int, cap: int | None = None) -> tuple[int, int]:
+    """(H, W) scaled so the short side is ``MIN_SIDE`` (aspect kept), each side at most ``cap`` if given."""
+    s = MIN_SIDE / min(h, w)
+    cap = cap or max(round(h * s), round(w * s))
+    return max(MIN_SIDE, min(cap, round(h * s))), max(MIN_SIDE, min(cap, round(w * s)))
 
 
 def _as_tensor(img: ImageInput, what: str, max_size: int | None = None) -> torch.Tensor:
@@ -497,8 +502,7 @@ class Stylizer:
         """Run the method on one image/tile, upscaling tiny inputs to MIN_SIDE and restoring the size."""
         H, W = c.shape[-2:]
         if min(H, W) < MIN_SIDE:
-            s = MIN_SIDE / min(H, W)
-            size = (max(MIN_SIDE, round(H * s)), max(MIN_SIDE, round(W * s)))
+            size = _upscaled_size(H, W)
             up = F.interpolate(c, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
             upmix = F.interpolate(mix[None], size=size, mode="nearest")[0]
             with self.method.autocast():
