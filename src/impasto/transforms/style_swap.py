@@ -288,12 +288,15 @@ def _correlation_match(x: Tensor, patches: StyleSwapPatches, max_memory_mb: floa
                 nb = r1 - r0
                 corr = (xt[r0 : r1 + k - 1].view(-1, c) @ s_blk).view(nb + k - 1, w, m + k - 1, ws)
                 rows = _sum_views([corr[a : a + nb, :, a : a + m] for a in range(k)])  # row offsets a
+                del corr  # each block's temporaries go as soon as they are used: at most two are alive
                 scores = _sum_views([rows[:, b : b + row_len, :, b : b + pv] for b in range(k)])  # then columns b
+                del rows
                 scores *= inv[u0:u1]
                 _keep_better_rows(
                     best_val[r0:r1].view(-1), best_idx[r0:r1].view(-1), scores.view(nb * row_len, m * pv),
                     offset + u0 * pv,
                 )
+                del scores
         offset += pu * pv
     return best_idx.view(-1)
 
