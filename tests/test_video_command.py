@@ -243,3 +243,43 @@ def test_temporal_mode_reduces_warping_error(small_mountain: Path, style_path: P
     np.testing.assert_array_equal(outputs["on"][0], outputs["off"][0])  # nothing to blend with at frame 0
     floor = warping_error(original, original)
     assert floor < errors["on"] < 0.8 * errors["off"], (floor, errors)
+
+
+def _write_mkv(path: Path, frames: np.ndarray, fps: int = 24) -> None:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for array in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+@pytest.mark.weights
+def test_cli_warns_when_a_streamable_video_was_cut_short(data_dir: Path, style_path: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # a Matroska file keeps its header's duration when its end is cut off (an interrupted download), and decodes
+    # without an error up to the cut: the output is written, with a warning that frames are missing
+    monkeypatch.chdir(tmp_path)
+    frames = read_frames(data_dir / "video" / BUNNY, max_frames=48)[:, ::4, ::4].copy()  # 160x90
+    _write_mkv(tmp_path / "full.mkv", frames)
+    data = (tmp_path / "full.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    assert probe_video(tmp_path / "cut.mkv").frames == 48  # from the header's 2.0 s
+
+    code, out, exc = _run(["video", "cut.mkv", "-s", str(style_path), "-o", "cut_out.mp4", "-m", "adain", *SMALL])
+    assert code == 0, (out, exc)
+    written = probe_video(tmp_path / "cut_out.mp4").frames
+    assert 0 < written < 40
+    assert f"wrote cut_out.mp4: {written} frames" in out
+    assert f"warning: cut.mkv: the video ended after {written} frames" in out
+    assert "header gives 2.0 s (~48 frames)" in out and "get the complete file" in out
+
+    # the complete file, and a run that stops early on purpose, do not warn
+    code, out, exc = _run(["video", "full.mkv", "-s", str(style_path), "-o", "full_out.mp4", "-m", "adain", *SMALL])
+    assert code == 0 and "wrote full_out.mp4: 48 frames" in out and "warning" not in out, (out, exc)
+    stylizer = Stylizer("adain", device="cpu", style_size=128)
+    result = stylize_video_file(tmp_path / "cut.mkv", tmp_path / "part.mp4", stylizer, style_path, max_size=128,
+                                max_frames=5)
+    assert result.frames == 5 and result.warnings == ()

@@ -410,6 +410,8 @@ def video(
         f"({result.frames_per_second:.2f} frames/s)",
         highlight=False,
     )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -53,13 +53,15 @@ class VideoResult:
     output: `probe_video` of the written video or frame folder; frames: frames written; seconds: wall-clock time
     of decoding, stylising, smoothing and encoding (model loading and style encoding excluded);
     processed_size: (width, height) at which the frames were stylised (smaller than the output when
-    `max_size` shrank them), None when no frame was processed.
+    `max_size` shrank them), None when no frame was processed; warnings: what the user should know about a
+    result that was written (e.g. a source that ended well before the duration its header states).
     """
 
     output: VideoInfo
     frames: int
     seconds: float
     processed_size: tuple[int, int] | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def frames_per_second(self) -> float:
@@ -211,7 +213,7 @@ def stylize_video_file(
     The styles are encoded before the first frame is read, so a bad style file fails at once. Returns a
     VideoResult; user errors raise ImpastoError subclasses and leave no output behind.
     """
-    check_video_paths(src, dst, fps=fps)
+    info = check_video_paths(src, dst, fps=fps)
     fn = FrameStylizer(stylizer, styles, alpha=alpha, style_weights=style_weights, preserve_color=preserve_color,
                        max_size=max_size, temporal=temporal)
     for style in fn.styles:  # cached by the Stylizer: encoded once for the whole video
@@ -228,4 +230,20 @@ def stylize_video_file(
     out = stylize_video(src, dst, fn, batch_size=batch_size, progress=on_progress, max_frames=max_frames,
                         fps=fps, **writer_options)
     seconds = time.perf_counter() - start
-    return VideoResult(output=out, frames=written, seconds=seconds, processed_size=fn.processed_size)
+    warnings = () if max_frames is not None and written >= max_frames else _short_source_warnings(info, written)
+    return VideoResult(output=out, frames=written, seconds=seconds, processed_size=fn.processed_size,
+                       warnings=warnings)
+
+
+def _short_source_warnings(info: VideoInfo, frames: int) -> tuple[str, ...]:
+    """A warning when the source's video ended well before its header's duration: a truncated file (an
+    interrupted download or copy) whose streamable container (mkv, webm, fragmented mp4) decodes up to the cut
+    without an error. Below 90% of the expected frames, and at least 3 missing, so that rounding of the frame
+    count estimate and a few dropped frames do not warn. A video stream shorter than the file's audio also warns;
+    the message says what was checked."""
+    if info.is_folder or frames <= 0 or frames >= 0.9 * info.frames or info.frames - frames < 3:
+        return ()
+    got = float(frames / info.fps)
+    return (f"{info.path}: the video ended after {frames} frames ({got:.1f} s) but the file's header gives "
+            f"{info.duration:.1f} s (~{info.frames} frames); if the file was cut short (an interrupted download or "
+            "copy), the rest is missing from the output: get the complete file and run again",)
