@@ -246,6 +246,14 @@ def test_missing_directory_and_empty(tmp_path: Path) -> None:
     _assert_image_error(tmp_path / "empty.jpg", "empty")
 
 
+def test_urls_are_refused_with_a_hint() -> None:
+    for url in ("https://example.com/a.jpg", Path("http://example.com/b.png")):  # as a str, or folded by Path
+        with pytest.raises(ImageError, match=r"example\.com/.*URLs are not supported; download the image"):
+            load_image(url)
+        with pytest.raises(ImageError, match=r"example\.com/.*URLs are not supported; download the image"):
+            iter_image_files([str(url)])
+
+
 def test_not_images(tmp_path: Path) -> None:
     (tmp_path / "notes.jpg").write_text("this is not a picture\n")
     _assert_image_error(tmp_path / "notes.jpg", "text file")

@@ -257,15 +257,21 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
+def _not_found(text: str, what: str) -> ImageError:
+    """The error for a path that does not exist; a URL (whose "//" Path() folds into "/") gets its own hint."""
+    url = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+):/+(.*)", text)
+    if url:
+        return ImageError(f"{url[1]}://{url[2]}: URLs are not supported; download the image and pass the local file")
+    return ImageError(f"{what}: {text}; check the path and the spelling")
+
+
 def _check_path(path: Path) -> None:
     """Fail early, with a clear message, for paths that cannot hold an image."""
     text = str(path)
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text):
-        raise ImageError(f"{text}: URLs are not supported; download the image and pass the local file")
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ImageError(f"image file not found: {text}; check the path and the spelling") from None
+        raise _not_found(text, "image file not found") from None
     except PermissionError:
         raise ImageError(f"cannot read {text}: permission denied; check the file's permissions") from None
     except OSError as exc:
@@ -708,5 +714,5 @@ def iter_image_files(inputs: Sequence[str | Path] | str | Path, recursive: bool 
                 )
             add(images)
         else:
-            raise ImageError(f"no such file or folder: {text}; check the path and the spelling")
+            raise _not_found(text, "no such file or folder")
     return result
