@@ -20,6 +20,10 @@ from rich.table import Table
 
 from impasto.errors import ConfigError, ImpastoError
 
+#: impasto.pipeline.MIN_SIZE_OPTION, for typer's range check of --max-size/--style-size (not imported: the
+#: pipeline imports torch, which `impasto --help` should not wait for; a test keeps the two equal)
+MIN_SIZE_OPTION = 16
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -118,8 +122,12 @@ def stylize(
     ),
     mask: list[str] = typer.Option(None, "--mask", help="Mask image(s): one style per region (see README)."),
     preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the photo's colours."),
-    max_size: int = typer.Option(None, "--max-size", help="Cap the long side of the output (pixels)."),
-    style_size: int = typer.Option(512, "--style-size", help="Long side the style is resized to."),
+    max_size: int = typer.Option(
+        None, "--max-size", min=MIN_SIZE_OPTION, help="Cap the long side of the output (pixels)."
+    ),
+    style_size: int = typer.Option(
+        512, "--style-size", min=MIN_SIZE_OPTION, help="Long side the style is resized to."
+    ),
     tile_size: int = typer.Option(
         None,
         "--tile-size",
@@ -323,9 +331,12 @@ def video(
     ),
     preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the video's colours."),
     max_size: int = typer.Option(
-        None, "--max-size", help="Stylise frames at most this long side (pixels); the video keeps its size."
+        None, "--max-size", min=MIN_SIZE_OPTION,
+        help="Stylise frames at most this long side (pixels); the video keeps its size.",
     ),
-    style_size: int = typer.Option(512, "--style-size", help="Long side the style is resized to."),
+    style_size: int = typer.Option(
+        512, "--style-size", min=MIN_SIZE_OPTION, help="Long side the style is resized to."
+    ),
     encoder: str = typer.Option(None, "--encoder", help="vgg19 | vgg19-16x (default: best available)."),
     depth: str = typer.Option(None, "--depth", help="Encoder depth, e.g. relu3_1."),
     checkpoint: str = typer.Option(None, "--checkpoint", help="Trained model file for the method."),

@@ -32,6 +32,8 @@ Progress = Callable[[int, int], None]
 
 #: Images smaller than this on their short side are upscaled for processing (deep layers need some pixels).
 MIN_SIDE = 64
+#: The smallest ``max_size`` and ``style_size`` accepted (long side, pixels).
+MIN_SIZE_OPTION = 16
 #: Images with more pixels than this are processed in overlapping tiles unless ``tile_size`` says otherwise.
 AUTO_TILE_PIXELS = 2048 * 2048
 #: Side of the automatic tiles for a method whose widest full-resolution feature map has 64 channels (the real
@@ -267,8 +269,8 @@ class Stylizer:
         self.device = resolve_device(device)
         if torch.device(self.device).type == "cpu":
             reuse_freed_memory()  # large activations reuse freed memory instead of page-faulting (impasto.runtime)
-        if style_size is not None and (not isinstance(style_size, int) or style_size < 16):
-            raise ConfigError(f"style_size must be an integer >= 16 (or None), got {style_size!r}")
+        if style_size is not None and (not isinstance(style_size, int) or style_size < MIN_SIZE_OPTION):
+            raise ConfigError(f"style_size must be an integer >= {MIN_SIZE_OPTION} (or None), got {style_size!r}")
         self.precision = resolve_precision(precision, self.device, method)
         self.method: Method = create_method(method, device=self.device, precision=self.precision, **options)
         self.style_size = style_size
@@ -376,8 +378,8 @@ class Stylizer:
             raise ConfigError("at least one style image is needed")
         H0, W0 = content.shape[-2:]
         mix = self._mix(len(styles), style_weights, mask, (H0, W0))
-        if max_size is not None and (not isinstance(max_size, int) or max_size < 16):
-            raise ConfigError(f"max_size must be an integer >= 16, got {max_size!r}")
+        if max_size is not None and (not isinstance(max_size, int) or max_size < MIN_SIZE_OPTION):
+            raise ConfigError(f"max_size must be an integer >= {MIN_SIZE_OPTION}, got {max_size!r}")
         work = max_size if max_size is not None else self.method.work_size
         codes = [self.encode_style(s) for s in styles]
         outs = []

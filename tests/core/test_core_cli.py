@@ -105,6 +105,8 @@ def test_mix_and_preserve_color_and_mask(small, tmp_path, data_dir):
         (["-O", "nonsense"], "key=value"),
         (["--pairs", "bogus"], "--pairs must be"),
         (["-s", "MISSING.jpg"], "MISSING.jpg"),
+        (["--max-size", "8"], "Invalid value for '--max-size'"),  # the option's name, not max_size
+        (["--style-size", "0"], "Invalid value for '--style-size'"),
     ],
 )
 def test_bad_options_exit_with_message(small, tmp_path, args, message):
@@ -113,6 +115,13 @@ def test_bad_options_exit_with_message(small, tmp_path, args, message):
     assert res.exit_code != 0
     assert message in res.output
     assert not (tmp_path / "o.png").exists()
+
+
+def test_cli_size_limit_is_the_pipelines():
+    from impasto.cli import MIN_SIZE_OPTION
+    from impasto.pipeline import MIN_SIZE_OPTION as PIPELINE_MIN
+
+    assert MIN_SIZE_OPTION == PIPELINE_MIN
 
 
 def test_missing_weights_message(small, tmp_path, monkeypatch):
