@@ -479,9 +479,11 @@ def evaluate(
     gatys_steps: int = typer.Option(20, "--gatys-steps", help="L-BFGS steps of gatys in the timing study."),
 ) -> None:
     """Run the papers' evaluation studies and write REPORT_DIR/report.md with tables, plots and raw CSV."""
+    from impasto.evaluation.report import prepare_report_dir
     from impasto.evaluation.studies import make_context, parse_studies, run_evaluation
 
     chosen = parse_studies(studies)
+    prepare_report_dir(out)  # before the models load and the studies run
     if studies is None:
         if not (checkpoint_classic and checkpoint_balanced):
             chosen = [s for s in chosen if s != 3]

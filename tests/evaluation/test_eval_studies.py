@@ -146,6 +146,27 @@ def test_cli_evaluate_runs_and_reports_bad_option(tiny_dirs, tmp_path: Path) -> 
                               "--out", str(tmp_path / "r2"), "--methods", "adain,bogus"])
     assert bad.exit_code == 2
     assert "unknown method 'bogus'" in bad.output
+    # a report folder that is a file fails at once with the option's name (was a FileExistsError traceback
+    # from the report's mkdir), and the file is left as it was
+    (tmp_path / "taken").write_text("mine")
+    bad = runner.invoke(app, ["evaluate", "--content", str(tiny_dirs[0]), "--style", str(tiny_dirs[1]),
+                              "--out", str(tmp_path / "taken"), "--methods", "microast", "--pairs", "2"])
+    text = " ".join(bad.output.split())
+    assert bad.exit_code == 2 and "is a file, not a folder; give a folder path" in text, text
+    assert "Traceback" not in text and (tmp_path / "taken").read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")) == []  # no temporaries
+
+
+def test_report_files_are_written_atomically(tmp_path: Path) -> None:
+    from impasto.evaluation import report as rp
+
+    rp.write_csv([{"a": 1.5, "b": "x"}], tmp_path / "t.csv")
+    assert _read(tmp_path / "t.csv") == [{"a": "1.5", "b": "x"}]
+    with pytest.raises(TypeError):  # a failure while writing keeps the previous file and leaves no temporary
+        rp.write_csv([{"a": object.__new__(type("Bad", (), {"__repr__": None, "__str__": None}))}],
+                     tmp_path / "t.csv")
+    assert _read(tmp_path / "t.csv") == [{"a": "1.5", "b": "x"}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
 def test_encoder_consistency_compares_refined_with_its_pretrained_encoder(tiny_dirs, tmp_path: Path) -> None:

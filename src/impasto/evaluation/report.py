@@ -18,7 +18,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["fmt", "grid_png", "histogram_png", "md_table", "scatter_png", "write_csv", "write_report"]
+from impasto.errors import ConfigError  # noqa: E402
+from impasto.io.atomic import atomic_path, atomic_write  # noqa: E402
+
+__all__ = ["fmt", "grid_png", "histogram_png", "md_table", "prepare_report_dir", "save_figure", "scatter_png",
+           "write_csv", "write_report"]
+
+
+def prepare_report_dir(out_dir: str | Path) -> Path:
+    """Create the report folder (and its parents) before any study runs; ConfigError naming ``--out`` when it is
+    a file or cannot be created, so that a long evaluation does not fail at its end."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; give a folder path for the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the report folder ({exc.strerror or exc}); choose a "
+                          "writable folder") from None
+    return out
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG atomically (temporary file, then rename) and close it."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
+    return path
 
 
 def fmt(x: Any, digits: int = 4) -> str:
@@ -37,11 +66,10 @@ def fmt(x: Any, digits: int = 4) -> str:
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write rows (dicts sharing keys; the union of keys, in first-seen order, is the header) to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys: list[str] = []
     for r in rows:
         keys.extend(k for k in r if k not in keys)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_write(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
@@ -73,9 +101,7 @@ def histogram_png(groups: dict[str, dict[str, Sequence[float]]], path: str | Pat
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def scatter_png(panels: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, title: str,
@@ -94,9 +120,7 @@ def scatter_png(panels: dict[str, tuple[Sequence[float], Sequence[float]]], path
         ax.set_ylabel(ylabel, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def grid_png(rows: Sequence[Sequence[np.ndarray]], col_titles: Sequence[str], path: str | Path,
@@ -116,16 +140,14 @@ def grid_png(rows: Sequence[Sequence[np.ndarray]], col_titles: Sequence[str], pa
         if row_titles is not None and i < len(row_titles):
             axes[i][0].text(0, -0.05, row_titles[i], transform=axes[i][0].transAxes, fontsize=6, va="top")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(out_dir: str | Path, title: str, preamble: str, sections: Sequence[str]) -> Path:
     """Write ``out_dir/report.md``: the title, a preamble (command, settings, findings) and the sections."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_report_dir(out_dir)
     text = f"# {title}\n\n{preamble.strip()}\n\n" + "\n\n".join(s.strip() for s in sections) + "\n"
     path = out / "report.md"
-    path.write_text(text, encoding="utf-8")
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
     return path

@@ -583,8 +583,7 @@ def study_video_stability(ctx: EvalContext, out_dir: str | Path, n_frames: int =
     ax.set_xticks(range(len(methods)), methods, rotation=30, fontsize=7)
     ax.set_ylabel("warping error (mean over clips)")
     fig.tight_layout()
-    fig.savefig(out / "study5_warping.png", dpi=90)
-    plt.close(fig)
+    rp.save_figure(fig, out / "study5_warping.png")
     clip_names = [c.name for c in clips]
     table = [[m, *[next(r["warping_error"] for r in rows if r["method"] == m and r["clip"] == c)
                    for c in clip_names], means[m]] for m in methods]
@@ -643,8 +642,7 @@ def study_timing(ctx: EvalContext, out_dir: str | Path, size: tuple[int, int] = 
     ax.set_xscale("log")
     ax.set_xlabel(f"seconds per {h}x{w} image ({threads} CPU thread(s))")
     fig.tight_layout()
-    fig.savefig(out / "study6_timing.png", dpi=90)
-    plt.close(fig)
+    rp.save_figure(fig, out / "study6_timing.png")
     md = [
         "## Study 6: time per image",
         f"Content {h} x {w}, style long side {ctx.max_size} (encoded once, cached), CPU, {threads} torch "
@@ -760,8 +758,7 @@ def run_evaluation(
                           "pass them or leave 3 out of --studies")
     if 5 in studies and ctx.video_dir is None:
         raise ConfigError("study 5 needs --video DIR; pass it or leave 5 out of --studies")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = rp.prepare_report_dir(out_dir)
     results: dict[int, dict[str, Any]] = {}
     for s in studies:
         ctx.progress(f"study {s}", 1)
