@@ -145,3 +145,17 @@ def test_task_options_types() -> None:
     assert opts == {"style_weight": 5.0, "init_decoder": "random"}
     with pytest.raises(ConfigError, match="must be a number"):
         task_options(TrainConfig(task="adain", task_options={"style_weight": "x"}), {"style_weight": 1.0})
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_out_that_is_a_file_is_a_clear_error(tmp_path: Path, resume: bool) -> None:
+    # was a FileExistsError / NotADirectoryError traceback from the run folder's mkdir
+    content = make_folder(tmp_path / "c", 2, 1)
+    (tmp_path / "notes.txt").write_text("mine")
+    for out, message in ((tmp_path / "notes.txt", "notes.txt is a file"),
+                         (tmp_path / "notes.txt" / "run", "which is a file")):
+        res = CliRunner().invoke(app, ["train", "adain", "--content", str(content), "--style", str(content),
+                                       "--out", str(out), "--steps", "1", *(["--resume"] if resume else [])])
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and message in text and "choose a folder path for the run (--out)" in text, text
+    assert (tmp_path / "notes.txt").read_text() == "mine"

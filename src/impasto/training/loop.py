@@ -362,6 +362,7 @@ def _resolve_resume(config: TrainConfig | None, resume: bool | str | os.PathLike
         if config is None:
             raise ConfigError("resume=True needs a config (its out_dir holds the checkpoints); "
                               "or pass the checkpoint path as resume")
+        config.validate()  # a bad out_dir fails before the search for its checkpoints
         found = latest_checkpoint(config.out_dir)
         if found is None:
             logger.warning("resume requested but %s holds no checkpoint: starting from step 0",
