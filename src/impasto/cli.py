@@ -147,6 +147,7 @@ def stylize(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search content folders recursively."),
 ) -> None:
     """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
+    from impasto.io.atomic import file_in_the_way
     from impasto.io.images import iter_image_files, save_image
     from impasto.pipeline import Stylizer
 
@@ -178,6 +179,9 @@ def stylize(
         raise ConfigError(f"{len(jobs)} results would be written but --output {output} is a single file; give a folder")
     if mask and len(contents) > 1:
         raise ConfigError("--mask works with one content image at a time")
+    blocker = file_in_the_way(output.parent if single else output)
+    if blocker is not None:  # before the work: every result would fail to be written
+        raise ConfigError(f"--output {output}: {blocker} is a file, not a folder; choose another output path")
 
     stylizer = Stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)

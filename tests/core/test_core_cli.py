@@ -145,3 +145,14 @@ def test_methods_command_lists_availability():
     assert res.exit_code == 0
     for name in ("adain", "wct", "style-swap", "gatys", "sanet", "iecontraast", "microast"):
         assert name in res.output
+
+
+@pytest.mark.parametrize("out", ["notes", "notes/x.png", "notes/results"])
+def test_output_blocked_by_a_file_fails_before_any_work(small, tmp_path, out):
+    # was: every image stylised, then each write failed ("cannot write ...: File exists"), exit 1
+    c, s = small
+    (tmp_path / "notes").write_text("mine")
+    res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-o", str(tmp_path / out))
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "notes is a file, not a folder; choose another output path" in text, text
+    assert "wrote" not in text and (tmp_path / "notes").read_text() == "mine"

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write"]
+__all__ = ["atomic_path", "atomic_write", "file_in_the_way"]
 
 _WRITE_MODES = {"w", "wb", "wt", "w+", "wb+", "w+b", "wt+", "w+t"}
 
@@ -72,6 +72,13 @@ def _fsync_dir(directory: Path) -> None:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def file_in_the_way(folder: str | os.PathLike[str]) -> Path | None:
+    """The existing non-folder (a file) at ``folder`` or at one of its parents, which makes the folder impossible
+    to create; None when there is none. For checking an output location before any work is done."""
+    folder = Path(folder)
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
 def _prepare(path: str | os.PathLike[str], make_parents: bool) -> Path:

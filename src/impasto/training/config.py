@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from impasto.errors import ConfigError
+from impasto.io.atomic import file_in_the_way
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
@@ -80,11 +81,10 @@ class TrainConfig:
             if getattr(self, name) not in valid:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not valid; "
                                   f"choose one of {', '.join(valid)}")
-        out = Path(self.out_dir)
-        for part in (out, *out.parents):  # the run folder, or a folder above it, must not be a file
-            if part.exists() and not part.is_dir():
-                what = "is a file" if part == out else f"is inside {part}, which is a file"
-                raise ConfigError(f"out_dir {out} {what}; choose a folder path for the run (--out)")
+        out, blocker = Path(self.out_dir), file_in_the_way(self.out_dir)
+        if blocker is not None:
+            what = "is a file" if blocker == out else f"is inside {blocker}, which is a file"
+            raise ConfigError(f"out_dir {out} {what}; choose a folder path for the run (--out)")
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
