@@ -313,8 +313,8 @@ def serve(
         queue=queue,
         timeout=timeout,
     )
-    console.print(f"impasto web app on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops it", highlight=False)
-    run_server(config)
+    run_server(config, announce=lambda url: console.print(
+        f"impasto web app on {url}/ (API docs at /docs); Ctrl+C stops it", highlight=False))
 
 
 @app.command()

@@ -389,3 +389,50 @@ def test_cli_serve_command() -> None:
         assert opt in r.output
     r = runner.invoke(app, ["serve", "--workers", "0"])
     assert r.exit_code == 2 and "--workers" in r.output
+
+
+def test_cli_serve_port_in_use_is_a_clear_error() -> None:
+    # uvicorn logged "[Errno 98] ... address already in use" after the start-up banner and exited with code 3
+    import socket
+
+    from typer.testing import CliRunner
+
+    from impasto.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2, text
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in text and "choose another --port" in text
+    assert "impasto web app on" not in text and "Traceback" not in text
+    with pytest.raises(ConfigError, match="check --host"):
+        with serve_in_thread(ServerConfig(host="999.1.1.1", port=0)):
+            pass
+
+
+@pytest.mark.slow
+def test_cli_serve_announces_the_real_address(tmp_path: Path) -> None:
+    # the real command in its own process, on port 0: the banner names the port the OS gave, and the page is there
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "impasto.cli", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("impasto web app on http://127.0.0.1:"), line
+        url = line.split()[4].rstrip("/")
+        assert not url.endswith(":0")
+        for _ in range(100):
+            with contextlib.suppress(httpx.TransportError):
+                r = httpx.get(url + "/", timeout=5)
+                break
+            time.sleep(0.1)
+        assert r.status_code == 200 and "<html" in r.text.lower()
+    finally:
+        proc.terminate()
+        proc.wait(20)

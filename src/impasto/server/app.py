@@ -20,6 +20,7 @@ Run it with ``impasto serve`` (binds 127.0.0.1 by default: the server has no aut
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import math
@@ -693,15 +694,49 @@ _STYLIZE_OPENAPI: dict[str, Any] = {
 # Running it
 # ------------------------------------------------------------------------------------------------------------
 
-def run_server(config: ServerConfig) -> None:
-    """Serve the app with uvicorn until interrupted (``impasto serve``)."""
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), for uvicorn to serve on; ConfigError naming --host/--port when the address
+    is taken or cannot be used (uvicorn would log it only after the start-up banner, and exit with code 3)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"cannot listen on {host}:{port}: the port is in use (another server?); stop it or "
+                              "choose another --port") from None
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and "
+                          "--port") from None
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host if sock.family == socket.AF_INET else f'[{host}]'}:{port}"
+
+
+def run_server(config: ServerConfig, announce: Callable[[str], None] | None = None) -> None:
+    """Serve the app with uvicorn until interrupted (``impasto serve``).
+
+    The address is bound first (ConfigError if it cannot be); ``announce(url)`` is then called with the address
+    served (the real port for ``port=0``).
+    """
     import uvicorn
 
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s: the server has no authentication; anyone who can reach this address "
                        "can use it", config.host)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",
-                timeout_keep_alive=5, timeout_graceful_shutdown=5)
+    sock = _listen(config.host, config.port)
+    try:
+        if announce is not None:
+            announce(_url(sock))
+        server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", timeout_keep_alive=5,
+                                               timeout_graceful_shutdown=5))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @contextlib.contextmanager
@@ -715,11 +750,7 @@ def serve_in_thread(config: ServerConfig | None = None, app: FastAPI | None = No
 
     config = config or ServerConfig(port=0)
     app = app or create_app(config)
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
-    host, port = sock.getsockname()[:2]
+    sock = _listen(config.host, config.port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=5,
                                            timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="impasto-server",
@@ -731,7 +762,7 @@ def serve_in_thread(config: ServerConfig | None = None, app: FastAPI | None = No
             if not thread.is_alive() or time.monotonic() > end:
                 raise RuntimeError("the impasto server did not start (see the log above)")
             time.sleep(0.02)
-        yield f"http://{host if family == socket.AF_INET else f'[{host}]'}:{port}"
+        yield _url(sock)
     finally:
         server.should_exit = True
         thread.join(15)
