@@ -265,7 +265,9 @@ def weights_list() -> None:
             row["location"] or weights.get(row["name"]).url,
         )
     out_console.print(table)
-    out_console.print(f"searched: {', '.join(str(d) for d in weights.search_dirs())}")
+    *given, cache = weights.search_dirs()  # a typo in IMPASTO_WEIGHTS_DIR shows here; a missing cache is normal
+    shown = [f"{d} (no such folder; check {weights.ENV_DIRS})" if not d.is_dir() else str(d) for d in given]
+    out_console.print(f"searched: {', '.join([*shown, str(cache)])}")
 
 
 @weights_app.command("verify")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -113,3 +114,17 @@ def test_cli_weights_list_and_verify(monkeypatch, tmp_path):
     monkeypatch.setenv("IMPASTO_WEIGHTS_DIR", str(bad))
     res = CliRunner().invoke(app, ["weights", "verify"])
     assert res.exit_code == 1 and "corrupt" in res.output
+
+
+def test_cli_weights_list_flags_a_weights_dir_that_does_not_exist(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from impasto.cli import app
+
+    monkeypatch.setenv("IMPASTO_WEIGHTS_DIR", os.pathsep.join([str(tmp_path), str(tmp_path / "typo")]))
+    monkeypatch.setenv("IMPASTO_CACHE_DIR", str(tmp_path / "cache"))  # not created yet: normal, not flagged
+    res = CliRunner().invoke(app, ["weights", "list"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, text
+    assert f"searched: {tmp_path}, {tmp_path / 'typo'} (no such folder; check IMPASTO_WEIGHTS_DIR), " \
+           f"{tmp_path / 'cache'}" in text
