@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from impasto.errors import ConfigError  # noqa: E402
-from impasto.io.atomic import atomic_path, atomic_write  # noqa: E402
+from impasto.io.atomic import atomic_path, atomic_write, file_in_the_way  # noqa: E402
 
 __all__ = ["fmt", "grid_png", "histogram_png", "md_table", "prepare_report_dir", "save_figure", "scatter_png",
            "write_csv", "write_report"]
@@ -29,8 +29,9 @@ def prepare_report_dir(out_dir: str | Path) -> Path:
     """Create the report folder (and its parents) before any study runs; ConfigError naming ``--out`` when it is
     a file or cannot be created, so that a long evaluation does not fail at its end."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder; give a folder path for the report")
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        raise ConfigError(f"--out {out}: {blocker} is a file, not a folder; give a folder path for the report")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
