@@ -94,6 +94,7 @@ def tensor_image(t: torch.Tensor, what: str) -> torch.Tensor:
     [0, 1] and are clamped to it. Raises ConfigError, naming ``what``, for other dtypes, NaN or infinite values and
     float values far outside [0, 1] (e.g. a 0-255 image in float, which would otherwise be stylized as white).
     """
+    t = t.detach()  # inference: no autograd graph through the input (and no warning from reading its range)
     if t.dtype == torch.uint8:
         return t.float().div_(255.0)
     if not t.is_floating_point():
@@ -372,6 +373,8 @@ class Stylizer:
             content = content[None]
         if content.dim() != 4 or content.shape[1] != 3:
             raise ConfigError(f"content must be B x 3 x H x W, got shape {tuple(content.shape)}")
+        if content.shape[0] == 0:
+            raise ConfigError("the content batch is empty (0 images); pass at least one image")
         alpha = _check_alpha(alpha)
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         if not styles:

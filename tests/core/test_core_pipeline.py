@@ -291,6 +291,22 @@ def test_uint8_tensors_read_as_0_255_and_float_tensors_checked(adain, imgs):
     assert slightly.shape == ref.shape
 
 
+def test_tensor_api_empty_batch_and_inputs_that_require_grad(adain, imgs):
+    # an empty batch was a raw "torch.cat(): expected a non-empty list" ValueError; an input with requires_grad
+    # gave a UserWarning about converting it to a scalar
+    import warnings
+
+    c, s1, _ = imgs
+    with pytest.raises(ConfigError, match=r"content batch is empty \(0 images\)"):
+        adain.stylize_tensor(c[:0], s1)
+    x = c.clone().requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = adain.stylize_tensor(x, s1)
+    assert not out.requires_grad and x.grad is None
+    torch.testing.assert_close(out, adain.stylize_tensor(c, s1), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
