@@ -148,7 +148,7 @@ def stylize(
 ) -> None:
     """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
     from impasto.io.atomic import file_in_the_way
-    from impasto.io.images import iter_image_files, save_image
+    from impasto.io.images import frame_count, iter_image_files, save_image
     from impasto.pipeline import Stylizer
 
     if pairs not in ("all", "zip"):
@@ -192,6 +192,11 @@ def stylize(
             f"size (--max-size N: work and write at N px)[/]",
             highlight=False,
         )
+    for c in contents:
+        frames = frame_count(c)
+        if frames > 1:  # impasto video reads animated GIF and PNG (FFmpeg); not multi-page TIFF or animated WebP
+            hint = f" ('impasto video {c}' does them all)" if c.suffix.lower() in (".gif", ".png", ".apng") else ""
+            console.print(f"[dim]{c} has {frames} frames; the first is stylised{hint}[/]", highlight=False)
     failures: list[tuple[Path, str]] = []
     written = 0
     with _progress() as prog:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -156,3 +157,24 @@ def test_output_blocked_by_a_file_fails_before_any_work(small, tmp_path, out):
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "notes is a file, not a folder; choose another output path" in text, text
     assert "wrote" not in text and (tmp_path / "notes").read_text() == "mine"
+
+
+def test_multi_frame_images_say_which_frame_is_stylised(small, tmp_path):
+    c, s = small
+    first = Image.open(c / "a.jpg").convert("RGB")
+    frames = [first, first.rotate(180), first.convert("L").convert("RGB")]
+    frames[0].save(c / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(c / "pages.tif", save_all=True, append_images=frames[1:])
+    res = run("stylize", str(c / "anim.gif"), str(c / "pages.tif"), str(c / "a.jpg"), "-s", str(s), "-o",
+              str(tmp_path / "out"))
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, text
+    assert "anim.gif has 3 frames; the first is stylised ('impasto video" in text  # which impasto video reads
+    assert "pages.tif has 3 frames; the first is stylised" in text and "'impasto video " + str(c / "pages") not in text
+    assert "a.jpg has" not in text
+    # and it is the first frame: the result of the GIF matches that of its first frame saved alone
+    frames[0].save(c / "first.gif")
+    run("stylize", str(c / "first.gif"), "-s", str(s), "-o", str(tmp_path / "first.png"))
+    a = np.asarray(Image.open(tmp_path / "out" / "anim__udnie.png"), dtype=np.float32)
+    b = np.asarray(Image.open(tmp_path / "first.png"), dtype=np.float32)
+    assert np.abs(a - b).mean() < 1.0

@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "SAVE_EXTENSIONS",
+    "frame_count",
     "image_to_tensor",
     "iter_image_files",
     "load_image",
@@ -351,6 +352,16 @@ def _decode(img: Image.Image, name: str) -> None:
             f"{name} is corrupt and cannot be decoded ({msg or type(exc).__name__}); "
             f"re-export it as PNG or JPEG"
         ) from None
+
+
+def frame_count(path: str | os.PathLike[str]) -> int:
+    """Frames (pages) in an image file: > 1 for an animated GIF/WebP/PNG or a multi-page TIFF, of which
+    :func:`load_image` reads the first. 1 for a file Pillow cannot open (``load_image`` reports those)."""
+    try:
+        with Image.open(path) as img:
+            return int(getattr(img, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - a count for a note; load_image gives the real error
+        return 1
 
 
 def _finish(img: Image.Image, name: str, background: tuple[int, int, int], min_size: int) -> Image.Image:
