@@ -148,3 +148,16 @@ def test_refined_encoder_state_in_a_model_file_is_used(tmp_path):
     used = st.method.encoder.state_dict()["conv0.bias"]
     torch.testing.assert_close(used, enc["conv0.bias"] + 0.01)
     assert torch.equal(load_encoder("vgg19-16x", "relu4_1").state_dict()["conv0.bias"], enc["conv0.bias"])
+
+
+def test_wct_without_weights_says_which_levels_it_needs(tmp_path, monkeypatch):
+    # said "from relu1_1 down to relu1_1" when no depth was asked for
+    from impasto.methods import MethodUnavailable
+
+    monkeypatch.setenv("IMPASTO_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("IMPASTO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMPASTO_OFFLINE", "1")
+    with pytest.raises(MethodUnavailable, match="pairs for at least relu1_1 of vgg19 or vgg19-16x"):
+        Stylizer("wct")
+    with pytest.raises(MethodUnavailable, match="every level from relu3_1 down to relu1_1 of vgg19;"):
+        Stylizer("wct", encoder="vgg19", depth="relu3_1")

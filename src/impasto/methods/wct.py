@@ -47,9 +47,10 @@ def _levels(cfg: WCTConfig) -> tuple[str, list[str]]:
         if chain and (best is None or len(chain) > len(best[1])):
             best = (bb, list(reversed(chain)))
     if best is None:
+        levels = f"every level from {cfg.depth} down to relu1_1" if cfg.depth else "at least relu1_1"
         raise MethodUnavailable(
-            f"wct needs encoder/decoder pairs from {cfg.depth or 'relu1_1'} down to relu1_1 for "
-            f"{' or '.join(choices)}; they are not all present. Run 'impasto weights list'."
+            f"wct needs encoder/decoder pairs for {levels} of {' or '.join(choices)}; they are not all present. "
+            "Run 'impasto weights list'."
         )
     return best
 
