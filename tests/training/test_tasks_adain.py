@@ -159,3 +159,16 @@ def test_out_that_is_a_file_is_a_clear_error(tmp_path: Path, resume: bool) -> No
         text = " ".join(res.output.split())
         assert res.exit_code == 2 and message in text and "choose a folder path for the run (--out)" in text, text
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_threads_must_be_positive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # --threads 0 was silently taken as "not given"; a non-number in IMPASTO_TRAIN_THREADS was a ValueError
+    content = make_folder(tmp_path / "c", 2, 1)
+    args = ["train", "adain", "--content", str(content), "--style", str(content), "--out", str(tmp_path / "r"),
+            "--steps", "1"]
+    res = CliRunner().invoke(app, [*args, "--threads", "0"])
+    assert res.exit_code == 2 and "--threads must be >= 1 (got 0)" in " ".join(res.output.split())
+    monkeypatch.setenv("IMPASTO_TRAIN_THREADS", "many")
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "IMPASTO_TRAIN_THREADS must be a whole number" in " ".join(res.output.split())
+    assert not (tmp_path / "r").exists()

@@ -51,8 +51,12 @@ def run_train(task: str, content: str | None = None, style: str | None = None, c
 
     ``threads`` (or the environment variable ``IMPASTO_TRAIN_THREADS``) sets ``torch.set_num_threads``.
     """
-    threads = threads or (int(os.environ["IMPASTO_TRAIN_THREADS"]) if os.environ.get("IMPASTO_TRAIN_THREADS")
-                          else None)
+    if threads is None and os.environ.get("IMPASTO_TRAIN_THREADS"):  # (--threads 0 was taken as "not given")
+        value = os.environ["IMPASTO_TRAIN_THREADS"]
+        try:
+            threads = int(value)
+        except ValueError:
+            raise ConfigError(f"IMPASTO_TRAIN_THREADS must be a whole number of threads, got {value!r}") from None
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"--threads must be >= 1 (got {threads})")
