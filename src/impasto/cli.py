@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -149,7 +150,6 @@ def stylize(
     """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
     from impasto.io.atomic import file_in_the_way
     from impasto.io.images import frame_count, iter_image_files, save_image
-    from impasto.pipeline import Stylizer
 
     if pairs not in ("all", "zip"):
         raise ConfigError(f"--pairs must be 'all' or 'zip', got {pairs!r}")
@@ -183,7 +183,7 @@ def stylize(
     if blocker is not None:  # before the work: every result would fail to be written
         raise ConfigError(f"--output {output}: {blocker} is a file, not a folder; choose another output path")
 
-    stylizer = Stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
+    stylizer = _stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
     work = stylizer.method.work_size
     if work is not None and max_size is None:
@@ -233,6 +233,18 @@ def stylize(
         for c, msg in failures:
             console.print(f"  - {c}: {msg.splitlines()[0]}", highlight=False)
         raise typer.Exit(1)
+
+
+def _stylizer(method: str, **kwargs: Any) -> Any:
+    """A Stylizer, with the warnings its model files raise (e.g. a smoke-scale checkpoint) printed as lines."""
+    from impasto.pipeline import Stylizer
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        stylizer = Stylizer(method, **kwargs)
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    return stylizer
 
 
 @app.command()
@@ -374,7 +386,6 @@ def video(
     from fractions import Fraction
 
     from impasto.io.images import iter_image_files
-    from impasto.pipeline import Stylizer
     from impasto.temporal import TemporalConfig
     from impasto.video import check_video_paths, stylize_video_file
 
@@ -392,7 +403,7 @@ def video(
         output = Path(_output_name(source, styles[0] if len(styles) == 1 else None, ".mp4"))
     info = check_video_paths(source, output, fps=rate)
     opts = method_options(option, encoder=encoder, depth=depth, checkpoint=checkpoint, optimize=optimize)
-    stylizer = Stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
+    stylizer = _stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
     with _progress() as prog:
         task = prog.add_task("stylizing", total=info.frames if max_frames is None else min(info.frames, max_frames))

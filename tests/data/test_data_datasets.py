@@ -170,3 +170,27 @@ def test_seeded_crop_stream_is_a_pure_function_of_position(tmp_path: Path) -> No
     other = SeededCropStream(ds, InfiniteSampler(len(ds), seed=1, rank=1, world_size=2), seed=5)
     assert other.crop_seed(0) != stream.crop_seed(0)
     assert other.crop_seed(0) == stream.crop_seed(1)  # global position 1 either way
+
+
+def test_exclude_keeps_the_holdout_out(tmp_path) -> None:
+    """``exclude`` (TrainConfig.holdout) removes the named files; a holdout file's folder prefixes are ignored."""
+    import numpy as np
+    from PIL import Image
+
+    from impasto.data.datasets import ImageFolderDataset
+    from impasto.training.config import TrainConfig, read_holdout
+
+    for i in range(4):
+        Image.fromarray(np.full((20, 20, 3), i * 40, np.uint8)).save(tmp_path / f"p{i}.png")
+    hold = tmp_path / "split.txt"
+    hold.write_text("# validation\nphotos/p1.png\np3.png  # another\n\n")
+    names = read_holdout(hold)
+    assert names == {"p1.png", "p3.png"}
+    ds = ImageFolderDataset(tmp_path, size=16, crop=8, exclude=names)
+    assert [p.name for p in ds.paths] == ["p0.png", "p2.png"] and len(ds.excluded) == 2
+    import pytest
+
+    from impasto.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="holdout .*missing.txt: file not found"):
+        TrainConfig(task="adain", holdout=str(tmp_path / "missing.txt"))

@@ -359,8 +359,10 @@ def test_bad_options_and_destinations(tmp_path: Path, data_dir: Path) -> None:
         stylize_video(src, src, identity)
     with pytest.raises(ConfigError, match="fps"):
         stylize_video(video, tmp_path / "out.mp4", identity, fps=10)
-    with pytest.raises(ConfigError, match="fps"):
+    with pytest.raises(ConfigError, match="up to 1000, got -1$"):  # the number, not Fraction(-1, 1)
         probe_video(src, fps=-1)
+    with pytest.raises(ConfigError, match="up to 1000, got 1000000000$"):
+        probe_video(src, fps=Fraction(10**9))
     for kwargs in ({"batch_size": 0}, {"max_frames": 0}, {"odd_size": "crop"}, {"crf": 60}, {"preset": "x"},
                    {"temporal": 0.5}):
         with pytest.raises(ConfigError):

@@ -42,7 +42,7 @@ def test_registered() -> None:
 
 def test_sanet(weights_dir: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    task = built(SANetTask, tmp_path)
+    task = built(SANetTask, tmp_path, init_transform="default")  # passthrough: f, g, h get no gradient at step 0
     b = {"content": torch.rand(2, 3, 32, 32), "style": torch.rand(2, 3, 32, 32)}
     losses = task.training_step(b, 0)
     o = task.opts
@@ -63,7 +63,7 @@ def test_sanet(weights_dir: Path, tmp_path: Path) -> None:
 
 def test_iecontraast(weights_dir: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    task = built(IEContraASTTask, tmp_path, crop=64, batch=4, discriminator_scales=2)
+    task = built(IEContraASTTask, tmp_path, crop=64, batch=4, discriminator_scales=2, init_transform="default")
     assert task.batch_sizes(task.config) == {"content": 2, "style": 2}
     b = {"content": torch.rand(2, 3, 64, 64), "style": torch.rand(2, 3, 64, 64)}
     losses = task.training_step(b, 0)
@@ -102,3 +102,54 @@ def test_style_swap_inverse(weights_dir: Path, tmp_path: Path) -> None:
     grads_ok(task, [task.encoder])
     state = task.model_state()
     assert (state["method"], state["encoder"], state["depth"]) == ("style-swap", "vgg19", "relu3_1")
+
+
+def test_sanet_passthrough_init_returns_the_content_features(weights_dir: Path, tmp_path: Path) -> None:
+    """init_transform=passthrough (the default): the untrained transform gives c4 + up(c5), and training moves it."""
+    torch.manual_seed(0)
+    task = built(SANetTask, tmp_path)
+    tr = task.generator.transform
+    c4, s4 = torch.randn(1, 128, 8, 8), torch.randn(1, 128, 6, 6)
+    c5, s5 = torch.randn(1, 128, 4, 4), torch.randn(1, 128, 3, 3)
+    with torch.no_grad():
+        out = tr(c4, s4, c5, s5)
+    expect = c4 + torch.nn.functional.interpolate(c5, size=(8, 8), mode="nearest")
+    assert torch.allclose(out, expect, atol=1e-5)
+    b = {"content": torch.rand(2, 3, 32, 32), "style": torch.rand(2, 3, 32, 32)}
+    task.training_step(b, 0)
+    assert tr.sanet4_1.out_conv.weight.abs().sum() > 0  # the zero residual starts to learn at once
+    task.training_step(b, 1)
+    assert tr.sanet4_1.f.weight.grad.abs().sum() > 0  # and the attention behind it from the next step
+
+
+def test_sanet_freeze_decoder_steps_and_init_checkpoint(weights_dir: Path, tmp_path: Path) -> None:
+    """freeze_decoder_steps keeps the decoder fixed while the transform trains; init_checkpoint starts from a file."""
+    torch.manual_seed(0)
+    task = built(SANetTask, tmp_path / "a", freeze_decoder_steps=2)
+    dec0 = {k: v.clone() for k, v in task.generator.decoder.state_dict().items()}
+    tr0 = task.generator.transform.merge_conv.weight.clone()
+    b = {"content": torch.rand(2, 3, 32, 32), "style": torch.rand(2, 3, 32, 32)}
+    for step in range(2):
+        task.training_step(b, step)
+    assert all(torch.equal(v, task.generator.decoder.state_dict()[k]) for k, v in dec0.items())
+    assert not torch.equal(tr0, task.generator.transform.merge_conv.weight)
+    task.training_step(b, 2)
+    assert not torch.equal(dec0["convs.conv1_1.weight"], task.generator.decoder.convs["conv1_1"].weight)
+    model = tmp_path / "a" / "run" / "model.pt"
+    task.model_state()
+    # a new run started from that file has its decoder and transform
+    task2 = built(SANetTask, tmp_path / "b", init_checkpoint=str(model))
+    for k, v in task.generator.state_dict().items():
+        assert torch.equal(v, task2.generator.state_dict()[k]), k
+
+
+def test_init_checkpoint_of_the_wrong_layout_is_a_clear_error(weights_dir: Path, tmp_path: Path) -> None:
+    from impasto.errors import ConfigError, WeightsError
+    from impasto.training.tasks.adain import AdaINTask
+
+    task = built(AdaINTask, tmp_path / "a", encoder="vgg19")  # relu3_1 decoder of the real VGG
+    task.model_state()
+    with pytest.raises(ConfigError, match="does not fit"):
+        built(SANetTask, tmp_path / "b", init_checkpoint=str(tmp_path / "a" / "run" / "model.pt"))
+    with pytest.raises(WeightsError, match="does not exist"):
+        built(AdaINTask, tmp_path / "c", init_checkpoint=str(tmp_path / "missing.pt"))

@@ -62,12 +62,13 @@ class ImageFolderDataset(Dataset):
         resize: ``"short_side"`` (keep aspect ratio) or ``"square"``.
         verify: run the header check on every file at construction.
         generator: generator used by ``__getitem__`` (``None``: centre crops).
+        exclude: file names (no folder) never to use, e.g. a validation split kept out of training.
     """
 
     def __init__(self, root: str | os.PathLike, size: int | None = 512, crop: int | None = 256,
                  recursive: bool = True, extensions: Iterable[str] = IMAGE_EXTENSIONS,
                  resize: str = "short_side", verify: bool = True,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, exclude: Iterable[str] = ()) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise ConfigError(f"image folder {self.root} does not exist or is not a folder; "
@@ -83,6 +84,9 @@ class ImageFolderDataset(Dataset):
         self.generator = generator
         self.extensions = tuple(extensions)
         candidates = list_images(self.root, recursive, self.extensions)
+        excluded = set(exclude)
+        self.excluded = [p for p in candidates if p.name in excluded]
+        candidates = [p for p in candidates if p.name not in excluded]
         if verify:
             ok = [_readable(p) for p in candidates]
             self.paths = [p for p, good in zip(candidates, ok, strict=True) if good]

@@ -126,7 +126,7 @@ def _as_fps(fps: float | Fraction | None) -> Fraction:
     except (ValueError, TypeError) as e:
         raise ConfigError(f"fps must be a positive number, got {fps!r}") from e
     if value <= 0 or value > 1000:
-        raise ConfigError(f"fps must be a positive number up to 1000, got {fps!r}")
+        raise ConfigError(f"fps must be a positive number up to 1000, got {value}")  # 0, -5, 30000/1001
     return value
 
 

@@ -20,6 +20,7 @@ from impasto.methods.common import (
     load_impasto_checkpoint,
     resolve_backbone,
 )
+from impasto.modelfile import describe_model
 from impasto.transforms.stats import adain, mean_std
 
 
@@ -44,8 +45,11 @@ def load_model_decoder(ck: dict, path: str | Path) -> VGGDecoder:
 
 def packaged_checkpoint(method: str, backbone: str, depth: str) -> Path | None:
     """impasto's own trained checkpoint for (method, backbone, depth), if the package ships one."""
-    p = PACKAGED_CHECKPOINTS / f"{method}_{backbone}_{depth}.pt"
-    return p if p.is_file() else None
+    for suffix in (".safetensors", ".pt"):
+        p = PACKAGED_CHECKPOINTS / f"{method}_{backbone}_{depth}{suffix}"
+        if p.is_file():
+            return p
+    return None
 
 
 @register
@@ -59,8 +63,11 @@ class AdaIN(Method):
         super().__init__(config)
         ck = None
         if config.checkpoint:
-            ck = load_impasto_checkpoint(config.checkpoint)
+            ck = load_impasto_checkpoint(config.checkpoint, "adain")
             if "decoder" not in ck:  # an official sequential decoder state dict
+                if any(str(k).startswith(("sanet4_1.", "sanet5_1.")) for k in ck):
+                    raise WeightsError(f"{config.checkpoint} is {describe_model(ck)}, not an AdaIN decoder: it "
+                                       "belongs to -m sanet / -m iecontraast (with its decoder_iter_N.pth)")
                 self.backbone, self.depth = "vgg19", "relu4_1"
                 dec = VGGDecoder(depth="relu4_1")
                 sd = weights.load_state_dict(config.checkpoint)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from impasto.backbones import BACKBONES, LEVELS, available_depths, encoder_depths
 from impasto.errors import ConfigError, WeightsError
@@ -57,22 +56,21 @@ def resolve_backbone(
     )
 
 
-def load_impasto_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint written by impasto's trainer (config + model states) or a packaged one."""
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"checkpoint {p} does not exist; check the path (or train one with 'impasto train')")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise WeightsError(f"cannot read checkpoint {p}: {exc}") from None
-    if not isinstance(ck, dict):
-        raise WeightsError(f"{p} is not an impasto checkpoint (expected a dict)")
-    if "model" in ck and "modules" in ck and "optimizers" in ck:  # a full training checkpoint: its model file
-        model = ck["model"]
-        if not isinstance(model, dict) or "decoder" not in model:
-            raise WeightsError(f"{p} is a training checkpoint without a model state; use RUN/model.pt instead")
-        return model
+def load_impasto_checkpoint(path: str | Path, method: str | None = None,
+                            accepted: tuple[str, ...] = ()) -> dict:
+    """Load an impasto model file (``.pt`` or ``.safetensors``, see :mod:`impasto.modelfile`).
+
+    With ``method``, a model written for another method (not in ``accepted``, default ``(method,)``) is a
+    WeightsError that names what the file is, and a smoke-scale card prints a warning.
+    """
+    from impasto.modelfile import card_warning, check_kind, load_model
+
+    ck = load_model(path)
+    if method is not None:
+        check_kind(ck, path, method, accepted or (method,))
+        msg = card_warning(ck, path)
+        if msg:
+            warnings.warn(msg, UserWarning, stacklevel=3)
     return ck
 
 

@@ -51,7 +51,7 @@ class _SANetFamily(Method):
         ck_path = config.checkpoint or self._packaged(config)
         ck = None
         if ck_path:
-            ck = load_impasto_checkpoint(ck_path)
+            ck = load_impasto_checkpoint(ck_path, self.name, ("sanet", "iecontraast"))
             try:
                 self.backbone = ck["encoder"]
                 channels = ck["transform_channels"]

@@ -64,7 +64,7 @@ class StyleSwap(Method):
     def __init__(self, config: StyleSwapConfig) -> None:
         super().__init__(config)
         if config.checkpoint:
-            ck = load_impasto_checkpoint(config.checkpoint)
+            ck = load_impasto_checkpoint(config.checkpoint, "style-swap")
             self.backbone, self.depth = ck["encoder"], ck["depth"]
             self.decoder, self.decoder_source = load_model_decoder(ck, config.checkpoint), config.checkpoint
         else:

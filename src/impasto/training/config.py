@@ -31,11 +31,14 @@ class TrainConfig:
     a Task may split it, e.g. IEContraAST draws ``batch_size / 2`` contents and styles. The learning
     rate of every optimizer's parameter group at step i (0-based) is ``lr_group / (1 + lr_decay * i)``.
     ``task_options`` holds the Task's own settings (loss weights, encoder, depth, ...).
+    ``holdout`` names a text file of image file names (one per line, ``#`` comments; a ``folder/`` prefix is
+    ignored) that are never trained on: the validation split (see :func:`read_holdout`).
     """
 
     task: str
     content_dir: str | None = None
     style_dir: str | None = None
+    holdout: str | None = None
     steps: int = 160_000
     batch_size: int = 8
     lr: float = 1e-4
@@ -81,6 +84,9 @@ class TrainConfig:
             if getattr(self, name) not in valid:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not valid; "
                                   f"choose one of {', '.join(valid)}")
+        if self.holdout is not None and not Path(self.holdout).is_file():
+            raise ConfigError(f"holdout {self.holdout}: file not found; give a text file of image names to keep "
+                              "out of training, or leave holdout unset")
         out, blocker = Path(self.out_dir), file_in_the_way(self.out_dir)
         if blocker is not None:
             what = "is a file" if blocker == out else f"is inside {blocker}, which is a file"
@@ -141,6 +147,18 @@ class TrainConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"configuration {where} must be a YAML mapping (key: value lines)")
         return cls.from_dict(data, overrides)
+
+
+def read_holdout(path: str | os.PathLike | None) -> set[str]:
+    """The file names listed in a holdout file (one per line; ``#`` starts a comment; ``dir/name`` -> ``name``)."""
+    if path is None:
+        return set()
+    names = set()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.add(line.rsplit("/", 1)[-1])
+    return names
 
 
 def valid_keys() -> list[str]:

@@ -41,7 +41,7 @@ from impasto.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from impasto.training.config import TrainConfig
+from impasto.training.config import TrainConfig, read_holdout
 from impasto.training.logging import JsonlLogger, ProgressBar, make_sample_grid, save_image
 
 logger = logging.getLogger("impasto.training")
@@ -278,7 +278,8 @@ def _build_streams(config: TrainConfig, sizes: dict[str, int], info: D.DistInfo)
         if not folder:
             raise ConfigError(f"task {config.task!r} needs {name} images: "
                               f"set {name}_dir to a folder of images")
-        ds = ImageFolderDataset(folder, size=config.size, crop=config.crop, resize=config.resize)
+        ds = ImageFolderDataset(folder, size=config.size, crop=config.crop, resize=config.resize,
+                                exclude=read_holdout(config.holdout))
         salt_sampler, salt_crop = _SALT[name]
         sampler = InfiniteSampler(len(ds), mix_seed(config.seed, salt_sampler), info.rank, info.world_size)
         crops = SeededCropStream(ds, sampler, mix_seed(config.seed, salt_crop))

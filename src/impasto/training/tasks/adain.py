@@ -23,6 +23,7 @@ from impasto.training.tasks.common import (
     ModelFileMixin,
     check_backbone,
     fresh_decoder,
+    init_model_decoder,
     model_file,
     task_options,
     trainable_decoder,
@@ -43,6 +44,7 @@ ADAIN_DEFAULTS: dict[str, Any] = {
     "style_weight": None,  # 10 (classic) or BALANCED_STYLE_WEIGHT (balanced)
     "content_weight": 1.0,
     "init_decoder": "pretrained",
+    "init_checkpoint": "",  # an impasto model file whose decoder starts the run (overrides init_decoder)
     "loss_network": "same",
     "betas": None,
 }
@@ -108,8 +110,12 @@ class AdaINTask(ModelFileMixin, Task):
         self.backbone, self.depth = resolve_adain_backbone(self.opts)
         self.encoder: VGGEncoder = load_encoder(self.backbone, self.depth).to(device)
         pretrained = load_decoder(self.backbone, self.depth)
-        self.decoder = (trainable_decoder(pretrained) if self.opts["init_decoder"] == "pretrained"
-                        else fresh_decoder(pretrained)).to(device)
+        if self.opts["init_checkpoint"]:
+            self.decoder = trainable_decoder(init_model_decoder(self.opts["init_checkpoint"], pretrained))
+        else:
+            self.decoder = (trainable_decoder(pretrained) if self.opts["init_decoder"] == "pretrained"
+                            else fresh_decoder(pretrained))
+        self.decoder = self.decoder.to(device)
         self.loss_net = LossNetwork(self.opts["loss_network"], self.backbone, self.depth).to(device)
         self.style_weight = self.opts["style_weight"]
         if self.style_weight is None:

@@ -14,6 +14,7 @@ from torch import nn
 from impasto.backbones import BACKBONES, LEVELS
 from impasto.decoders.vgg import VGGDecoder
 from impasto.errors import ConfigError
+from impasto.modelfile import default_card
 from impasto.training.config import TrainConfig
 
 MODEL_FORMAT = "impasto-model"
@@ -99,6 +100,26 @@ def fresh_decoder(like: VGGDecoder, seed: int | None = None) -> VGGDecoder:
     return VGGDecoder(like.widths, like.depth, first_width=decoder_first_width(like)).train()
 
 
+def init_model_decoder(path: str, like: VGGDecoder) -> VGGDecoder:
+    """The decoder of the impasto model file ``path``, checked to have the layout of ``like`` (ConfigError if not).
+
+    Used by ``task_options.init_checkpoint`` to start a run from a trained model (e.g. SANet's decoder from the
+    trained AdaIN one, IEContraAST from a trained SANet)."""
+    from impasto.methods.adain import load_model_decoder
+    from impasto.methods.common import load_impasto_checkpoint
+
+    ck = load_impasto_checkpoint(path)
+    if "decoder" not in ck:
+        raise ConfigError(f"task_options.init_checkpoint {path}: not an impasto model file (no decoder)")
+    dec = load_model_decoder(ck, path)
+    if list(dec.widths) != list(like.widths) or dec.depth != like.depth or \
+            decoder_first_width(dec) != decoder_first_width(like):
+        raise ConfigError(f"task_options.init_checkpoint {path}: its decoder ({ck.get('encoder')} "
+                          f"{ck.get('depth')}, widths {list(dec.widths)}) does not fit this run's "
+                          f"({like.depth}, widths {list(like.widths)})")
+    return dec
+
+
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """``module.state_dict()`` detached, cloned and on the CPU (float32 kept)."""
     return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
@@ -108,7 +129,8 @@ def model_file(method: str, encoder: str, depth: str, decoder: VGGDecoder, confi
                **extra: Any) -> dict[str, Any]:
     """The impasto model file (DESIGN rule 5) that ``impasto stylize --checkpoint`` loads.
 
-    Keys: format, method, encoder, depth, decoder, decoder_widths, decoder_first_width, config, step, plus
+    Keys: format, method, encoder, depth, decoder, decoder_widths, decoder_first_width, config, step, card
+    (:func:`impasto.modelfile.default_card`: smoke scale below 1000 steps), plus
     ``extra`` (transform, transform_channels, encoder_state, ...).
     """
     state = {
@@ -116,6 +138,7 @@ def model_file(method: str, encoder: str, depth: str, decoder: VGGDecoder, confi
         "decoder": cpu_state(decoder), "decoder_widths": list(decoder.widths),
         "decoder_first_width": decoder_first_width(decoder),
         "config": config.to_dict(), "step": int(step),
+        "card": default_card(step, config.to_dict()),
     }
     state.update(extra)
     return state

@@ -33,6 +33,7 @@ from impasto.training.tasks.sanet import (
     SANET_DEFAULTS,
     SANetTask,
     build_generator,
+    drop_frozen_decoder_grads,
     sanet_losses,
 )
 
@@ -118,6 +119,7 @@ class IEContraASTTask(SANetTask):
             total = (terms["total"] + self.opts["style_contrastive_weight"] * l_sc
                      + self.opts["content_contrastive_weight"] * l_cc + self.opts["gan_weight"] * l_gan)
         self.backward(total)
+        drop_frozen_decoder_grads(self.generator, self.opts, step)
         self.optimizer_step(self.opt)
         requires_grad(self.discriminator, True)
         self.step_done = step + 1

@@ -120,7 +120,8 @@ class RefineEncoderTask(ModelFileMixin, Task):
             self.reg_layers = ["relu4_1"]
             self.layers = style_layers("relu4_1")
         else:
-            _, self.model = build_generator(self.backbone, {**SANET_DEFAULTS, **opts}, device)
+            _, self.model = build_generator(self.backbone, {**SANET_DEFAULTS, "init_transform": "default", **opts},
+                                           device)
             self.reg_layers = ["relu4_1", "relu5_1"]
             self.layers = LAYERS5
         n = int(opts["reshuffle_blocks"])

@@ -16,7 +16,9 @@ from torch import nn
 
 from impasto.backbones import load_decoder, load_encoder
 from impasto.encoders.vgg import VGGEncoder
+from impasto.errors import ConfigError
 from impasto.losses import content_loss, identity_loss, mean_std_style_loss
+from impasto.methods.common import load_impasto_checkpoint
 from impasto.training.config import TrainConfig
 from impasto.training.loop import Task, register_task
 from impasto.training.tasks.common import (
@@ -24,6 +26,7 @@ from impasto.training.tasks.common import (
     check_backbone,
     cpu_state,
     fresh_decoder,
+    init_model_decoder,
     model_file,
     task_options,
     trainable_decoder,
@@ -38,9 +41,15 @@ SANET_DEFAULTS: dict[str, Any] = {
     "identity_pixel_weight": 50.0,
     "identity_feature_weight": 1.0,
     "init_decoder": "pretrained",
+    # an impasto model file to start from: its decoder (an adain or sanet file), and its transform if it has one
+    "init_checkpoint": "",
+    # "passthrough": the attention blocks' out_conv start at zero and merge_conv at the identity, so the untrained
+    # transform gives relu4_1 + up(relu5_1) of the content instead of random features; "default": PyTorch's init
+    "init_transform": "passthrough",
+    "freeze_decoder_steps": 0,  # train only the transform for this many first steps (decoder warm-up)
     "query_chunk": None,
 }
-SANET_CHOICES = {"init_decoder": ("pretrained", "random")}
+SANET_CHOICES = {"init_decoder": ("pretrained", "random"), "init_transform": ("passthrough", "default")}
 
 
 class SANetGenerator(nn.Module):
@@ -84,6 +93,22 @@ def sanet_losses(generator: nn.Module, loss_encoder: VGGEncoder, content: torch.
     return terms, out, out_feats
 
 
+def passthrough_init(transform: SANetTransform) -> SANetTransform:
+    """Set ``out_conv`` of both attention blocks to zero and ``merge_conv`` to the identity (centre tap), in place.
+
+    The residual attention blocks then return their content input, so the transform starts as
+    ``c4 + up(c5)``: content features the decoder can already invert, rather than random features."""
+    with torch.no_grad():
+        for block in (transform.sanet4_1, transform.sanet5_1):
+            block.out_conv.weight.zero_()
+            block.out_conv.bias.zero_()
+        w = transform.merge_conv.weight
+        w.zero_()
+        w[:, :, 1, 1] = torch.eye(w.shape[0], dtype=w.dtype)
+        transform.merge_conv.bias.zero_()
+    return transform
+
+
 def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) -> tuple[VGGEncoder, SANetGenerator]:
     """(frozen encoder to relu5_1, trainable SANetGenerator with ``C = channels(relu4_1)``)."""
     check_backbone(encoder, "relu4_1")
@@ -91,7 +116,25 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     pretrained = load_decoder(encoder, "relu4_1")
     decoder = trainable_decoder(pretrained) if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
     transform = SANetTransform(enc.channels("relu4_1"), query_chunk=opts.get("query_chunk"))
+    if opts.get("init_transform", "default") == "passthrough":
+        passthrough_init(transform)
+    if opts.get("init_checkpoint"):
+        decoder = trainable_decoder(init_model_decoder(opts["init_checkpoint"], pretrained))
+        ck = load_impasto_checkpoint(opts["init_checkpoint"])
+        if "transform" in ck:
+            try:
+                transform.load_state_dict(ck["transform"], strict=True)
+            except RuntimeError as exc:
+                raise ConfigError(f"task_options.init_checkpoint {opts['init_checkpoint']}: its transform does "
+                                  f"not fit this run's ({exc})") from None
     return enc, SANetGenerator(transform, decoder).to(device).train()
+
+
+def drop_frozen_decoder_grads(generator: SANetGenerator, opts: dict[str, Any], step: int) -> None:
+    """During the first ``freeze_decoder_steps`` steps, drop the decoder's gradients (Adam skips it)."""
+    if step < int(opts.get("freeze_decoder_steps", 0)):
+        for p in generator.decoder.parameters():
+            p.grad = None
 
 
 @register_task("sanet")
@@ -122,6 +165,7 @@ class SANetTask(ModelFileMixin, Task):
                 fc, fs = self.encoder(c, LAYERS5), self.encoder(s, LAYERS5)
             terms, _, _ = sanet_losses(self.ddp_generator, self.encoder, c, s, fc, fs, self.opts)
         self.backward(terms["total"])
+        drop_frozen_decoder_grads(self.generator, self.opts, step)
         self.optimizer_step(self.opt)
         self.step_done = step + 1
         return {k: float(v.detach()) for k, v in terms.items()}

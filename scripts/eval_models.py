@@ -1,0 +1,177 @@
+"""Measure stylisation models on impasto's validation split (issue 21): style moved, edges kept, grid, retrieval.
+
+Every model stylises the same pairs of validation photos and paintings (docs/models/validation_split.txt, never
+trained on) at 512 px (long side), in one run. Per pair: ``moved`` (impasto.evaluation.quality.style_moved, real
+VGG-19 relu1_1..relu3_1), ``edges`` (Sobel edge correlation with the photo), ``grid`` (16-pixel grid energy over
+its chance level) and the Magenta style-retrieval rank of the painting used among the 48 validation paintings.
+Writes ``OUT/quality.csv`` (one row per model and pair), ``OUT/quality.md`` (medians) and, with ``--grids``, a
+6 x 6 grid of validation pairs at 256 px per model (``OUT/grid_LABEL.png``).
+
+    IMPASTO_WEIGHTS_DIR=../shared/weights python scripts/eval_models.py --out docs/models \\
+        --model adain --model sanet --model iecontraast --model magenta --model microast --pairs 96 --grids
+
+A model is ``LABEL=METHOD[:CHECKPOINT]`` or just ``METHOD`` (label = method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from impasto.backbones import load_encoder
+from impasto.evaluation.metrics import edge_correlation
+from impasto.evaluation.quality import STYLE_LAYERS, grid_to_noise, style_moved
+from impasto.evaluation.retrieval import MagentaStyleEncoder, retrieval_rate
+from impasto.io.images import load_tensor
+from impasto.pipeline import Stylizer
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLIT = ROOT / "docs" / "models" / "validation_split.txt"
+
+
+def read_split(path: Path, corpus: Path) -> tuple[list[Path], list[Path]]:
+    photos, paintings = [], []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            (photos if line.startswith("photos/") else paintings).append(corpus / line)
+    return photos, paintings
+
+
+def make_pairs(n_photos: int, n_paintings: int, n: int, seed: int = 0) -> list[tuple[int, int]]:
+    """``n`` (photo, painting) pairs: each photo in turn with paintings drawn from repeated permutations."""
+    g = torch.Generator().manual_seed(seed)
+    perm: list[int] = []
+    while len(perm) < n:
+        perm += torch.randperm(n_paintings, generator=g).tolist()
+    return [(i % n_photos, perm[i]) for i in range(n)]
+
+
+def resize_long(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    s = size / max(h, w)
+    if s >= 1:
+        return x
+    return F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")
+
+
+def parse_model(spec: str) -> tuple[str, str, str | None]:
+    label, _, rest = spec.partition("=")
+    if not rest:
+        rest = label
+    method, _, ck = rest.partition(":")
+    return label, method, ck or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", required=True, help="LABEL=METHOD[:CHECKPOINT] or METHOD")
+    ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "corpus"))
+    ap.add_argument("--split", default=str(SPLIT))
+    ap.add_argument("--pairs", type=int, default=96)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--grids", action="store_true", help="also write a 6 x 6 grid at 256 px per model")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    photos, paintings = read_split(Path(args.split), Path(args.corpus))
+    pairs = make_pairs(len(photos), len(paintings), args.pairs)
+    contents = [resize_long(load_tensor(p), args.size) for p in photos]
+    styles = [resize_long(load_tensor(p), args.size) for p in paintings]
+    vgg = load_encoder("vgg19", "relu3_1")
+
+    def encode(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return vgg(x, list(STYLE_LAYERS))
+
+    magenta = MagentaStyleEncoder()
+    gallery = magenta.embed(styles)
+    rows, summary = [], []
+    for spec in args.model:
+        label, method, ck = parse_model(spec)
+        opts = {"checkpoint": ck} if ck else {}
+        st = Stylizer(method, precision=args.precision, **opts)
+        outs, t0 = [], time.perf_counter()
+        for k, (i, j) in enumerate(pairs):
+            img = st.stylize_tensor(contents[i], styles[j])
+            outs.append(img.float().clamp(0, 1))
+            print(f"\r{label}: {k + 1}/{len(pairs)}", end="", file=sys.stderr)
+        secs = (time.perf_counter() - t0) / len(pairs)
+        print(file=sys.stderr)
+        emb = magenta.embed([o for o in outs])
+        ret = retrieval_rate(emb, gallery, [j for _, j in pairs])
+        for k, (i, j) in enumerate(pairs):
+            o = outs[k]
+            rows.append({
+                "model": label, "method": method, "checkpoint": ck or "", "photo": photos[i].name,
+                "painting": paintings[j].name,
+                "moved": float(style_moved(encode, o, contents[i], styles[j])[0]),
+                "edges": float(edge_correlation(o, contents[i])[0]),
+                "grid": float(grid_to_noise(o)[0]),
+                "retrieval_rank": int(ret["rank"][k]),
+            })
+        mine = [r for r in rows if r["model"] == label]
+        summary.append({
+            "model": label, "moved": statistics.median(r["moved"] for r in mine),
+            "edges": statistics.median(r["edges"] for r in mine),
+            "grid": statistics.median(r["grid"] for r in mine),
+            "top1": ret["top1"], "top5": ret["top5"], "sec": secs,
+        })
+        print(summary[-1], file=sys.stderr)
+        if args.grids:
+            write_grid(st, photos, paintings, out / f"grid_{label}.png")
+    with open(out / "quality.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    lines = [f"Validation split {Path(args.split).name}: {len(pairs)} pairs of {len(photos)} photos x "
+             f"{len(paintings)} paintings at {args.size} px, precision {args.precision}. Medians over pairs; "
+             "retrieval among the 48 validation paintings (Magenta style encoder).", "",
+             "| model | moved | edges | grid | retrieval top-1 | top-5 | s/image |", "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['model']} | {s['moved']:.3f} | {s['edges']:.3f} | {s['grid']:.1f} | {s['top1']:.3f} "
+                     f"| {s['top5']:.3f} | {s['sec']:.2f} |")
+    (out / "quality.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def write_grid(st: Stylizer, photos: list[Path], paintings: list[Path], path: Path, n: int = 6, size: int = 256
+               ) -> None:
+    """Rows: n validation photos; columns: n validation paintings; first row/column the originals."""
+    from PIL import Image
+
+    cell = size
+    ph = [photos[round(k * (len(photos) - 1) / (n - 1))] for k in range(n)]
+    pa = [paintings[round(k * (len(paintings) - 1) / (n - 1))] for k in range(n)]
+
+    def square(x: torch.Tensor) -> np.ndarray:
+        h, w = x.shape[-2:]
+        s = min(h, w)
+        x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        x = F.interpolate(x.float(), size=(cell, cell), mode="area")
+        return (x[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+    canvas = np.full(((n + 1) * cell, (n + 1) * cell, 3), 255, np.uint8)
+    cs = [resize_long(load_tensor(p), size) for p in ph]
+    ss = [resize_long(load_tensor(p), size) for p in pa]
+    for j, s in enumerate(ss):
+        canvas[:cell, (j + 1) * cell:(j + 2) * cell] = square(s)
+    for i, c in enumerate(cs):
+        canvas[(i + 1) * cell:(i + 2) * cell, :cell] = square(c)
+        for j, s in enumerate(ss):
+            canvas[(i + 1) * cell:(i + 2) * cell, (j + 1) * cell:(j + 2) * cell] = square(st.stylize_tensor(c, s))
+    Image.fromarray(canvas).save(path, optimize=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
