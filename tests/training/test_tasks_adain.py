@@ -54,7 +54,7 @@ def test_style_layers() -> None:
     assert style_layers("relu3_1") == ["relu1_1", "relu2_1", "relu3_1"]
 
 
-@pytest.mark.parametrize("opts", [{"style_loss": "classic"}, {"style_loss": "balanced"},
+@pytest.mark.parametrize("opts", [{"style_loss": "classic"}, {"style_loss": "balanced"}, {"style_loss": "gram"},
                                   {"loss_network": "aux"}, {"loss_network": "vgg19"},
                                   {"encoder": "vgg19", "init_decoder": "random"}])
 def test_adain_gradients(weights_dir: Path, tmp_path: Path, opts: dict) -> None:
@@ -67,6 +67,8 @@ def test_adain_gradients(weights_dir: Path, tmp_path: Path, opts: dict) -> None:
     assert losses["total"] == pytest.approx(losses["content"] + w * losses["style"], rel=1e-4)
     if opts.get("style_loss") == "balanced":
         assert 0 < losses["style"] <= 4.0 and w == 800.0  # 4 layers, each ratio in [0, 1]
+    if opts.get("style_loss") == "gram":
+        assert w == 57.0 and losses["style"] > 0
     check_gradients(task, [task.encoder, task.loss_net])
     assert task.depth == ("relu3_1" if opts.get("encoder") == "vgg19" else "relu4_1")
     out = task.sample(batch["content"], batch["style"])

@@ -39,6 +39,7 @@ from impasto.evaluation.metrics import (
     grid_artifact_score,
     ssim,
 )
+from impasto.modelfile import load_model
 
 __all__ = [
     "ALL_STUDIES",
@@ -376,8 +377,8 @@ def study_trained_adain(ctx: EvalContext, out_dir: str | Path, checkpoint_classi
     models = {labels[0]: str(checkpoint_classic), labels[1]: str(checkpoint_balanced)}
     steps = {}
     for name, ck in models.items():
-        state = torch.load(ck, map_location="cpu", weights_only=False)
-        steps[name] = state.get("step") if isinstance(state, dict) else None
+        state = load_model(ck)
+        steps[name] = state.get("step")
     enc = MagentaStyleEncoder(magenta, intra_op_num_threads=1)
     gallery_imgs = [ctx.image(p) for p in ctx.styles]
     gallery = enc.embed(gallery_imgs)
@@ -466,8 +467,8 @@ def study_encoder_consistency(ctx: EvalContext, out_dir: str | Path, refined_che
         p = Path(refined_checkpoint)
         if not p.is_file():
             raise ConfigError(f"--checkpoint-refined {p} is not a file")
-        ck = torch.load(p, map_location="cpu", weights_only=False)
-        if not isinstance(ck, dict) or "encoder_state" not in ck:
+        ck = load_model(p)
+        if "encoder_state" not in ck:
             raise ConfigError(f"{p} has no 'encoder_state'; pass a model.pt from 'impasto train refine-encoder'")
         from impasto.methods.common import checkpoint_encoder
 

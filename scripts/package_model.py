@@ -1,0 +1,98 @@
+"""Ship a trained model inside the package: RUN/model.pt -> src/impasto/checkpoints/NAME.safetensors + NAME.json.
+
+The card (stored in the file and in the JSON beside it) records what the model is: method, encoder, data and
+holdout, steps, training hours and hardware (summed over the given ``log.jsonl`` files, one per run/stage), the
+losses and their weights (from the run's config), how the stages chained, and the measured quality (medians of
+``scripts/eval_models.py``'s quality.csv for ``--label``).
+
+    python scripts/package_model.py /work/runs/sanet256/model.pt --log /work/runs/sanet128/log.jsonl \\
+        --log /work/runs/sanet256/log.jsonl --quality docs/models/quality.csv --label sanet \\
+        --note "128 px crops, then 256 px"
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+from pathlib import Path
+
+from impasto.modelfile import load_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_hours(logs: list[str]) -> tuple[float, int]:
+    """(hours, steps) over the logs: each log's last ``elapsed`` and last ``step``, summed."""
+    hours, steps = 0.0, 0
+    for log in logs:
+        last = None
+        for line in Path(log).read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                if "elapsed" in rec:
+                    last = rec
+        if last:
+            hours += last["elapsed"] / 3600
+            steps += int(last["step"])
+    return hours, steps
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def quality(csv_path: str, label: str) -> dict[str, float]:
+    rows = [r for r in csv.DictReader(open(csv_path)) if r["model"] == label]
+    if not rows:
+        raise SystemExit(f"no rows for model {label!r} in {csv_path}")
+    return {"pairs": len(rows),
+            **{k: round(statistics.median(float(r[k]) for r in rows), 4) for k in ("moved", "edges", "grid")},
+            "retrieval_top1": round(sum(int(r["retrieval_rank"]) == 0 for r in rows) / len(rows), 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--name", help="file stem (default METHOD_ENCODER_DEPTH)")
+    ap.add_argument("--log", action="append", default=[])
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads each run used")
+    ap.add_argument("--quality")
+    ap.add_argument("--label")
+    ap.add_argument("--note", default="")
+    ap.add_argument("--out-dir", default=str(ROOT / "src" / "impasto" / "checkpoints"))
+    args = ap.parse_args()
+    ck = load_model(args.model)
+    cfg = ck.get("config", {})
+    hours, steps = run_hours(args.log)
+    card = {
+        "scale": "trained",
+        "what": f"impasto's {ck['method']} model on the {ck['encoder']} encoder ({ck['depth']})",
+        "steps": steps or ck.get("step"),
+        "hours": round(hours, 2),
+        "hardware": f"{args.threads} thread(s) of an {cpu_name()} (CPU, bf16 autocast)"
+        if cfg.get("precision") == "bf16" else f"{args.threads} thread(s) of an {cpu_name()}",
+        "data": {"content": cfg.get("content_dir"), "style": cfg.get("style_dir"), "holdout": cfg.get("holdout"),
+                 "size": cfg.get("size"), "crop": cfg.get("crop"), "batch_size": cfg.get("batch_size")},
+        "losses": cfg.get("task_options", {}),
+        "lr": cfg.get("lr"),
+        "note": args.note,
+    }
+    if args.quality:
+        card["quality"] = quality(args.quality, args.label or ck["method"])
+    name = args.name or f"{ck['method']}_{ck['encoder']}_{ck['depth']}"
+    ck.pop("card", None)
+    path = save_model(ck, Path(args.out_dir) / f"{name}.safetensors", card=card)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
