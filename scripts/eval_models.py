@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--grids", action="store_true", help="also write a 6 x 6 grid at 256 px per model")
+    ap.add_argument("--video", help="folder of clips: warping error per model, clip and painting (no smoothing)")
+    ap.add_argument("--video-styles", type=int, default=8, help="validation paintings per clip")
+    ap.add_argument("--video-frames", type=int, default=12)
+    ap.add_argument("--video-size", type=int, default=256)
+    ap.add_argument("--compare", action="append", default=[],
+                    help="A,B: paired comparison of two labels (Wilcoxon signed-rank over the same pairs)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -129,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         print(summary[-1], file=sys.stderr)
         if args.grids:
             write_grid(st, photos, paintings, out / f"grid_{label}.png")
+        if args.video:
+            for r in video_rows(st, label, Path(args.video), paintings, args):
+                rows.append(r)
+            werr = [r["warping_error"] for r in rows if r["model"] == label and "warping_error" in r]
+            summary[-1]["warping"] = statistics.median(werr)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "quality.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     lines = [f"Validation split {Path(args.split).name}: {len(pairs)} pairs of {len(photos)} photos x "
@@ -140,9 +152,58 @@ def main(argv: list[str] | None = None) -> int:
     for s in summary:
         lines.append(f"| {s['model']} | {s['moved']:.3f} | {s['edges']:.3f} | {s['grid']:.1f} | {s['top1']:.3f} "
                      f"| {s['top5']:.3f} | {s['sec']:.2f} |")
+    if args.video:
+        lines += ["", f"Temporal stability: median warping error (L1, RGB in [0, 1]; lower = steadier) of "
+                  f"{args.video_frames} frames at {args.video_size} px, every clip x {args.video_styles} validation "
+                  "paintings, each frame stylised alone.", "", "| model | warping error |", "|---|---|"]
+        lines += [f"| {s['model']} | {s['warping']:.4f} |" for s in summary]
+    for spec in args.compare:
+        lines += ["", *paired(rows, *spec.split(","))]
     (out / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def video_rows(st: Stylizer, label: str, video: Path, paintings: list[Path], args: argparse.Namespace
+               ) -> list[dict]:
+    """Warping error of every clip in ``video`` x the first ``--video-styles`` validation paintings."""
+    from impasto.evaluation.studies import _clips, _frames
+    from impasto.temporal import warping_error
+
+    out = []
+    for clip in _clips(video):
+        frames = _frames(clip, args.video_frames, args.video_size)
+        xs = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames]
+        for p in paintings[: args.video_styles]:
+            style = resize_long(load_tensor(p), args.size)
+            outs = [st.stylize_tensor(x, style)[0].permute(1, 2, 0).float().clamp(0, 1).numpy() for x in xs]
+            out.append({"model": label, "clip": clip.name, "painting": p.name,
+                        "warping_error": warping_error(outs, frames)})
+    return out
+
+
+def paired(rows: list[dict], a: str, b: str) -> list[str]:
+    """Markdown lines: paired medians and Wilcoxon signed-rank p-values of model a vs b on the same pairs."""
+    from scipy.stats import wilcoxon
+
+    def by_key(label: str, key: str, pair_keys: tuple[str, ...]) -> dict:
+        return {tuple(r[k] for k in pair_keys): float(r[key]) for r in rows if r["model"] == label and key in r}
+
+    lines = [f"Paired comparison {a} vs {b} (Wilcoxon signed-rank, two-sided, over the same pairs):", "",
+             f"| measure | n | median {a} | median {b} | {a} better in | p |", "|---|---|---|---|---|---|"]
+    for key, pk, higher in (("moved", ("photo", "painting"), True), ("edges", ("photo", "painting"), True),
+                            ("retrieval_rank", ("photo", "painting"), False),
+                            ("warping_error", ("clip", "painting"), False)):
+        xa, xb = by_key(a, key, pk), by_key(b, key, pk)
+        common = sorted(set(xa) & set(xb))
+        if len(common) < 5:
+            continue
+        va, vb = np.array([xa[k] for k in common]), np.array([xb[k] for k in common])
+        diff = va - vb if higher else vb - va
+        p = wilcoxon(va, vb).pvalue if np.any(va != vb) else 1.0
+        lines.append(f"| {key} ({'higher' if higher else 'lower'} is better) | {len(common)} | {np.median(va):.4g} "
+                     f"| {np.median(vb):.4g} | {int((diff > 0).sum())}/{len(common)} | {p:.3g} |")
+    return lines
 
 
 def write_grid(st: Stylizer, photos: list[Path], paintings: list[Path], path: Path, n: int = 6, size: int = 256
