@@ -18,6 +18,18 @@ DATA_DIR = SHARED / "data"
 os.environ.setdefault("IMPASTO_WEIGHTS_DIR", str(WEIGHTS_DIR))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``bf16`` run bfloat16 convolutions: skipped, with the reason, on CPUs that cannot run them."""
+    from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions
+
+    if cpu_bf16_convolutions():
+        return
+    skip = pytest.mark.skip(reason=f"{BF16_MISSING} (impasto.hardware.cpu_bf16_convolutions)")
+    for item in items:
+        if "bf16" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
     if not WEIGHTS_DIR.is_dir():

@@ -116,6 +116,7 @@ def test_magenta_transform_macs(bench, weights_dir):
     assert bench.magenta_transform_macs(62, 61, path) == per_px * 64 * 64  # padded to multiples of 4
 
 
+@pytest.mark.bf16
 @pytest.mark.weights
 def test_run_case_tiny_in_process(bench, weights_dir, content_path, style_path):
     case = bench.Case("adain-16x", "adain", {"encoder": "vgg19-16x"}, 64, 48, repeats=1)
@@ -135,6 +136,7 @@ def test_run_case_tiny_in_process(bench, weights_dir, content_path, style_path):
     assert math.isfinite(r["peak_mb"])
 
 
+@pytest.mark.bf16
 @pytest.mark.weights
 def test_main_worker_writes_tables(bench, weights_dir, content_path, style_path, tmp_path):
     rc = bench.main(

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from impasto.errors import ConfigError
+from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions, cpu_native_bf16
 from impasto.io.images import image_to_tensor, load_image, resize_max, tensor_to_image
 from impasto.methods.base import PRECISIONS, Method, constant_mix, create_method, get_method_class
 from impasto.runtime import reuse_freed_memory
@@ -65,10 +66,7 @@ def native_bf16(device: str) -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device != "cpu":
         return False
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # older torch without these probes: assume emulated (slow) bf16
-        return False
+    return cpu_native_bf16()
 
 
 def resolve_precision(precision: str, device: str, method: str) -> str:
@@ -79,6 +77,9 @@ def resolve_precision(precision: str, device: str, method: str) -> str:
         return "bf16" if ok else "fp32"
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
+    if precision == "bf16" and device == "cpu" and get_method_class(method).supports_bf16 \
+            and not cpu_bf16_convolutions():
+        raise ConfigError(f"--precision bf16: {BF16_MISSING}; use --precision auto (fp32 here) or fp32")
     return precision
 
 

@@ -76,6 +76,7 @@ def test_narrow_conv2d_equals_conv2d(k: int, width: int, unroll: int | None) -> 
     torch.testing.assert_close(narrow_conv2d(x, w, None), F.conv2d(x, w), rtol=0, atol=1e-12)
 
 
+@pytest.mark.bf16
 @pytest.mark.parametrize(("k", "width"), [(3, 36), (3, 38), (9, 40), (9, 42), (9, 1024)])
 def test_narrow_conv2d_bf16_within_rounding(k: int, width: int) -> None:
     """bf16 with the default unroll, widths a multiple of it (no padding) and not. oneDNN's bf16 conv on a Xeon with
@@ -105,6 +106,7 @@ def test_grouped_conv2d_pairs_in_halves_order_equal_grouped_conv(dtype: torch.dt
                                rtol=0, atol=tol)
 
 
+@pytest.mark.bf16
 @pytest.mark.parametrize("relu", [False, True])
 def test_grouped_conv2d_halves_bf16(relu: bool) -> None:
     """bf16: the halves-order depthwise form gives the grouped conv's values within one bf16 rounding."""
@@ -123,6 +125,7 @@ def test_halves_order() -> None:
     assert halves_order(6).tolist() == [0, 2, 4, 1, 3, 5]
 
 
+@pytest.mark.bf16
 @pytest.mark.parametrize("stride", [1, 2])
 def test_grouped_conv2d_one_input_two_outputs(stride: int) -> None:
     x = _rand(1, 16, 15, 12, dtype=torch.float32)
@@ -152,7 +155,7 @@ def test_grouped_conv2d_fused_relu(relu: bool) -> None:
     (16, 32, 16, (13, 10)),  # odd height: reflect pad, then conv
     (16, 32, 16, (12, 9)),  # odd width
 ])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=pytest.mark.bf16)])
 @pytest.mark.parametrize("relu", [False, True])
 def test_reflect_conv2d_stride2_equals_pad_then_conv(
     cin: int, cout: int, groups: int, hw: tuple[int, int], dtype: torch.dtype, relu: bool
@@ -302,6 +305,7 @@ def test_conv_forms_without_onednn_fusion(monkeypatch: pytest.MonkeyPatch) -> No
         torch.testing.assert_close(conv2d(x, w, b, relu=True), F.relu(F.conv2d(x, w, b)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.bf16
 def test_reflect_conv2d_bf16_equals_pad_then_bf16_conv() -> None:
     """In bf16 the border fix gives the pad-then-conv values bit for bit (each output's products and sums are
     the same; measured equal), here within one bf16 step of them (on a map large enough for the border fix with
@@ -316,6 +320,7 @@ def test_reflect_conv2d_bf16_equals_pad_then_bf16_conv() -> None:
     torch.testing.assert_close(out.float(), ref.float(), rtol=2**-7, atol=2**-7)
 
 
+@pytest.mark.bf16
 @pytest.mark.parametrize("cin", [64, 16])  # 64 x 260 x 250 takes the border fix under bf16 with AMX; 16 x ... pads
 def test_reflect_conv2d_narrow_bf16_equals_pad_then_bf16_conv(cin: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The conv to RGB in bf16, by either form (padded copy, or zero padding + border fix), equals pad-then-conv
@@ -446,6 +451,7 @@ def test_upsample_phase_taps_policy() -> None:
     assert upsample_phase_taps(narrow) == (3 if layers.has_amx() else 2)
 
 
+@pytest.mark.bf16
 @pytest.mark.parametrize(("mode", "taps"), [("nearest", 3), ("nearest", 2), ("bilinear", 3)])
 def test_upsample_conv2d_bf16_within_rounding(mode: str, taps: int) -> None:
     x = _rand(1, 16, 64, 48, dtype=torch.float32).contiguous(memory_format=CL)
@@ -502,6 +508,7 @@ def test_phase_input_weight_hand_computed() -> None:
         phase_input_weight(torch.zeros(1, 1, 5, 5))
 
 
+@pytest.mark.bf16
 def test_upsample_conv2d_pair_bf16_within_rounding() -> None:
     x = _rand(1, 16, 64, 48, dtype=torch.float32).contiguous(memory_format=CL)
     w, b = _rand(16, 16, 3, 3, seed=1, dtype=torch.float32) / 12, _rand(16, seed=2, dtype=torch.float32)

@@ -20,9 +20,25 @@ def test_resolve_precision_rules() -> None:
     assert resolve_precision("auto", "cpu", "adain") == expected
     assert resolve_precision("auto", "cpu", "gatys") == "fp32"  # pixel optimisation: fp32 only
     assert resolve_precision("fp32", "cpu", "adain") == "fp32"
-    assert resolve_precision("bf16", "cpu", "adain") == "bf16"
     with pytest.raises(ConfigError, match="precision"):
         resolve_precision("fp16x", "cpu", "adain")
+
+
+def test_forced_bf16_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--precision bf16 runs where the CPU can run bf16 convolutions, and is a clear error (exit 2) where it cannot
+    (IMPASTO_NO_BF16=1 makes this CPU look like one without: the same check the real probe feeds)."""
+    from impasto.hardware import cpu_bf16_convolutions
+
+    if cpu_bf16_convolutions():
+        assert resolve_precision("bf16", "cpu", "adain") == "bf16"
+    monkeypatch.setenv("IMPASTO_NO_BF16", "1")
+    assert not native_bf16("cpu") and resolve_precision("auto", "cpu", "adain") == "fp32"
+    with pytest.raises(ConfigError, match="--precision bf16: this CPU cannot run bfloat16 convolutions"):
+        resolve_precision("bf16", "cpu", "adain")
+    from impasto.training.loop import resolve_precision as train_precision
+
+    with pytest.raises(ConfigError, match="precision=bf16: this CPU cannot"):
+        train_precision("bf16", torch.device("cpu"))
 
 
 @pytest.mark.weights
@@ -58,6 +74,7 @@ class _ConvDtypes(TorchDispatchMode):
         return out
 
 
+@pytest.mark.bf16
 @pytest.mark.weights
 @pytest.mark.parametrize(("method", "options", "min_psnr"), [
     ("adain", {"encoder": "vgg19-16x"}, 35.0),
@@ -87,6 +104,7 @@ def test_bf16_runs_bf16_convs_and_stays_close_to_fp32(photo, style_path, method,
     ("wct", {"encoder": "vgg19"}, 30.0),
     ("microast", {}, 30.0),
 ])
+@pytest.mark.bf16
 def test_bf16_close_to_fp32_at_odd_sizes(content_path, style_path, method, options, min_psnr) -> None:
     """bf16 stays close to fp32 on odd, tiny, thin and wide images. oneDNN's bf16 convs on a Xeon with AMX returned
     wrong values for some shapes (a 1-pixel-wide stride-2 output; a 9 x 12 kernel with column stride 4, see
@@ -102,6 +120,7 @@ def test_bf16_close_to_fp32_at_odd_sizes(content_path, style_path, method, optio
         assert _psnr(out_fast, out_exact) > min_psnr, (size, _psnr(out_fast, out_exact))
 
 
+@pytest.mark.bf16
 @pytest.mark.weights
 def test_wct_bf16_keeps_the_small_coarse_level_in_fp32(photo, style_path) -> None:
     st = Stylizer("wct", precision="bf16", encoder="vgg19-16x")
@@ -135,6 +154,7 @@ def test_cli_precision_option(tmp_path, content_path, style_path) -> None:
     assert res.exit_code != 0 and "precision" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.bf16
 @pytest.mark.weights
 @pytest.mark.parametrize(
     ("encoder", "depth"), [("vgg19-16x", "relu2_1"), ("vgg19-16x", "relu4_1"), ("vgg19", "relu3_1")]
@@ -162,6 +182,7 @@ def test_decoder_inference_path_equals_training_path(encoder: str, depth: str) -
     assert err_fast < 3e-2 and err_fast < 1.5 * err_plain + 1e-3
 
 
+@pytest.mark.bf16
 @pytest.mark.parametrize("size", [(45, 50), (400, 392)])  # pad + conv; zero padding + border fix (impasto.layers)
 def test_encoder_inference_path_equals_training_path(size: tuple[int, int]) -> None:
     """Without autograd the VGG encoders fold the 1x1 colour conv into conv1_1, fuse the ReLUs and pool by strided
@@ -191,7 +212,7 @@ def test_encoder_inference_path_equals_training_path(size: tuple[int, int]) -> N
         assert err_fast < 1e-2 and err_fast < 1.5 * err_plain + 1e-3
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.bf16)])
 def test_encoder_keeps_channels_last_for_an_image_made_from_an_hwc_array(
     precision: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

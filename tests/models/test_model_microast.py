@@ -61,6 +61,7 @@ def test_adain_gives_target_statistics() -> None:
     torch.testing.assert_close(std, target_std.expand(2, 3, 1, 1), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.bf16
 def test_adain_bf16_inference_path_within_one_rounding() -> None:
     """16-bit channels-last maps without autograd take an in-place float32 path: the float64 values, rounded once."""
     g = torch.Generator().manual_seed(2)
@@ -342,6 +343,7 @@ def test_cpu_inference_path_equals_the_module_path(tiny_model: MicroAST) -> None
     torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.bf16
 @pytest.mark.weights
 def test_real_bf16_output_borders_as_close_to_fp32_as_the_interior(real_model: MicroAST, real_pair: Pair) -> None:
     """bf16 on CPU keeps the image's edges: the stride-2 convs' first row and column are recomputed from strips
@@ -364,6 +366,7 @@ def test_real_bf16_output_borders_as_close_to_fp32_as_the_interior(real_model: M
     assert border > 30 and inner > 30, (border, inner)
 
 
+@pytest.mark.bf16
 @pytest.mark.parametrize("amx", [False, True])
 def test_cpu_bf16_decoder_forms_stay_close_to_fp32(tiny_model: MicroAST, monkeypatch: pytest.MonkeyPatch,
                                                    amx: bool) -> None:

@@ -166,6 +166,7 @@ def test_resume_with_another_task_is_refused(reference, tmp_path: Path) -> None:
         train(toy_config(tmp_path), resume=path, progress=False)
 
 
+@pytest.mark.bf16
 def test_bf16_autocast_on_cpu_runs(tmp_path: Path) -> None:
     cfg = toy_config(tmp_path, precision="bf16", steps=2, sample_every=0, checkpoint_every=0)
     seen = []

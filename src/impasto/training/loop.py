@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from impasto.data.datasets import ImageFolderDataset, SeededCropStream
 from impasto.data.samplers import InfiniteSampler, mix_seed
 from impasto.errors import ConfigError
+from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions
 from impasto.training import distributed as D
 from impasto.training.checkpoint import (
     FORMAT,
@@ -224,6 +225,8 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype
     if precision == "bf16":
         if cuda and not torch.cuda.is_bf16_supported():
             raise ConfigError("precision=bf16 is not supported by this GPU; use fp16 or fp32")
+        if device.type == "cpu" and not cpu_bf16_convolutions():
+            raise ConfigError(f"precision=bf16: {BF16_MISSING}; train with precision=fp32")
         return torch.bfloat16, False
     if precision == "fp16":
         if not cuda:
