@@ -422,3 +422,39 @@ def test_iter_image_files(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageError, match="contains no images"):
         iter_image_files([tmp_path / "empty"])
+
+
+def _png(arr, interlace: bool = False, keep: float = 1.0) -> bytes:
+    """A hand-written RGB PNG (filter 0), optionally Adam7-interlaced; ``keep`` < 1 drops the end of the data
+    (still a complete zlib stream and IEND: the header promises more rows than there are)."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    raw = b""
+    for x0, y0, dx, dy in passes if interlace else ((0, 0, 1, 1),):
+        sub = arr[y0::dy, x0::dx]
+        if sub.size:
+            raw += b"".join(b"\x00" + row.tobytes() for row in sub)
+    raw = raw[: int(len(raw) * keep)]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, int(interlace))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_png_whose_data_stops_early_is_refused(tmp_path, interlace: bool) -> None:
+    """A PNG whose header promises more rows than its (properly ended) data holds was decoded with black rows."""
+    rng = np.random.default_rng(0)
+    arr = (rng.random((37, 29, 3)) * 255).astype(np.uint8)
+    good = _png(arr, interlace)
+    assert np.array_equal(np.asarray(load_image(good)), arr)  # the hand-written file is a valid PNG
+    (tmp_path / "short.png").write_bytes(_png(arr, interlace, keep=0.6))
+    with pytest.raises(ImageError, match=r"short.png is truncated: its header says 29x37 but the image data stops"):
+        load_image(tmp_path / "short.png")
+    with pytest.raises(ImageError, match="truncated"):
+        load_image(_png(arr, interlace, keep=0.99))

@@ -33,8 +33,10 @@ import logging
 import os
 import re
 import stat
+import struct
 import threading
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -332,8 +334,58 @@ def _open_checked(fp: Any, name: str, max_pixels: int | None, head: bytes) -> Im
     return img
 
 
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def png_data_complete(fp: Any) -> bool:
+    """True unless a PNG's image data (its IDAT chunks, inflated) is shorter than its header's size needs.
+
+    Pillow decodes a PNG whose compressed stream ends properly but early (a header of 9000 x 9000 with 2000 rows of
+    data) without an error and leaves the missing rows black. Reads ``fp`` from the start and restores its position;
+    anything it cannot parse counts as complete (Pillow's own decoding then reports real corruption).
+    """
+    pos = fp.tell()
+    try:
+        fp.seek(0)
+        if fp.read(8) != b"\x89PNG\r\n\x1a\n":
+            return True
+        inflate, got, need = zlib.decompressobj(), 0, None
+        while True:
+            head = fp.read(8)
+            if len(head) < 8:
+                break
+            length, kind = struct.unpack(">I4s", head)
+            data = fp.read(length)
+            fp.read(4)  # CRC
+            if kind == b"IHDR" and len(data) >= 13:
+                w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[:13])
+                bpp = depth * _PNG_CHANNELS.get(color, 4)
+                passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+                need = 0
+                for x0, y0, dx, dy in passes:
+                    pw, ph = (w - x0 + dx - 1) // dx, (h - y0 + dy - 1) // dy
+                    if pw > 0 and ph > 0:
+                        need += ph * (1 + (pw * bpp + 7) // 8)
+            elif kind == b"IDAT":
+                got += len(inflate.decompress(data))
+            elif kind == b"IEND":
+                break
+        return need is None or got >= need
+    except (OSError, zlib.error, struct.error):
+        return True
+    finally:
+        fp.seek(pos)
+
+
 def _decode(img: Image.Image, name: str) -> None:
     """Fully decode the pixels so that truncated and corrupt files fail here, not later."""
+    fp = getattr(img, "fp", None)
+    if img.format == "PNG" and fp is not None and not png_data_complete(fp):
+        raise ImageError(
+            f"{name} is truncated: its header says {img.width}x{img.height} but the image data stops early "
+            f"(the rest would be black); re-export or re-download it"
+        )
     try:
         img.load()
     except MemoryError:
