@@ -24,7 +24,7 @@ from PIL import Image
 
 from impasto.errors import ConfigError
 from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions, cpu_native_bf16
-from impasto.io.images import image_to_tensor, load_image, resize_max, tensor_to_image
+from impasto.io.images import DEFAULT_MAX_PIXELS, image_to_tensor, load_image, resize_max, tensor_to_image
 from impasto.methods.base import PRECISIONS, Method, constant_mix, create_method, get_method_class
 from impasto.runtime import reuse_freed_memory
 
@@ -33,6 +33,9 @@ Progress = Callable[[int, int], None]
 
 #: Images smaller than this on their short side are upscaled for processing (deep layers need some pixels).
 MIN_SIDE = 64
+#: Longest side an image with a side under MIN_SIDE is upscaled to (its aspect ratio is then not kept): very thin
+#: images (1 x 5000 px) would otherwise become 64 x 320000 and take gigabytes.
+UPSCALE_CAP = 4096
 #: The smallest ``max_size`` and ``style_size`` accepted (long side, pixels).
 MIN_SIZE_OPTION = 16
 #: Images with more pixels than this are processed in overlapping tiles unless ``tile_size`` says otherwise.
@@ -135,6 +138,15 @@ def _as_tensor(img: ImageInput, what: str, max_size: int | None = None) -> torch
         t = img if img.dim() == 4 else img[None]
         if t.dim() != 4 or t.shape[1] != 3:
             raise ConfigError(f"{what} tensor must be 3 x H x W or 1 x 3 x H x W, got shape {tuple(img.shape)}")
+        if t.shape[0] != 1:
+            raise ConfigError(f"{what} tensor holds a batch of {t.shape[0]} images; stylize() takes one "
+                              "(use stylize_tensor for batches)")
+        h, w = t.shape[-2:]
+        if h == 0 or w == 0:
+            raise ConfigError(f"{what} tensor is empty ({h} x {w} pixels)")
+        if h * w > DEFAULT_MAX_PIXELS:  # checked on the shape, before any copy
+            raise ConfigError(f"{what} tensor is {w} x {h} = {h * w / 1e6:.0f} megapixels, more than impasto's "
+                              f"limit of {DEFAULT_MAX_PIXELS // 1_000_000}; downscale it first")
         t = tensor_image(t, what)
         if max_size and max(t.shape[-2:]) > max_size:
             s = max_size / max(t.shape[-2:])
@@ -430,8 +442,12 @@ class Stylizer:
     @staticmethod
     def _load_mask(m: Any, size: tuple[int, int]) -> torch.Tensor:
         if isinstance(m, torch.Tensor):
-            t = m.float()
+            t = m.detach().float()
             t = t.mean(0) if t.dim() == 3 else t
+            if t.dim() != 2:
+                raise ConfigError(f"a mask tensor must be H x W or C x H x W, got shape {tuple(m.shape)}")
+            if not bool(torch.isfinite(t).all()):
+                raise ConfigError("the mask tensor holds NaN or infinite values; masks are in [0, 1]")
         else:
             img = load_image(m)
             t = torch.from_numpy(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
@@ -508,7 +524,7 @@ class Stylizer:
         """Run the method on one image/tile, upscaling tiny inputs to MIN_SIDE and restoring the size."""
         H, W = c.shape[-2:]
         if min(H, W) < MIN_SIDE:
-            size = _upscaled_size(H, W)
+            size = _upscaled_size(H, W, cap=UPSCALE_CAP)  # a 1 x 5000 image: 64 x 4096, not 64 x 320000
             up = F.interpolate(c, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
             upmix = F.interpolate(mix[None], size=size, mode="nearest")[0]
             with self.method.autocast():

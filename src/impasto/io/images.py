@@ -483,9 +483,9 @@ def load_image(
     _ensure_pillow_limit(max_pixels)
 
     if isinstance(src, np.ndarray):
+        if max_pixels is not None and src.ndim in (2, 3) and src.shape[0] * src.shape[1] > max_pixels:
+            raise _too_large(label, (src.shape[1], src.shape[0]), max_pixels)  # before converting anything
         img = _array_to_image(src, label)
-        if max_pixels is not None and img.width * img.height > max_pixels:
-            raise _too_large(label, img.size, max_pixels)
         return _finish(img, label, bg, min_size)
 
     if isinstance(src, Image.Image):
