@@ -148,7 +148,7 @@ def stylize(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search content folders recursively."),
 ) -> None:
     """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
-    from impasto.io.atomic import file_in_the_way
+    from impasto.io.atomic import clean_stale_temporaries, file_in_the_way
     from impasto.io.images import frame_count, iter_image_files, save_image
 
     if pairs not in ("all", "zip"):
@@ -182,6 +182,8 @@ def stylize(
     blocker = file_in_the_way(output.parent if single else output)
     if blocker is not None:  # before the work: every result would fail to be written
         raise ConfigError(f"--output {output}: {blocker} is a file, not a folder; choose another output path")
+    for p in clean_stale_temporaries(output.parent if single else output):
+        console.print(f"[dim]removed {p}, left by an interrupted run[/]", highlight=False)
 
     stylizer = _stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
@@ -471,6 +473,8 @@ def train(
         highlight=False,
     )
     console.print(f"model: {result.out_dir / 'model.pt'}; checkpoint: {result.checkpoint}", highlight=False)
+    if result.interrupted:  # the shell's convention (128 + signal number), so schedulers see the run did not finish
+        raise typer.Exit(143 if result.signal == "SIGTERM" else 130)
 
 
 @app.command()

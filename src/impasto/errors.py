@@ -24,3 +24,7 @@ class ConfigError(ImpastoError):
 
 class VideoError(ImpastoError):
     """A video file cannot be read or written."""
+
+
+class OutputError(ImpastoError):
+    """An output (image, video, checkpoint) cannot be written: full disk, no permission, ..."""

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from impasto.errors import ConfigError, VideoError
+from impasto.io.atomic import clean_stale_temporaries
 from impasto.io.video import VIDEO_OUTPUT_SUFFIXES, VideoInfo, probe_video, stylize_video
 from impasto.pipeline import ImageInput, Stylizer
 from impasto.temporal import TemporalConfig, TemporalSmoother
@@ -183,6 +184,7 @@ def check_video_paths(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
                          "or a folder path without suffix to write PNG frames")
     if dst.exists() and dst.resolve() == Path(src).resolve():
         raise VideoError(f"{dst}: the output would overwrite the input; choose another output path")
+    clean_stale_temporaries(dst.parent)  # left by a run that was killed mid-write
     return info
 
 

@@ -112,3 +112,45 @@ def test_atomic_path_nothing_written_is_an_error(tmp_path: Path) -> None:
         pass
     assert target.read_bytes() == b"original"
     assert _names(tmp_path) == ["clip.mp4"]
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path) -> None:
+    """SIGKILL mid-write leaves .NAME.PID-TOKEN.tmp files; a later run removes those whose process is gone."""
+    import subprocess
+    import sys
+
+    from impasto.io.atomic import clean_stale_temporaries, temp_path
+
+    # a real writer killed with SIGKILL while its temporary exists
+    script = (
+        "import sys, time\n"
+        "from impasto.io.atomic import atomic_write\n"
+        f"with atomic_write({str(tmp_path / 'out.png')!r}) as f:\n"
+        "    f.write(b'partial'); f.flush(); print('writing', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.kill()
+    proc.wait()
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".out.png.")]
+    assert len(left) == 1 and not (tmp_path / "out.png").exists()
+    mine = temp_path(tmp_path / "busy.png")  # this process is alive: its temporary is kept
+    mine.write_bytes(b"x")
+    (tmp_path / ".notes.tmp").write_text("not ours")  # not impasto's pattern: kept
+    removed = clean_stale_temporaries(tmp_path)
+    assert removed == left and not left[0].exists()
+    assert mine.exists() and (tmp_path / ".notes.tmp").exists()
+
+
+@pytest.mark.weights
+def test_stylize_cleans_up_after_a_killed_run(tmp_path, content_path, style_path) -> None:
+    from typer.testing import CliRunner
+
+    from impasto.cli import app
+
+    stale = tmp_path / ".o.png.999999999-0123abcd.tmp"  # a pid no process has
+    stale.write_bytes(b"partial")
+    r = CliRunner().invoke(app, ["stylize", str(content_path), "-s", str(style_path), "-o", str(tmp_path / "o.png"),
+                                 "--max-size", "64"])
+    assert r.exit_code == 0, r.output
+    assert not stale.exists() and "left by an interrupted run" in r.output

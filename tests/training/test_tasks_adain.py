@@ -174,3 +174,56 @@ def test_threads_must_be_positive(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "IMPASTO_TRAIN_THREADS must be a whole number" in " ".join(res.output.split())
     assert not (tmp_path / "r").exists()
+
+
+def _train_cmd(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    import sys
+
+    content, style = make_folder(tmp_path / "c", 3, 0), make_folder(tmp_path / "s", 3, 1)
+    return [sys.executable, "-m", "impasto.cli", "train", "adain", "--content", str(content), "--style", str(style),
+            "--out", str(out), "--threads", "1", "size=48", "crop=32", "batch_size=2", "sample_every=0",
+            "log_every=1", *extra]
+
+
+def test_sigterm_stops_with_exit_143_and_model_file_matches_checkpoint(weights_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM: a checkpoint, then exit 143 (was 0, like a finished run); model.pt holds the checkpoint's step."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(tmp_path, out, "--steps", "100000", "checkpoint_every=3"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "log.jsonl").is_file() and (out / "model.pt").is_file()):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, output
+    from impasto.training import latest_checkpoint, load_checkpoint
+
+    ck = load_checkpoint(latest_checkpoint(out))
+    assert load_impasto_checkpoint(out / "model.pt")["step"] == ck["step"] > 0
+    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporaries left
+
+
+def test_full_disk_during_a_checkpoint_is_a_clear_error(weights_dir: Path, tmp_path: Path) -> None:
+    """A file-size limit (as a full disk: writes fail with EFBIG) during the first checkpoint: one message naming the
+    folder and --resume, exit 2, no traceback and no partial temporary (was a RuntimeError traceback from torch.save
+    and a leftover .model.pt.tmpNNNN)."""
+    import resource
+    import signal
+    import subprocess
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    out = tmp_path / "run"
+    r = subprocess.run(_train_cmd(tmp_path, out, "--steps", "4", "checkpoint_every=2"), capture_output=True,
+                       text=True, timeout=300, preexec_fn=limit)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "cannot write the checkpoint of step 2" in r.stderr and "--resume" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.is_file()]

@@ -131,6 +131,7 @@ def test_signal_stops_after_the_step_with_a_checkpoint_and_resume_is_exact(refer
                                                            "interrupt_signal": sig})
     stopped = train(cfg, progress=False)
     assert stopped.interrupted and stopped.step == 3  # the step during which the signal came is finished
+    assert stopped.signal == sig
     ck = load_checkpoint(latest_checkpoint(cfg.out_dir))
     assert ck["step"] == 3
     cfg_resume = cfg.with_overrides(["task_options.interrupt_at=-1"])

@@ -16,24 +16,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "file_in_the_way"]
+__all__ = ["atomic_path", "atomic_write", "clean_stale_temporaries", "file_in_the_way", "temp_path"]
 
 _WRITE_MODES = {"w", "wb", "wt", "w+", "wb+", "w+b", "wt+", "w+t"}
 
 
-def _temp_name(path: Path, keep_suffix: bool) -> Path:
-    """A hidden, random, currently unused name next to ``path``.
+#: impasto's temporary names: ``.NAME.PID-TOKEN.tmp`` (or ``.STEM.PID-TOKEN.tmp.SUFFIX``), see :func:`_temp_name`
+_TEMP_RE = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
-    ``.out.png.1a2b3c4d.tmp`` for ``out.png``, or ``.out.1a2b3c4d.tmp.png`` with ``keep_suffix``.
+
+def _temp_name(path: Path, keep_suffix: bool) -> Path:
+    """A hidden, random, currently unused name next to ``path``, carrying the writer's process id.
+
+    ``.out.png.4242-1a2b3c4d.tmp`` for ``out.png``, or ``.out.4242-1a2b3c4d.tmp.png`` with ``keep_suffix``; a later
+    run removes the ones whose process is gone (:func:`clean_stale_temporaries`).
     """
     for _ in range(100):
-        token = secrets.token_hex(4)
+        token = f"{os.getpid()}-{secrets.token_hex(4)}"
         if keep_suffix:
             name = f".{path.stem}.{token}.tmp{path.suffix}"
         else:
@@ -72,6 +79,50 @@ def _fsync_dir(directory: Path) -> None:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def temp_path(path: str | os.PathLike[str], keep_suffix: bool = False) -> Path:
+    """A fresh temporary name next to ``path`` in impasto's pattern (for writers that rename it themselves)."""
+    return _temp_name(Path(path), keep_suffix)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its files
+    return True
+
+
+def clean_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries impasto left in ``folder`` when a writer was killed (SIGKILL, power loss).
+
+    Only names in impasto's own pattern (``.NAME.PID-TOKEN.tmp[.SUFFIX]``) whose process no longer runs are removed
+    (files, and the folders of ``impasto video`` frame output); a run still writing keeps its files. Returns them.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _TEMP_RE.match(e.name)
+        if not m or _process_alive(int(m["pid"])):
+            continue
+        p = Path(e.path)
+        try:
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
 
 
 def file_in_the_way(folder: str | os.PathLike[str]) -> Path | None:

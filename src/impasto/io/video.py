@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from impasto.errors import ConfigError, VideoError
-from impasto.io.atomic import atomic_path
+from impasto.io.atomic import atomic_path, temp_path
 from impasto.temporal import TemporalConfig, TemporalSmoother
 
 __all__ = [
@@ -515,7 +514,7 @@ def _atomic_output(dst: Path, folder: bool) -> Iterator[Path]:
         with atomic_path(dst) as tmp:
             yield tmp
         return
-    tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = temp_path(dst)
     try:
         yield tmp
         if dst.is_dir():

@@ -16,7 +16,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from impasto.errors import WeightsError
+from impasto.io.atomic import atomic_write, temp_path
 
 logger = logging.getLogger("impasto.training")
 
@@ -88,18 +88,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     A crash during the write leaves any previous file at ``path`` intact. Returns the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        torch.save(state, f)
     return path
 
 
@@ -181,9 +171,7 @@ class CheckpointManager:
         return path
 
     def _link_latest(self, path: Path) -> None:
-        tmp = self.folder / f".{LATEST}.{os.getpid()}.tmp"
-        if tmp.exists():
-            tmp.unlink()
+        tmp = temp_path(self.latest)
         try:
             os.link(path, tmp)  # hard link: no second copy on disk
         except OSError:

@@ -24,6 +24,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from impasto.io.atomic import atomic_write
+
 
 # ---------------------------------------------------------------------------------------------- JSONL
 class JsonlLogger:
@@ -47,9 +49,8 @@ class JsonlLogger:
         if not self.enabled or not self.path.is_file():
             return
         kept = [r for r in read_log(self.path) if int(r.get("step", 0)) <= step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        with atomic_write(self.path, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in kept))
 
     def reset(self) -> None:
         """Start an empty log."""

@@ -30,8 +30,9 @@ from torch.utils.data import DataLoader
 
 from impasto.data.datasets import ImageFolderDataset, SeededCropStream
 from impasto.data.samplers import InfiniteSampler, mix_seed
-from impasto.errors import ConfigError
+from impasto.errors import ConfigError, OutputError
 from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions
+from impasto.io.atomic import clean_stale_temporaries
 from impasto.training import distributed as D
 from impasto.training.checkpoint import (
     FORMAT,
@@ -120,6 +121,13 @@ class Task(abc.ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore ``state_dict()``."""
+
+    def checkpoint_model_state(self) -> dict[str, Any]:
+        """The model state stored in a checkpoint (default: ``model_state()``)."""
+        return self.model_state()
+
+    def checkpoint_saved(self, model_state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Called after each checkpoint was written, with the model state it holds."""
 
     # ------------------------------------------------------------------ provided by the loop
     config: TrainConfig
@@ -343,6 +351,7 @@ class TrainResult:
     interrupted: bool
     losses: dict[str, float] = field(default_factory=dict)
     task: Task | None = None
+    signal: str | None = None  #: "SIGINT" or "SIGTERM" when a signal stopped the run
 
 
 def seed_everything(seed: int) -> None:
@@ -429,6 +438,9 @@ def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, 
     main = info.is_main
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (out_dir, out_dir / "checkpoints"):  # temporaries of a run that was killed mid-write
+            for p in clean_stale_temporaries(folder):
+                logger.warning("removed %s, left by an interrupted write", p)
     amp_dtype, use_scaler = resolve_precision(config.precision, device)
 
     # ---- task and data (identical initial weights on every rank)
@@ -495,7 +507,7 @@ def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, 
         state = {
             "format": FORMAT, "version": VERSION, "step": step, "task": config.task,
             "config": config.to_dict(),
-            "model": task.model_state(),
+            "model": task.checkpoint_model_state(),
             "modules": {n: D.unwrap(m).state_dict() for n, m in modules.items()},
             "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
             "task_state": task.state_dict(),
@@ -507,7 +519,14 @@ def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, 
             "elapsed": elapsed0 + time.time() - t_start,
             "time": time.time(),
         }
-        path = manager.save(state, step) if main else None
+        try:
+            path = manager.save(state, step) if main else None
+            task.checkpoint_saved(state["model"])  # e.g. model.pt, written after the checkpoint: never ahead of it
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            last = latest_checkpoint(out_dir) or "the start"
+            raise OutputError(f"cannot write the checkpoint of step {step} in {out_dir} ({reason}); free disk space "
+                              f"or check the folder's permissions, then continue with --resume (from {last})") from None
         D.barrier()
         return path
 
@@ -591,4 +610,4 @@ def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, 
             s.iterator = None
     D.barrier()
     return TrainResult(step=step, out_dir=out_dir, checkpoint=last_path, interrupted=interrupted,
-                       losses=last_losses, task=task)
+                       losses=last_losses, task=task, signal=stop.signal_name if interrupted else None)

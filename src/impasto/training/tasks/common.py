@@ -14,6 +14,7 @@ from torch import nn
 from impasto.backbones import BACKBONES, LEVELS
 from impasto.decoders.vgg import VGGDecoder
 from impasto.errors import ConfigError
+from impasto.io.atomic import atomic_write
 from impasto.modelfile import default_card
 from impasto.training.config import TrainConfig
 
@@ -149,14 +150,14 @@ def write_model_file(state: dict[str, Any], out_dir: str | os.PathLike, name: st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    tmp = out / f".{name}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(state, f)
     return path
 
 
 class ModelFileMixin:
-    """Makes ``model_state()`` also write ``out_dir/model.pt`` (the loop calls it at every checkpoint).
+    """Makes ``model_state()`` also write ``out_dir/model.pt``; at checkpoints the loop writes it just after the
+    checkpoint (so model.pt is never ahead of ``checkpoints/latest.pt``; its ``step`` says which step it holds).
 
     Subclasses implement ``_model_state()``; the file is written on the main process only.
     """
@@ -165,10 +166,19 @@ class ModelFileMixin:
 
     def model_state(self) -> dict[str, Any]:
         state = self._model_state()  # type: ignore[attr-defined]
+        self._write_model(state)
+        return state
+
+    def checkpoint_model_state(self) -> dict[str, Any]:
+        return self._model_state()  # type: ignore[attr-defined]
+
+    def checkpoint_saved(self, model_state: dict[str, Any]) -> None:
+        self._write_model(model_state)
+
+    def _write_model(self, state: dict[str, Any]) -> None:
         dist = getattr(self, "dist", None)
         if self.write_model and (dist is None or dist.is_main):
             write_model_file(state, self.config.out_dir)  # type: ignore[attr-defined]
-        return state
 
 
 def requires_grad(module: nn.Module, flag: bool) -> None:
