@@ -237,6 +237,14 @@ def stylize(
         raise typer.Exit(1)
 
 
+def _table(*columns: str) -> Table:
+    """A table whose cells wrap (URLs and paths are printed whole, never cut with '...')."""
+    table = Table()
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    return table
+
+
 def _stylizer(method: str, **kwargs: Any) -> Any:
     """A Stylizer, with the warnings its model files raise (e.g. a smoke-scale checkpoint) printed as lines."""
     from impasto.pipeline import Stylizer
@@ -251,11 +259,21 @@ def _stylizer(method: str, **kwargs: Any) -> Any:
 
 @app.command()
 @user_errors
-def methods() -> None:
+def methods(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per method) instead of a table."),
+) -> None:
     """List the methods, whether each can run with the weights present, and why not."""
     from impasto.methods import availability, get_method_class, method_names
 
-    table = Table("method", "runs here", "about", "details")
+    if as_json:
+        rows = []
+        for name in method_names():
+            ok, why = availability(name)
+            cls = get_method_class(name)
+            rows.append({"method": name, "runs": ok, "summary": cls.summary, "paper": cls.paper, "why_not": why or ""})
+        out_console.print_json(data=rows)
+        return
+    table = _table("method", "runs here", "about", "details")
     for name in method_names():
         ok, why = availability(name)
         cls = get_method_class(name)
@@ -270,11 +288,17 @@ def methods() -> None:
 
 @weights_app.command("list")
 @user_errors
-def weights_list() -> None:
+def weights_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per file) instead of a table."),
+) -> None:
     """Show every known weight file: present, missing or corrupt, and where it was found."""
     from impasto import weights
 
-    table = Table("name", "status", "file", "location / source")
+    if as_json:
+        rows = [{**r, "url": weights.get(r["name"]).url} for r in weights.status_table()]
+        out_console.print_json(data={"files": rows, "searched": [str(d) for d in weights.search_dirs()]})
+        return
+    table = _table("name", "status", "file", "location / source")
     for row in weights.status_table():
         colour = {"present": "green", "missing": "yellow", "corrupt": "red"}[row["status"]]
         table.add_row(

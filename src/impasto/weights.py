@@ -282,6 +282,15 @@ def search_dirs() -> list[Path]:
     return [*dirs, cache_dir()]
 
 
+def searched_text() -> str:
+    """One line for messages: where weight files were looked for, and how to point impasto at them."""
+    dirs = search_dirs()
+    given = [f"{d}{'' if d.is_dir() else ' (no such folder)'}" for d in dirs[:-1]]
+    env = f"{ENV_DIRS}={os.environ[ENV_DIRS]}" if os.environ.get(ENV_DIRS) else f"{ENV_DIRS} is not set"
+    return (f"Searched {', '.join([*given, str(dirs[-1])])} ({env}); set {ENV_DIRS} to the folder that holds "
+            "the weight files, e.g. IMPASTO_WEIGHTS_DIR=../shared/weights")
+
+
 def cache_dir() -> Path:
     """The user cache directory for downloaded weights."""
     env = os.environ.get(ENV_CACHE)

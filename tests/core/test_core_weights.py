@@ -128,3 +128,39 @@ def test_cli_weights_list_flags_a_weights_dir_that_does_not_exist(monkeypatch, t
     assert res.exit_code == 0, text
     assert f"searched: {tmp_path}, {tmp_path / 'typo'} (no such folder; check IMPASTO_WEIGHTS_DIR), " \
            f"{tmp_path / 'cache'}" in text
+
+
+def test_weights_list_and_methods_print_urls_whole_and_as_json(monkeypatch) -> None:
+    """At 120 columns URLs and paths were cut with '...'; now they wrap, and --json gives them whole."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from impasto import weights
+    from impasto.cli import app
+
+    monkeypatch.setenv("COLUMNS", "120")
+    r = CliRunner().invoke(app, ["weights", "list"])
+    assert r.exit_code == 0 and "…" not in r.output
+    r = CliRunner().invoke(app, ["weights", "list", "--json"])
+    data = json.loads(r.output)
+    urls = {f["name"]: f["url"] for f in data["files"]}
+    assert urls["vgg19"] == weights.get("vgg19").url and data["searched"]
+    r = CliRunner().invoke(app, ["methods", "--json"])
+    rows = json.loads(r.output)
+    assert {row["method"] for row in rows} >= {"adain", "sanet", "microast"}
+    r = CliRunner().invoke(app, ["methods"])
+    assert r.exit_code == 0 and "…" not in r.output
+
+
+def test_missing_weights_message_names_the_variable_and_folders(monkeypatch, tmp_path) -> None:
+    from impasto.errors import ImpastoError
+    from impasto.pipeline import Stylizer
+
+    monkeypatch.delenv("IMPASTO_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("IMPASTO_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ImpastoError) as info:
+        Stylizer("adain")
+    msg = str(info.value)
+    assert "IMPASTO_WEIGHTS_DIR is not set" in msg and str(tmp_path / "cache") in msg
+    assert "set IMPASTO_WEIGHTS_DIR to the folder" in msg

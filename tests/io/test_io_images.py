@@ -6,6 +6,7 @@ All images are generated in tmp_path, plus the real photos under data_dir.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -458,3 +459,22 @@ def test_png_whose_data_stops_early_is_refused(tmp_path, interlace: bool) -> Non
         load_image(tmp_path / "short.png")
     with pytest.raises(ImageError, match="truncated"):
         load_image(_png(arr, interlace, keep=0.99))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs symlinks and named pipes (POSIX)")
+def test_symlink_loops_fifos_and_dangling_links_say_what_they_are(tmp_path) -> None:
+    """They were all reported as 'no such file or folder'."""
+    from impasto.io.images import iter_image_files
+
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    os.mkfifo(tmp_path / "f.png")
+    (tmp_path / "d.jpg").symlink_to(tmp_path / "nothere.jpg")
+    with pytest.raises(ImageError, match="a.jpg is a symbolic link that points .in a loop. back to itself"):
+        iter_image_files([tmp_path / "a.jpg"])
+    with pytest.raises(ImageError, match=r"f.png is a named pipe \(FIFO\), not an image file"):
+        iter_image_files([tmp_path / "f.png"])
+    with pytest.raises(ImageError, match="d.jpg is a symbolic link to .*nothere.jpg, which does not exist"):
+        iter_image_files([tmp_path / "d.jpg"])
+    with pytest.raises(ImageError, match="no such file or folder"):
+        iter_image_files([tmp_path / "missing.jpg"])

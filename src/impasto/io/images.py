@@ -27,6 +27,7 @@ passes a larger ``max_pixels`` (Pillow still refuses images over twice that valu
 
 from __future__ import annotations
 
+import errno
 import glob
 import io
 import logging
@@ -777,5 +778,23 @@ def iter_image_files(inputs: Sequence[str | Path] | str | Path, recursive: bool 
                 )
             add(images)
         else:
-            raise _not_found(text, "no such file or folder")
+            raise _not_a_file(text)
     return result
+
+
+def _not_a_file(text: str) -> ImageError:
+    """The error for an input that is neither a file nor a folder: say what it is (a loop, a pipe...) if it exists."""
+    try:
+        st = os.stat(text)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return ImageError(f"{text} is a symbolic link that points (in a loop) back to itself; fix or remove the "
+                              "link and pass the image file")
+        if os.path.islink(text):
+            return ImageError(f"{text} is a symbolic link to {os.readlink(text)}, which does not exist; fix the link")
+        if isinstance(exc, PermissionError):
+            return ImageError(f"cannot read {text}: permission denied; check the permissions of it and its folders")
+        return _not_found(text, "no such file or folder")
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+    return ImageError(f"{text} is {kind}, not an image file; pass an image file or a folder of images")

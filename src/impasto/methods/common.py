@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from impasto import weights
 from impasto.backbones import BACKBONES, LEVELS, available_depths, encoder_depths
 from impasto.errors import ConfigError, WeightsError
 from impasto.methods.base import MethodConfig, MethodUnavailable
@@ -51,8 +52,8 @@ def resolve_backbone(
         reasons.append(f"{bb}: {', '.join(depths) or 'nothing'} present")
     raise MethodUnavailable(
         f"{method} needs an encoder{' and decoder' if need_decoder else ''} at {want}, which the weights "
-        f"present do not provide ({'; '.join(reasons)}). Run 'impasto weights list' to see what is missing, "
-        f"or choose --encoder/--depth."
+        f"present do not provide ({'; '.join(reasons)}). {weights.searched_text()}. 'impasto weights list' shows "
+        f"what is missing; or choose --encoder/--depth."
     )
 
 
