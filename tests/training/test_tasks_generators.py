@@ -153,3 +153,17 @@ def test_init_checkpoint_of_the_wrong_layout_is_a_clear_error(weights_dir: Path,
         built(SANetTask, tmp_path / "b", init_checkpoint=str(tmp_path / "a" / "run" / "model.pt"))
     with pytest.raises(WeightsError, match="does not exist"):
         built(AdaINTask, tmp_path / "c", init_checkpoint=str(tmp_path / "missing.pt"))
+
+
+def test_iecontraast_gan_ramp_and_painting_flips(weights_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    task = built(IEContraASTTask, tmp_path, crop=64, batch=4, discriminator_scales=2, gan_ramp_steps=10)
+    assert task.gan_weight(0) == pytest.approx(0.5) and task.gan_weight(4) == pytest.approx(2.5)
+    assert task.gan_weight(9) == task.gan_weight(500) == 5.0
+    styles = torch.rand(64, 3, 8, 8)
+    real = task._real_paintings(styles)
+    flipped = [not torch.equal(a, b) for a, b in zip(real, styles, strict=True)]
+    assert 10 < sum(flipped) < 54  # about half, each either itself or its mirror image
+    assert all(torch.equal(r, s.flip(-1)) for r, s, f in zip(real, styles, flipped, strict=True) if f)
+    no_flip = built(IEContraASTTask, tmp_path / "b", crop=64, batch=4, discriminator_scales=2, flip_paintings=False)
+    assert torch.equal(no_flip._real_paintings(styles), styles) and no_flip.gan_weight(0) == 5.0

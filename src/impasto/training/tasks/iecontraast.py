@@ -1,7 +1,8 @@
 """Training task ``iecontraast``: SANet + internal/external contrastive learning (Chen et al., NeurIPS 2021).
 
-Per step: m = batch_size / 2 contents and styles arranged into 2m pairs (``iecontra_arrange``); a discriminator
-step (LSGAN: paintings -> 1, stylised -> 0), then a generator step with D frozen:
+Per step: m = batch_size / 2 contents and styles arranged into 2m pairs (``iecontra_arrange``); a generator step
+with D frozen, then a discriminator step (LSGAN: paintings -> 1, stylised -> 0) on the generator's output of that
+step (no second forward pass):
 ``L = 1 L_c + 1 L_s + 50 L_id1 + 1 L_id2 + 0.3 L_style-contrast + 0.3 L_content-contrast + 5 L_gan`` (release).
 Trained generator parameters: decoder, SANetTransform, both projection heads (all three DDP-wrapped under
 torchrun, so their gradients are averaged over ranks).
@@ -45,6 +46,8 @@ IECONTRA_DEFAULTS: dict[str, Any] = {
     "gan_weight": 5.0,
     "tau": 0.2,
     "discriminator_scales": 3,
+    "gan_ramp_steps": 0,  # ramp the adversarial weight from 0 over this many steps (0: the release's constant 5)
+    "flip_paintings": True,  # random left-right flips of the discriminator's real paintings
 }
 
 
@@ -94,22 +97,28 @@ class IEContraASTTask(SANetTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"generator": self.opt, "discriminator": self.opt_d}
 
+    def gan_weight(self, step: int) -> float:
+        """The adversarial weight at ``step``: ramped linearly from 0 over ``gan_ramp_steps`` (0: constant)."""
+        ramp = int(self.opts["gan_ramp_steps"])
+        w = float(self.opts["gan_weight"])
+        return w if ramp <= 0 else w * min(1.0, (step + 1) / ramp)
+
+    def _real_paintings(self, styles: torch.Tensor) -> torch.Tensor:
+        """The discriminator's real images: the batch's paintings, each flipped left-right with probability 1/2
+        (``flip_paintings``), so that it cannot learn a fixed set of crops by heart."""
+        if not self.opts["flip_paintings"]:
+            return styles
+        flip = torch.rand(styles.shape[0], device=styles.device) < 0.5
+        return torch.where(flip[:, None, None, None], styles.flip(-1), styles)
+
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         c, s = iecontra_arrange(batch["content"], batch["style"])
         with torch.no_grad(), self.autocast():
             fc, fs = self.encoder(c, LAYERS5), self.encoder(s, LAYERS5)
-        # ---- discriminator step
-        requires_grad(self.discriminator, True)
-        self.opt_d.zero_grad(set_to_none=True)
-        with self.autocast():
-            with torch.no_grad():
-                fake = self.generator(fc, fs, tuple(c.shape[-2:]))
-            d_loss = lsgan_d_loss(self.ddp_discriminator(batch["style"]), self.ddp_discriminator(fake))
-        self.backward(d_loss)
-        self.optimizer_step(self.opt_d)
         # ---- generator step, D frozen
         requires_grad(self.discriminator, False)
         self.opt.zero_grad(set_to_none=True)
+        gan_w = self.gan_weight(step)
         with self.autocast():
             terms, out, out_feats = sanet_losses(self.ddp_generator, self.encoder, c, s, fc, fs, self.opts)
             z_style, z_content = self.ddp_heads(out_feats["relu3_1"], out_feats["relu4_1"])
@@ -117,11 +126,18 @@ class IEContraASTTask(SANetTask):
             l_cc = iecontra_content_loss(z_content, self.opts["tau"])
             l_gan = lsgan_g_loss(self.ddp_discriminator(out))
             total = (terms["total"] + self.opts["style_contrastive_weight"] * l_sc
-                     + self.opts["content_contrastive_weight"] * l_cc + self.opts["gan_weight"] * l_gan)
+                     + self.opts["content_contrastive_weight"] * l_cc + gan_w * l_gan)
         self.backward(total)
         drop_frozen_decoder_grads(self.generator, self.opts, step)
         self.optimizer_step(self.opt)
+        # ---- discriminator step (LSGAN: paintings -> 1, stylised -> 0) on the output the generator step made
         requires_grad(self.discriminator, True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self.autocast():
+            d_loss = lsgan_d_loss(self.ddp_discriminator(self._real_paintings(batch["style"])),
+                                  self.ddp_discriminator(out.detach()))
+        self.backward(d_loss)
+        self.optimizer_step(self.opt_d)
         self.step_done = step + 1
         terms.update(style_contrastive=l_sc, content_contrastive=l_cc, gan_g=l_gan, gan_d=d_loss, total=total)
         return {k: float(v.detach()) for k, v in terms.items()}
