@@ -345,6 +345,11 @@ def serve(
     max_pixels: int = typer.Option(16_000_000, "--max-pixels", help="Largest accepted image (width x height, pixels)."),
     queue: int = typer.Option(8, "--queue", help="Jobs that may wait; more are refused with HTTP 429."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds a job may run before it fails."),
+    allow_host: list[str] = typer.Option(
+        None, "--allow-host", help="Host name the server answers to besides its own address and localhost (repeat; "
+        "'*': any)."),
+    allow_origin: list[str] = typer.Option(
+        None, "--allow-origin", help="Web origin (https://site.example) allowed to POST jobs (repeat; '*': any)."),
 ) -> None:
     """Run the web app and HTTP API (page at /, API docs at /docs)."""
     from impasto.server.app import ServerConfig, run_server
@@ -357,6 +362,8 @@ def serve(
         max_pixels=max_pixels,
         queue=queue,
         timeout=timeout,
+        allowed_hosts=tuple(allow_host or ()),
+        allowed_origins=tuple(allow_origin or ()),
     )
     run_server(config, announce=lambda url: console.print(
         f"impasto web app on {url}/ (API docs at /docs); Ctrl+C stops it", highlight=False))

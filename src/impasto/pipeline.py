@@ -26,7 +26,7 @@ from impasto.errors import ConfigError
 from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions, cpu_native_bf16
 from impasto.io.images import DEFAULT_MAX_PIXELS, image_to_tensor, load_image, resize_max, tensor_to_image
 from impasto.methods.base import PRECISIONS, Method, constant_mix, create_method, get_method_class
-from impasto.runtime import reuse_freed_memory
+from impasto.runtime import check_cancelled, reuse_freed_memory
 
 ImageInput = str | Path | Image.Image | torch.Tensor | np.ndarray | bytes
 Progress = Callable[[int, int], None]
@@ -508,6 +508,7 @@ class Stylizer:
                 # lines up with the untiled image's.
                 y0, x0 = _align(max(0, y - overlap)), _align(max(0, x - overlap))
                 y1, x1 = min(H, y + h + overlap), min(W, x + w + overlap)
+                check_cancelled()
                 tile, tile_mix = c[..., y0:y1, x0:x1], mix[:, y0:y1, x0:x1]
                 out = self._run_one(tile, codes, tile_mix, alpha, context).cpu()
                 out = out[..., y - y0 : y - y0 + h, x - x0 : x - x0 + w]

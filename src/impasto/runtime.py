@@ -14,12 +14,15 @@ environment variable ``IMPASTO_MALLOC=system`` to leave malloc alone.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import sys
+import threading
+from collections.abc import Callable, Iterator
 
-__all__ = ["reuse_freed_memory", "malloc_tuned"]
+__all__ = ["cancellation", "check_cancelled", "reuse_freed_memory", "malloc_tuned"]
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
@@ -57,3 +60,29 @@ def _glibc_mallopt(*settings: tuple[int, int]) -> bool:
 def malloc_tuned() -> bool:
     """Whether :func:`reuse_freed_memory` has put its setting in effect in this process."""
     return bool(_applied)
+
+
+# ------------------------------------------------------------------------------------------- cancellation
+_cancel = threading.local()
+
+
+@contextlib.contextmanager
+def cancellation(check: Callable[[], None]) -> Iterator[None]:
+    """Within the block, :func:`check_cancelled` on this thread calls ``check`` (which raises to stop the work).
+
+    The server runs each job under ``cancellation(job.check)``, so a job past its deadline stops at the next check
+    (between tiles, style-swap blocks, WCT levels, optimisation steps) and its worker is free again.
+    """
+    previous = getattr(_cancel, "check", None)
+    _cancel.check = check
+    try:
+        yield
+    finally:
+        _cancel.check = previous
+
+
+def check_cancelled() -> None:
+    """Raise if the work running on this thread was cancelled (see :func:`cancellation`); a no-op otherwise."""
+    check = getattr(_cancel, "check", None)
+    if check is not None:
+        check()

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from impasto.errors import ConfigError, ImpastoError
+from impasto.runtime import check_cancelled
 
 
 class MethodUnavailable(ImpastoError):
@@ -234,6 +235,7 @@ def optimize_pixels(
             loss = loss_fn(x)
         loss.backward()
         calls += 1
+        check_cancelled()
         if progress:
             progress(min(calls, steps), steps)
         return loss

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import logging
 import math
 import socket
@@ -44,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from impasto.errors import ConfigError, ImpastoError
+from impasto.runtime import cancellation
 from impasto.server.jobs import DONE, JobContext, JobManager, QueueFull
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,13 @@ class ServerConfig:
             megabytes of results in total.
         intake_slots: uploads parsed and decoded at the same time (bounds memory under load).
         upload_timeout: seconds a client may take to send its upload (408 after that).
+        slot_wait: seconds an upload may wait for a free intake slot (503 with Retry-After after that).
+        min_upload_rate: bytes per second a request body must keep up after ``upload_grace`` seconds (408 if not),
+            so that clients trickling their bodies cannot hold the intake slots.
+        allowed_hosts: Host header names answered (besides the bound host and localhost); ``("*",)``: any. A
+            server on 127.0.0.1 answers only its own names, so a web page cannot reach it by DNS rebinding.
+        allowed_origins: origins (``https://example.org``) allowed to POST besides the server's own; ``("*",)``:
+            any. Cross-origin posts from other pages are refused with 403.
     """
 
     host: str = "127.0.0.1"
@@ -95,6 +104,11 @@ class ServerConfig:
     max_result_mb: float = 256.0
     intake_slots: int = 4
     upload_timeout: float = 60.0
+    slot_wait: float = 10.0
+    min_upload_rate: float = 32 * 1024
+    upload_grace: float = 5.0
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -120,7 +134,31 @@ class ServerConfig:
         need(_finite(self.max_result_mb) and self.max_result_mb > 0, "max_result_mb must be > 0")
         need(isinstance(self.intake_slots, int) and self.intake_slots >= 1, "intake_slots must be >= 1")
         need(_finite(self.upload_timeout) and self.upload_timeout > 0, "upload_timeout must be > 0")
+        need(_finite(self.slot_wait) and self.slot_wait > 0, "slot_wait must be > 0")
+        need(_finite(self.min_upload_rate) and self.min_upload_rate >= 0, "min_upload_rate must be >= 0")
+        need(_finite(self.upload_grace) and self.upload_grace >= 0, "upload_grace must be >= 0")
+        self.allowed_hosts = tuple(h.strip().lower() for h in self.allowed_hosts if h.strip())
+        self.allowed_origins = tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip())
 
+    def host_allowed(self, host_header: str) -> bool:
+        """Is a request's Host header (``name[:port]``) one this server answers to?"""
+        if "*" in self.allowed_hosts:
+            return True
+        name = _host_name(host_header)
+        own = {"127.0.0.1", "localhost", "::1", self.host.lower()}
+        if self.host in ("0.0.0.0", "::", ""):  # listening on every interface: its names are not known here
+            return True
+        return name in own or name in self.allowed_hosts
+
+    def origin_allowed(self, origin: str, host_header: str) -> bool:
+        """May a page of ``origin`` POST here? Same-origin pages (the host answered) and configured origins."""
+        origin = origin.strip().rstrip("/").lower()
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        if origin == "null":
+            return False
+        name = _host_name(origin.split("://", 1)[-1])
+        return name == _host_name(host_header) and self.host_allowed(host_header)
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
@@ -129,6 +167,14 @@ class ServerConfig:
     def max_body_bytes(self) -> int:
         """Largest request body: two files plus room for the form fields and multipart framing."""
         return 2 * self.max_upload_bytes + 256 * 1024
+
+
+def _host_name(host: str) -> str:
+    """``name`` of a ``name[:port]`` / ``[v6]:port`` Host value, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _finite(x: Any) -> bool:
@@ -244,8 +290,9 @@ class RequestGuard:
     whole body before reading the answer) receives the 413 rather than a reset connection.
     """
 
-    def __init__(self, app: Any, limit: int, drain_limit: int) -> None:
+    def __init__(self, app: Any, limit: int, drain_limit: int, config: ServerConfig | None = None) -> None:
         self.app, self.limit, self.drain_limit = app, limit, drain_limit
+        self.config = config or ServerConfig()
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -256,6 +303,19 @@ class RequestGuard:
         extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
         if path == "/" or path.startswith("/static/"):
             extra += [(b"content-security-policy", PAGE_CSP.encode()), (b"x-frame-options", b"DENY")]
+        host = headers.get("host", "")
+        if not self.config.host_allowed(host):  # DNS rebinding: a page of another site reaching a local server
+            await _send_json(send, 400, {"error": f"this server does not answer to the host name {host!r}; start it "
+                                                  f"with --allow-host {_host_name(host) or 'NAME'} to allow it"},
+                             extra, close=True)
+            return
+        origin = headers.get("origin")
+        if origin is not None and scope.get("method") not in ("GET", "HEAD", "OPTIONS") \
+                and not self.config.origin_allowed(origin, host):
+            await _send_json(send, 403, {"error": f"cross-origin requests from {origin} are not allowed; start the "
+                                                  f"server with --allow-origin {origin} to allow that site"},
+                             extra, close=True)
+            return
         declared = headers.get("content-length")
         if declared is not None:
             try:
@@ -270,12 +330,23 @@ class RequestGuard:
                 return
 
         received = 0
-        too_large = False
+        too_large = too_slow = False
         started = False
+        t0 = time.monotonic()
+        rate, grace = self.config.min_upload_rate, self.config.upload_grace
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received, too_large
-            message = await receive()
+            nonlocal received, too_large, too_slow
+            if rate > 0:  # the body must keep up min_upload_rate after the grace period
+                wait = t0 + grace + (received + 1) / rate - time.monotonic()
+                try:
+                    with anyio.fail_after(max(wait, 0.001)):
+                        message = await receive()
+                except TimeoutError:
+                    too_slow = True
+                    raise _BodyTooLarge() from None
+            else:
+                message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
@@ -285,8 +356,8 @@ class RequestGuard:
 
         async def guarded_send(message: dict[str, Any]) -> None:
             nonlocal started
-            if too_large and not started:
-                return  # the app's answer to the aborted read is replaced by the 413 below
+            if (too_large or too_slow) and not started:
+                return  # the app's answer to the aborted read is replaced by the 413 / 408 below
             if message["type"] == "http.response.start":
                 started = True
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
@@ -295,8 +366,13 @@ class RequestGuard:
         try:
             await self.app(scope, limited_receive, guarded_send)
         except Exception:
-            if not too_large or started:
+            if not (too_large or too_slow) or started:
                 raise
+        if too_slow and not started:
+            await _send_json(send, 408, {"error": f"the upload was too slow (under {rate / 1024:.0f} KB/s after "
+                                                  f"{grace:g} s); send it again over a faster connection"},
+                             extra, close=True)
+            return
         if too_large and not started:
             await _drain(receive, self.drain_limit - received)
             await _send_json(send, 413, {"error": self._message(None)}, extra, close=True)
@@ -454,8 +530,9 @@ def _run_job(pool: StylizerPool, req: StylizeRequest) -> Callable[[JobContext], 
 
         try:
             ctx.progress(0.1, "stylizing")
-            out = stylizer.stylize(req.content, req.style, alpha=req.alpha, preserve_color=req.preserve_color,
-                                   max_size=req.max_size, progress=on_step)
+            with cancellation(ctx.check):  # past the deadline the work stops at its next check: the worker is freed
+                out = stylizer.stylize(req.content, req.style, alpha=req.alpha, preserve_color=req.preserve_color,
+                                       max_size=req.max_size, progress=on_step)
         finally:
             lock.release()
         ctx.progress(0.92, "encoding")
@@ -498,6 +575,7 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
     pool = StylizerPool(config.device, config.style_size, stylizer_factory)
     catalog = MethodCatalog()
     intake = anyio.Semaphore(config.intake_slots)
+    intake_stats = {"refused": 0}
     app.state.pool, app.state.catalog = pool, catalog
 
     def jobs() -> JobManager:
@@ -548,7 +626,12 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
     # -- API -----------------------------------------------------------------------------------------------
     @app.get("/healthz", summary="Liveness, queue occupancy and limits")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": _version(), "jobs": jobs().stats(), "models_loaded": pool.loaded(),
+        busy = config.intake_slots - intake.value
+        stats = jobs().stats()
+        saturated = busy >= config.intake_slots or stats["waiting"] >= config.queue
+        return {"status": "ok", "saturated": saturated, "version": _version(), "jobs": stats,
+                "uploads": {"slots": config.intake_slots, "busy": busy, "refused": intake_stats["refused"]},
+                "models_loaded": pool.loaded(),
                 "limits": {"max_upload_mb": config.max_upload_mb, "max_pixels": config.max_pixels,
                            "queue": config.queue, "workers": config.workers, "timeout_s": config.timeout,
                            "max_size": MAX_SIZE_LIMIT}}
@@ -575,9 +658,17 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
                 async for _ in request.stream():  # read (bounded by RequestGuard) so the client gets the answer
                     pass
                 raise ApiError(429, _busy_message(manager), headers={"Retry-After": "2"})
-            async with intake:
+            with anyio.move_on_after(config.slot_wait) as waited:
+                await intake.acquire()
+            if waited.cancelled_caught:
+                intake_stats["refused"] += 1
+                raise ApiError(503, f"all {config.intake_slots} upload slots stayed busy for {config.slot_wait:g} s; "
+                                    "try again shortly", headers={"Retry-After": "5"})
+            try:
                 with anyio.fail_after(config.upload_timeout):
                     req = await _intake(request, config, catalog)
+            finally:
+                intake.release()
         except TimeoutError:
             raise ApiError(408, f"the upload took longer than {config.upload_timeout:g} s; "
                                 f"try again with smaller images") from None
@@ -619,7 +710,7 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
             "Content-Disposition": f'inline; filename="impasto-{job_id[:12]}.png"',
             "Cache-Control": "private, max-age=600"})
 
-    app.add_middleware(RequestGuard, limit=config.max_body_bytes,
+    app.add_middleware(RequestGuard, config=config, limit=config.max_body_bytes,
                        drain_limit=max(4 * config.max_body_bytes, 64 * 2**20))
     return app
 
@@ -717,6 +808,26 @@ def _url(sock: socket.socket) -> str:
     return f"http://{host if sock.family == socket.AF_INET else f'[{host}]'}:{port}"
 
 
+def _json_errors_protocol() -> type:
+    """uvicorn's HTTP/1.1 protocol whose own 400 answer (to a request it cannot parse, e.g. raw non-UTF-8 bytes in
+    the path) has the API's JSON error shape instead of text/plain."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class JsonErrorsH11Protocol(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"error": f"invalid HTTP request ({msg.rstrip('.')}); send a valid HTTP/1.1 request "
+                                        "with a percent-encoded path"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return JsonErrorsH11Protocol
+
+
 def run_server(config: ServerConfig, announce: Callable[[str], None] | None = None) -> None:
     """Serve the app with uvicorn until interrupted (``impasto serve``).
 
@@ -733,7 +844,7 @@ def run_server(config: ServerConfig, announce: Callable[[str], None] | None = No
         if announce is not None:
             announce(_url(sock))
         server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", timeout_keep_alive=5,
-                                               timeout_graceful_shutdown=5))
+                                               timeout_graceful_shutdown=5, http=_json_errors_protocol()))
         server.run(sockets=[sock])
     finally:
         sock.close()
@@ -752,7 +863,7 @@ def serve_in_thread(config: ServerConfig | None = None, app: FastAPI | None = No
     app = app or create_app(config)
     sock = _listen(config.host, config.port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=5,
-                                           timeout_graceful_shutdown=5))
+                                           timeout_graceful_shutdown=5, http=_json_errors_protocol()))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="impasto-server",
                               daemon=True)
     thread.start()

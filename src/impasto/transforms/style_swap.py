@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from impasto.errors import ConfigError
+from impasto.runtime import check_cancelled
 
 __all__ = ["StyleSwapPatches", "style_swap_patches", "style_swap", "style_swap_features", "MATCHING_ALGORITHMS"]
 
@@ -190,6 +191,7 @@ def _best_match(cols: Tensor, filters: Tensor, chunk: int) -> Tensor:
     best_val = torch.full((q.shape[0],), -torch.inf, dtype=q.dtype, device=q.device)
     best_idx = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     for start in range(0, filters.shape[0], chunk):
+        check_cancelled()
         scores = q @ filters[start : start + chunk].T  # L x chunk
         val, idx = scores.max(dim=1)
         _keep_better(best_val, best_idx, val, idx + start)
@@ -284,6 +286,7 @@ def _correlation_match(x: Tensor, patches: StyleSwapPatches, max_memory_mb: floa
             m = u1 - u0
             s_blk = smap[:, u0 : u1 + k - 1].reshape(c, -1)  # C x (m + k - 1) Ws
             for r0 in range(0, n_rows, n):
+                check_cancelled()
                 r1 = min(n_rows, r0 + n)
                 nb = r1 - r0
                 corr = (xt[r0 : r1 + k - 1].view(-1, c) @ s_blk).view(nb + k - 1, w, m + k - 1, ws)

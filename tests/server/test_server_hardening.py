@@ -1,0 +1,179 @@
+"""The server against hostile or slow clients (issue 22), on a real uvicorn server on 127.0.0.1.
+
+Fakes: the slow-client and timeout tests use a fake model (``stylizer_factory``) so that the timing is the test's,
+not the CPU's; the real transforms' cancellation points are tested directly on style-swap.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from test_server_api import files, fake_server, tiny_png  # noqa: F401
+
+from impasto.runtime import cancellation, check_cancelled
+from impasto.server.app import ServerConfig, create_app, serve_in_thread
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raw(url: str, data: bytes, wait: float = 0.5) -> bytes:
+    host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(data)
+        time.sleep(wait)
+        return s.recv(4096)
+
+
+class InstantStylizer:
+    def stylize(self, content, style, *, alpha, preserve_color, max_size, progress):
+        return content
+
+
+def instant_server(**kw):
+    config = ServerConfig(port=0, **kw)
+    return serve_in_thread(config, create_app(config, stylizer_factory=lambda m: InstantStylizer()))
+
+
+def test_foreign_host_headers_and_cross_origin_posts_are_refused() -> None:
+    """DNS rebinding: any Host header and cross-origin form posts were accepted by a server on 127.0.0.1."""
+    with instant_server() as url, httpx.Client(base_url=url, timeout=10) as c:
+        r = c.get("/healthz", headers={"Host": "evil.example"})
+        assert r.status_code == 400 and "--allow-host evil.example" in r.json()["error"]
+        assert c.get("/healthz", headers={"Host": "localhost:1234"}).status_code == 200
+        r = c.post("/v1/stylize", files=files(tiny_png(1), tiny_png(2)), headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403 and "--allow-origin http://evil.example" in r.json()["error"]
+        own = url.rstrip("/")
+        r = c.post("/v1/stylize", files=files(tiny_png(1), tiny_png(2)), data={"method": "adain"},
+                   headers={"Origin": own})
+        assert r.status_code == 202, r.text  # the page's own posts
+    with instant_server(allowed_hosts=("studio.lan",), allowed_origins=("https://tool.example",)) as url, \
+            httpx.Client(base_url=url, timeout=10) as c:
+        assert c.get("/healthz", headers={"Host": "studio.lan:8000"}).status_code == 200
+        r = c.post("/v1/stylize", files=files(tiny_png(1), tiny_png(2)), data={"method": "adain"},
+                   headers={"Origin": "https://tool.example"})
+        assert r.status_code == 202, r.text
+
+
+def test_unparsable_request_gets_the_json_error_shape() -> None:
+    """Raw non-UTF-8 bytes in the path were answered by uvicorn with a text/plain 400."""
+    with instant_server() as url:
+        answer = _raw(url, b"GET /v1/jobs/\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert b'"error"' in body and b"invalid HTTP request" in body
+
+
+def test_slow_clients_cannot_hold_the_upload_slots() -> None:
+    """Clients trickling their bodies held every upload slot: a valid upload waited 58 s behind four of them."""
+    with instant_server(intake_slots=2, min_upload_rate=16 * 1024, upload_grace=1.0, slot_wait=5.0) as url, \
+            httpx.Client(base_url=url, timeout=30) as c:
+        host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+        stop = threading.Event()
+        answers: list[bytes] = []
+
+        def trickle() -> None:
+            with socket.create_connection((host, int(port)), timeout=30) as s:
+                s.sendall(b"POST /v1/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                          b"boundary=x\r\nContent-Length: 1000000\r\n\r\n--x\r\n")
+                try:
+                    while not stop.is_set():
+                        s.sendall(b"a")
+                        time.sleep(0.2)
+                except OSError:
+                    pass
+                try:
+                    answers.append(s.recv(4096))
+                except OSError:
+                    answers.append(b"")
+
+        threads = [threading.Thread(target=trickle) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        health = c.get("/healthz").json()
+        assert health["uploads"]["busy"] == 2 and health["saturated"] is True  # saturation is visible
+        t0 = time.monotonic()
+        r = c.post("/v1/stylize", files=files(tiny_png(1), tiny_png(2)), data={"method": "adain"})
+        waited = time.monotonic() - t0
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert r.status_code == 202, r.text
+        assert waited < 4.0, waited  # the slow bodies were cut after the grace period, freeing the slots
+        assert any(a.startswith(b"HTTP/1.1 408") for a in answers), answers
+
+
+def test_slot_wait_is_bounded() -> None:
+    """With every slot held longer than slot_wait, an upload is answered 503 with Retry-After, not kept waiting."""
+    with instant_server(intake_slots=1, min_upload_rate=0, slot_wait=0.5, upload_timeout=30) as url, \
+            httpx.Client(base_url=url, timeout=30) as c:
+        host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=30)
+        s.sendall(b"POST /v1/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x"
+                  b"\r\nContent-Length: 1000\r\n\r\n--x\r\n")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        r = c.post("/v1/stylize", files=files(tiny_png(1), tiny_png(2)), data={"method": "adain"})
+        assert r.status_code == 503 and r.headers["Retry-After"] and time.monotonic() - t0 < 3
+        assert c.get("/healthz").json()["uploads"]["refused"] == 1
+        s.close()
+
+
+class CheckingStylizer:
+    """Works for ``seconds`` calling check_cancelled() in between, like the real methods' long loops."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def stylize(self, content, style, *, alpha, preserve_color, max_size, progress):
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            check_cancelled()
+            time.sleep(0.01)
+        return content
+
+
+def test_timed_out_job_frees_its_worker() -> None:
+    """A job past its timeout was reported as timed out, but its worker stayed busy until the work ended."""
+    config = ServerConfig(port=0, workers=1, queue=2, timeout=1.0)
+    slow = {"wct": 30.0}
+    app = create_app(config, stylizer_factory=lambda m: CheckingStylizer(slow.get(m, 0.0)))
+    with serve_in_thread(config, app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        a = c.post("/v1/stylize", files=files(tiny_png(1), tiny_png(2)), data={"method": "wct"}).json()
+        time.sleep(0.2)
+        b = c.post("/v1/stylize", files=files(tiny_png(1), tiny_png(2)), data={"method": "adain"}).json()
+        t0 = time.monotonic()
+        while c.get(b["status_url"]).json()["status"] != "done":
+            assert time.monotonic() - t0 < 10, "the second job never ran: the timed-out job kept the worker"
+            time.sleep(0.05)
+        assert c.get(a["status_url"]).json()["error"].startswith("timed out")
+        assert c.get("/healthz").json()["jobs"]["running"] == 0
+
+
+def test_style_swap_stops_at_its_cancellation_points() -> None:
+    """The real patch matching checks the cancellation hook between its blocks."""
+    import torch
+
+    from impasto.transforms.style_swap import style_swap, style_swap_patches
+
+    calls = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) > 3:
+            raise _Stop()
+
+    g = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 32, 64, 64, generator=g), torch.rand(1, 32, 64, 64, generator=g)
+    with cancellation(check), pytest.raises(_Stop):
+        style_swap(content, style_swap_patches(style), max_memory_mb=1)
+    assert len(calls) == 4
+    style_swap(content[..., :8, :8], style_swap_patches(style[..., :8, :8]))  # outside the block: no hook
+    assert np.isfinite(len(calls))
