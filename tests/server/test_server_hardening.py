@@ -13,7 +13,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from test_server_api import files, fake_server, tiny_png  # noqa: F401
+from test_server_api import fake_server, files, tiny_png  # noqa: F401
 
 from impasto.runtime import cancellation, check_cancelled
 from impasto.server.app import ServerConfig, create_app, serve_in_thread
