@@ -52,3 +52,11 @@ def content_path(data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def style_path(data_dir: Path) -> Path:
     return data_dir / "style" / "AdaAttN__udnie.jpg"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Print pytest-randomly's seed even under -q, so that a failing order can be rerun (-p randomly's
+    ``--randomly-seed=N``; ``-p no:randomly`` runs in file order)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None and getattr(config.option, "randomly_reorganize", True):
+        terminalreporter.write_line(f"test order: random, --randomly-seed={seed}")
