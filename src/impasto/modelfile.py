@@ -138,7 +138,7 @@ def check_kind(ck: dict[str, Any], path: str | os.PathLike, method: str, accepte
     task = TASK_OF_METHOD.get(method, method)
     article = "an" if method[0] in "aeiou" else "a"
     raise WeightsError(f"{path} is {describe_model(ck)}, not {article} {method} model: run it with -m {kind} "
-                       f"(or train a {method} model with 'impasto train {task}')")
+                       f"(or train {article} {method} model with 'impasto train {task}')")
 
 
 def card_warning(ck: dict[str, Any], path: str | os.PathLike) -> str | None:

@@ -118,7 +118,7 @@ def test_model_file_and_stylize(weights_dir: Path, tmp_path: Path, monkeypatch) 
 
 
 @pytest.mark.parametrize("args, message", [
-    (["task_options.style_loss=gram"], "style_loss"),
+    (["task_options.style_loss=gramm"], "style_loss"),
     (["task_options.nonsense=1"], "unknown task option"),
     (["nonsense=1"], "unknown configuration key"),
     (["crop=abc"], "crop must be an integer"),
