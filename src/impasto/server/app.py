@@ -575,7 +575,21 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
     pool = StylizerPool(config.device, config.style_size, stylizer_factory)
     catalog = MethodCatalog()
     intake = anyio.Semaphore(config.intake_slots)
-    intake_stats = {"refused": 0}
+    intake_stats = {"refused": 0, "receiving": 0}
+
+    @contextlib.asynccontextmanager
+    async def intake_slot() -> AsyncIterator[None]:
+        """An intake slot, waited for at most ``slot_wait`` seconds (then 503 with Retry-After)."""
+        with anyio.move_on_after(config.slot_wait) as waited:
+            await intake.acquire()
+        if waited.cancelled_caught:
+            intake_stats["refused"] += 1
+            raise ApiError(503, f"all {config.intake_slots} image decoding slots stayed busy for "
+                                f"{config.slot_wait:g} s; try again shortly", headers={"Retry-After": "5"})
+        try:
+            yield
+        finally:
+            intake.release()
     app.state.pool, app.state.catalog = pool, catalog
 
     def jobs() -> JobManager:
@@ -630,7 +644,8 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
         stats = jobs().stats()
         saturated = busy >= config.intake_slots or stats["waiting"] >= config.queue
         return {"status": "ok", "saturated": saturated, "version": _version(), "jobs": stats,
-                "uploads": {"slots": config.intake_slots, "busy": busy, "refused": intake_stats["refused"]},
+                "uploads": {"receiving": intake_stats["receiving"], "decoding": busy, "slots": config.intake_slots,
+                            "refused": intake_stats["refused"]},
                 "models_loaded": pool.loaded(),
                 "limits": {"max_upload_mb": config.max_upload_mb, "max_pixels": config.max_pixels,
                            "queue": config.queue, "workers": config.workers, "timeout_s": config.timeout,
@@ -658,17 +673,12 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
                 async for _ in request.stream():  # read (bounded by RequestGuard) so the client gets the answer
                     pass
                 raise ApiError(429, _busy_message(manager), headers={"Retry-After": "2"})
-            with anyio.move_on_after(config.slot_wait) as waited:
-                await intake.acquire()
-            if waited.cancelled_caught:
-                intake_stats["refused"] += 1
-                raise ApiError(503, f"all {config.intake_slots} upload slots stayed busy for {config.slot_wait:g} s; "
-                                    "try again shortly", headers={"Retry-After": "5"})
+            intake_stats["receiving"] += 1
             try:
                 with anyio.fail_after(config.upload_timeout):
-                    req = await _intake(request, config, catalog)
+                    req = await _intake(request, config, catalog, intake_slot)
             finally:
-                intake.release()
+                intake_stats["receiving"] -= 1
         except TimeoutError:
             raise ApiError(408, f"the upload took longer than {config.upload_timeout:g} s; "
                                 f"try again with smaller images") from None
@@ -715,21 +725,28 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
     return app
 
 
-async def _intake(request: Request, config: ServerConfig, catalog: MethodCatalog) -> StylizeRequest:
-    """Parse, check and decode the upload; raises ApiError with the right status for every problem."""
+async def _intake(request: Request, config: ServerConfig, catalog: MethodCatalog,
+                  slot: Callable[[], contextlib.AbstractAsyncContextManager]) -> StylizeRequest:
+    """Parse, check and decode the upload; raises ApiError with the right status for every problem.
+
+    The body is received and parsed without an intake slot (Starlette spools file parts over 1 MB to disk, and
+    RequestGuard cuts bodies slower than the minimum rate), so slow clients hold no slot; ``slot()`` is entered
+    only to read the files into memory and decode them, the part whose memory the slots bound.
+    """
     async with request.form(max_files=2, max_fields=len(FORM_FIELDS), max_part_size=64 * 1024) as form:
         method, alpha, preserve, max_size = parse_options(form)
         content_file = _file_field(form, "content", "photo")
         style_file = _file_field(form, "style", "painting")
         await anyio.to_thread.run_sync(catalog.check, method)
-        content_bytes = await _read_upload(content_file, "content", "photo", config.max_upload_bytes)
-        style_bytes = await _read_upload(style_file, "style", "painting", config.max_upload_bytes)
         content_label, style_label = _label("photo", content_file), _label("painting", style_file)
-    content = await anyio.to_thread.run_sync(_decode, content_bytes, content_label, config.max_pixels,
-                                             max_size)
-    del content_bytes
-    style = await anyio.to_thread.run_sync(_decode, style_bytes, style_label, config.max_pixels,
-                                           config.style_size)
+        async with slot():
+            content_bytes = await _read_upload(content_file, "content", "photo", config.max_upload_bytes)
+            style_bytes = await _read_upload(style_file, "style", "painting", config.max_upload_bytes)
+            content = await anyio.to_thread.run_sync(_decode, content_bytes, content_label, config.max_pixels,
+                                                     max_size)
+            del content_bytes
+            style = await anyio.to_thread.run_sync(_decode, style_bytes, style_label, config.max_pixels,
+                                                   config.style_size)
     return StylizeRequest(content, style, method, alpha, preserve, max_size)
 
 
