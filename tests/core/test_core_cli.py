@@ -178,3 +178,16 @@ def test_multi_frame_images_say_which_frame_is_stylised(small, tmp_path):
     a = np.asarray(Image.open(tmp_path / "out" / "anim__udnie.png"), dtype=np.float32)
     b = np.asarray(Image.open(tmp_path / "first.png"), dtype=np.float32)
     assert np.abs(a - b).mean() < 1.0
+
+
+def test_python_dash_m_impasto_and_one_version() -> None:
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    import impasto
+    from impasto.server.app import _version
+
+    r = subprocess.run([sys.executable, "-m", "impasto", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "stylize" in r.stdout
+    assert importlib.metadata.version("impasto") == impasto.__version__ == _version()

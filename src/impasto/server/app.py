@@ -761,12 +761,9 @@ def _unknown_job(job_id: str) -> str:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from impasto import __version__
 
-        return version("impasto")
-    except Exception:
-        return "unknown"
+    return __version__
 
 
 _STYLIZE_OPENAPI: dict[str, Any] = {
