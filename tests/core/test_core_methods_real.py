@@ -135,7 +135,7 @@ def test_sanet_without_weights_says_what_to_do():
 
 
 def test_refined_encoder_state_in_a_model_file_is_used(tmp_path):
-    from impasto.methods.adain import packaged_checkpoint
+    from impasto.methods.common import packaged_checkpoint
 
     path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
     if path is None:

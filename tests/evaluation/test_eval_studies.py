@@ -174,7 +174,7 @@ def test_encoder_consistency_compares_refined_with_its_pretrained_encoder(tiny_d
 
     from impasto.backbones import load_encoder
     from impasto.evaluation.studies import study_encoder_consistency
-    from impasto.methods.adain import packaged_checkpoint
+    from impasto.methods.common import packaged_checkpoint
 
     path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
     if path is None:
@@ -196,7 +196,7 @@ def test_encoder_consistency_reads_sanet_refined_encoders_to_relu5_1(tiny_dirs, 
 
     from impasto.backbones import load_encoder
     from impasto.evaluation.studies import study_encoder_consistency
-    from impasto.methods.adain import packaged_checkpoint
+    from impasto.methods.common import packaged_checkpoint
 
     path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
     if path is None:
@@ -216,7 +216,7 @@ def test_encoder_consistency_reads_sanet_refined_encoders_to_relu5_1(tiny_dirs, 
 def test_trained_adain_study_scores_both_models(tiny_dirs, tmp_path: Path) -> None:
     # study 3 on the two committed AdaIN models (the packaged balanced one and the classic run's)
     from impasto.evaluation.studies import study_trained_adain
-    from impasto.methods.adain import packaged_checkpoint
+    from impasto.methods.common import packaged_checkpoint
 
     balanced = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
     classic = Path(__file__).resolve().parents[2] / "docs" / "training" / "adain_classic" / "model.pt"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -14,10 +13,11 @@ from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.errors import WeightsError
 from impasto.methods.base import Method, blend_features, register
 from impasto.methods.common import (
-    PACKAGED_CHECKPOINTS,
     EncoderConfig,
     checkpoint_encoder,
     load_impasto_checkpoint,
+    load_model_decoder,
+    packaged_checkpoint,
     resolve_backbone,
 )
 from impasto.modelfile import describe_model
@@ -31,25 +31,6 @@ class AdaINConfig(EncoderConfig):
     reconstruction decoder of the encoder (trained on photos only: weaker stylisation)."""
 
     checkpoint: str | None = None
-
-
-def load_model_decoder(ck: dict, path: str | Path) -> VGGDecoder:
-    """Rebuild the decoder stored in an impasto model file (``decoder`` state dict + ``decoder_widths``)."""
-    try:
-        dec = VGGDecoder(ck["decoder_widths"], ck["depth"], first_width=ck.get("decoder_first_width"))
-        dec.load_state_dict(ck["decoder"], strict=True)
-    except (KeyError, RuntimeError) as exc:
-        raise WeightsError(f"{path} is not a valid impasto decoder checkpoint ({exc})") from None
-    return dec.requires_grad_(False).eval()
-
-
-def packaged_checkpoint(method: str, backbone: str, depth: str) -> Path | None:
-    """impasto's own trained checkpoint for (method, backbone, depth), if the package ships one."""
-    for suffix in (".safetensors", ".pt"):
-        p = PACKAGED_CHECKPOINTS / f"{method}_{backbone}_{depth}{suffix}"
-        if p.is_file():
-            return p
-    return None
 
 
 @register

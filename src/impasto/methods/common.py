@@ -8,6 +8,7 @@ from pathlib import Path
 
 from impasto import weights
 from impasto.backbones import BACKBONES, LEVELS, available_depths, encoder_depths
+from impasto.decoders.vgg import VGGDecoder
 from impasto.errors import ConfigError, WeightsError
 from impasto.methods.base import MethodConfig, MethodUnavailable
 
@@ -102,3 +103,22 @@ def checkpoint_encoder(backbone: str, depth: str, ck: dict | None):
     except RuntimeError as exc:
         raise WeightsError(f"the checkpoint's refined encoder does not fit {backbone} at {depth}: {exc}") from None
     return enc.requires_grad_(False).eval()
+
+
+def load_model_decoder(ck: dict, path: str | Path) -> VGGDecoder:
+    """Rebuild the decoder stored in an impasto model file (``decoder`` state dict + ``decoder_widths``)."""
+    try:
+        dec = VGGDecoder(ck["decoder_widths"], ck["depth"], first_width=ck.get("decoder_first_width"))
+        dec.load_state_dict(ck["decoder"], strict=True)
+    except (KeyError, RuntimeError) as exc:
+        raise WeightsError(f"{path} is not a valid impasto decoder checkpoint ({exc})") from None
+    return dec.requires_grad_(False).eval()
+
+
+def packaged_checkpoint(method: str, backbone: str, depth: str) -> Path | None:
+    """impasto's own trained checkpoint for (method, backbone, depth), if the package ships one."""
+    for suffix in (".safetensors", ".pt"):
+        p = PACKAGED_CHECKPOINTS / f"{method}_{backbone}_{depth}{suffix}"
+        if p.is_file():
+            return p
+    return None

@@ -18,9 +18,14 @@ import torch
 from impasto import weights
 from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.errors import WeightsError
-from impasto.methods.adain import load_model_decoder, packaged_checkpoint
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
-from impasto.methods.common import EncoderConfig, checkpoint_encoder, load_impasto_checkpoint
+from impasto.methods.common import (
+    EncoderConfig,
+    checkpoint_encoder,
+    load_impasto_checkpoint,
+    load_model_decoder,
+    packaged_checkpoint,
+)
 
 
 @dataclass

@@ -16,9 +16,14 @@ import torch
 from impasto.backbones import load_decoder, load_encoder
 from impasto.errors import ConfigError
 from impasto.losses.regularizers import total_variation
-from impasto.methods.adain import load_model_decoder, packaged_checkpoint
 from impasto.methods.base import Method, blend_features, optimize_pixels, register
-from impasto.methods.common import EncoderConfig, load_impasto_checkpoint, resolve_backbone
+from impasto.methods.common import (
+    EncoderConfig,
+    load_impasto_checkpoint,
+    load_model_decoder,
+    packaged_checkpoint,
+    resolve_backbone,
+)
 from impasto.transforms.style_swap import MATCHING_ALGORITHMS, StyleSwapPatches, style_swap, style_swap_patches
 
 

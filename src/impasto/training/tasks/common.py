@@ -106,8 +106,7 @@ def init_model_decoder(path: str, like: VGGDecoder) -> VGGDecoder:
 
     Used by ``task_options.init_checkpoint`` to start a run from a trained model (e.g. SANet's decoder from the
     trained AdaIN one, IEContraAST from a trained SANet)."""
-    from impasto.methods.adain import load_model_decoder
-    from impasto.methods.common import load_impasto_checkpoint
+    from impasto.methods.common import load_impasto_checkpoint, load_model_decoder
 
     ck = load_impasto_checkpoint(path)
     if "decoder" not in ck:
