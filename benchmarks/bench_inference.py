@@ -550,6 +550,7 @@ def run_case(
     """Measure one case in this process (see the module docstring); returns a flat dict of results. With
     ``save_dir``, the last output is saved there (float16) for the parent's PSNR of bf16 against fp32."""
     from impasto.pipeline import AUTO_TILE_PIXELS, Stylizer, auto_tile_size
+    from impasto.runtime import reuse_freed_memory
 
     torch.set_num_threads(threads)
     res: dict[str, Any] = {
@@ -568,6 +569,7 @@ def run_case(
     opts = dict(case.options)
     if case.gatys_steps is not None:
         opts["steps"] = case.gatys_steps
+    reuse_freed_memory()  # as the impasto command does (the library leaves malloc alone)
     st = Stylizer(case.method, device="cpu", precision=case.precision, style_size=style_size, **opts)
     res["load_s"] = time.perf_counter() - t0
     res["describe"] = st.describe()

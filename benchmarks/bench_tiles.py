@@ -25,12 +25,14 @@ WORKER = """
 import json, resource, sys, time
 import torch
 from impasto import Stylizer
+from impasto.runtime import reuse_freed_memory
 from impasto.io.images import load_tensor
 import torch.nn.functional as F
 
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
 opts = {"encoder": args["encoder"]} if args["encoder"] else {}
+reuse_freed_memory()  # as the impasto command does
 st = Stylizer(args["method"], device="cpu", precision=args["precision"], **opts)
 c = F.interpolate(load_tensor(args["content"]), size=(args["height"], args["width"]), mode="bilinear",
                   align_corners=False).clamp(0, 1)

@@ -246,8 +246,14 @@ def _table(*columns: str) -> Table:
 
 
 def _stylizer(method: str, **kwargs: Any) -> Any:
-    """A Stylizer, with the warnings its model files raise (e.g. a smoke-scale checkpoint) printed as lines."""
+    """A Stylizer, with the warnings its model files raise (e.g. a smoke-scale checkpoint) printed as lines.
+
+    The command's process is impasto's own, so it also lets glibc keep freed memory for reuse (impasto.runtime);
+    the library never changes that process-wide setting by itself."""
     from impasto.pipeline import Stylizer
+    from impasto.runtime import reuse_freed_memory
+
+    reuse_freed_memory()
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -352,7 +358,10 @@ def serve(
         None, "--allow-origin", help="Web origin (https://site.example) allowed to POST jobs (repeat; '*': any)."),
 ) -> None:
     """Run the web app and HTTP API (page at /, API docs at /docs)."""
+    from impasto.runtime import reuse_freed_memory
     from impasto.server.app import ServerConfig, run_server
+
+    reuse_freed_memory()  # impasto's own process: large activations reuse freed memory (impasto.runtime)
 
     config = ServerConfig(
         host=host,

@@ -26,7 +26,7 @@ from impasto.errors import ConfigError
 from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions, cpu_native_bf16
 from impasto.io.images import DEFAULT_MAX_PIXELS, image_to_tensor, load_image, resize_max, tensor_to_image
 from impasto.methods.base import PRECISIONS, Method, constant_mix, create_method, get_method_class
-from impasto.runtime import check_cancelled, reuse_freed_memory
+from impasto.runtime import check_cancelled
 
 ImageInput = str | Path | Image.Image | torch.Tensor | np.ndarray | bytes
 Progress = Callable[[int, int], None]
@@ -281,8 +281,6 @@ class Stylizer:
         **options: Any,
     ) -> None:
         self.device = resolve_device(device)
-        if torch.device(self.device).type == "cpu":
-            reuse_freed_memory()  # large activations reuse freed memory instead of page-faulting (impasto.runtime)
         if style_size is not None and (not isinstance(style_size, int) or style_size < MIN_SIZE_OPTION):
             raise ConfigError(f"style_size must be an integer >= {MIN_SIZE_OPTION} (or None), got {style_size!r}")
         self.precision = resolve_precision(precision, self.device, method)

@@ -8,8 +8,9 @@ activation of the same size reuses them: 5-level WCT on vgg19-16x at 1024 px wen
 and from 4.20 s to 1.95 s (float32), for 27% more peak memory (1011 -> 1282 MB; memory is returned to the system
 only when the process ends). Measured with ``benchmarks/bench_inference.py`` (benchmarks/README.md).
 
-:class:`~impasto.pipeline.Stylizer` calls :func:`reuse_freed_memory` when it runs on the CPU; set the
-environment variable ``IMPASTO_MALLOC=system`` to leave malloc alone.
+The ``impasto`` command (stylize, video, serve) calls :func:`reuse_freed_memory` in its own process; the library
+(:class:`~impasto.pipeline.Stylizer`) never changes this process-wide setting, so programs that embed impasto
+call it themselves if they want it. Set the environment variable ``IMPASTO_MALLOC=system`` to leave malloc alone.
 """
 
 from __future__ import annotations

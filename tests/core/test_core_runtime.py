@@ -55,3 +55,14 @@ def test_stylizer_applies_it_on_the_cpu() -> None:
         pytest.skip("microast weights not present")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1]) is sys.platform.startswith("linux")
+
+
+@pytest.mark.weights
+def test_the_library_leaves_malloc_alone_and_the_command_tunes_it(weights_dir) -> None:
+    """Stylizer() changed glibc's mallopt for the whole process; now only impasto's own entry points do."""
+    code = ("from impasto import Stylizer\nfrom impasto.runtime import malloc_tuned\n"
+            "Stylizer('adain')\nprint(malloc_tuned())\n"
+            "from impasto.cli import _stylizer\n_stylizer('adain')\nprint(malloc_tuned())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
+                         env={**os.environ, "IMPASTO_MALLOC": ""}).stdout.split()
+    assert out[-2:] == ["False", "True" if sys.platform.startswith("linux") else "False"]
