@@ -46,17 +46,6 @@ def test_freed_memory_is_reused_instead_of_page_faulting() -> None:
     assert tuned["faults_per_op"] < system["faults_per_op"] / 4
 
 
-def test_stylizer_applies_it_on_the_cpu() -> None:
-    script = "from impasto.runtime import malloc_tuned; import impasto, json; " \
-             "s = impasto.Stylizer('microast'); print(json.dumps(malloc_tuned()))"
-    env = {**os.environ, "IMPASTO_MALLOC": ""}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    if res.returncode != 0 and "MethodUnavailable" in res.stderr:
-        pytest.skip("microast weights not present")
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.strip().splitlines()[-1]) is sys.platform.startswith("linux")
-
-
 @pytest.mark.weights
 def test_the_library_leaves_malloc_alone_and_the_command_tunes_it(weights_dir) -> None:
     """Stylizer() changed glibc's mallopt for the whole process; now only impasto's own entry points do."""
