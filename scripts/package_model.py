@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--quality")
     ap.add_argument("--label")
     ap.add_argument("--note", default="")
+    ap.add_argument("--hardware", help="what the runs ran on (default: this machine's CPU, the thread count and the "
+                                       "precision)")
     ap.add_argument("--out-dir", default=str(ROOT / "src" / "impasto" / "checkpoints"))
     args = ap.parse_args()
     ck = load_model(args.model)
@@ -78,8 +80,8 @@ def main() -> None:
         "what": f"impasto's {ck['method']} model on the {ck['encoder']} encoder ({ck['depth']})",
         "steps": steps or ck.get("step"),
         "hours": round(hours, 2),
-        "hardware": f"{args.threads} thread(s) of an {cpu_name()} (CPU, bf16 autocast)"
-        if cfg.get("precision") == "bf16" else f"{args.threads} thread(s) of an {cpu_name()}",
+        "hardware": args.hardware or (f"{args.threads} thread(s) of an {cpu_name()}, "
+                                      f"{'bf16 autocast' if cfg.get('precision') == 'bf16' else 'float32'}"),
         "data": {"content": cfg.get("content_dir"), "style": cfg.get("style_dir"), "holdout": cfg.get("holdout"),
                  "size": cfg.get("size"), "crop": cfg.get("crop"), "batch_size": cfg.get("batch_size")},
         "losses": cfg.get("task_options", {}),

@@ -15,6 +15,7 @@ import torch
 from impasto.backbones import load_encoder
 from impasto.evaluation.metrics import edge_correlation
 from impasto.io.images import load_tensor
+from impasto.modelfile import load_model
 from impasto.pipeline import Stylizer
 from impasto.transforms.stats import mean_std
 
@@ -140,7 +141,7 @@ def test_refined_encoder_state_in_a_model_file_is_used(tmp_path):
     path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
     if path is None:
         pytest.skip("no packaged adain checkpoint")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = load_model(path)
     enc = load_encoder("vgg19-16x", "relu4_1").state_dict()
     ck["encoder_state"] = {k: v + 0.01 if k == "conv0.bias" else v for k, v in enc.items()}
     torch.save(ck, tmp_path / "refined.pt")

@@ -20,6 +20,7 @@ from impasto.evaluation.studies import (
     parse_studies,
     run_evaluation,
 )
+from impasto.modelfile import load_model
 
 pytestmark = pytest.mark.weights
 
@@ -179,7 +180,7 @@ def test_encoder_consistency_compares_refined_with_its_pretrained_encoder(tiny_d
     path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
     if path is None:
         pytest.skip("no packaged adain checkpoint")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = load_model(path)
     enc = load_encoder("vgg19-16x", "relu4_1").state_dict()
     ck["encoder_state"] = {k: v * 1.5 if k == "conv0.weight" else v for k, v in enc.items()}
     torch.save(ck, tmp_path / "refined.pt")
@@ -201,7 +202,7 @@ def test_encoder_consistency_reads_sanet_refined_encoders_to_relu5_1(tiny_dirs, 
     path = packaged_checkpoint("adain", "vgg19-16x", "relu4_1")
     if path is None:
         pytest.skip("no packaged adain checkpoint")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = load_model(path)
     enc = load_encoder("vgg19-16x", "relu5_1").state_dict()
     ck.update(method="sanet", depth="relu4_1",
               encoder_state={k: v * 1.5 if k == "conv0.weight" else v for k, v in enc.items()})
