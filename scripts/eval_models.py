@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         w.writerows(rows)
     cmd = "python scripts/eval_models.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = [f"Command: `IMPASTO_WEIGHTS_DIR=../shared/weights {cmd}`", "", f"Validation split {Path(args.split).name}: {len(pairs)} pairs of {len(photos)} photos x "
+    lines = [f"Command: `IMPASTO_WEIGHTS_DIR=../shared/weights {cmd}`", "",
+             f"Validation split {Path(args.split).name}: {len(pairs)} pairs of {len(photos)} photos x "
              f"{len(paintings)} paintings at {args.size} px, precision {args.precision}. Medians over pairs; "
              "retrieval among the 48 validation paintings (Magenta style encoder).", "",
              "| model | moved | edges | grid | retrieval top-1 | top-5 | s/image |", "|---|---|---|---|---|---|---|"]
