@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
+
+import torch
+from torch import nn
 
 from impasto import weights
 from impasto.decoders.vgg import (
@@ -102,14 +106,46 @@ def default_backbone(depth: str) -> str:
     return "vgg19" if depth in available_depths("vgg19") else "vgg19-16x"
 
 
-@lru_cache(maxsize=32)
-def load_encoder(backbone: str, depth: str, with_aux: bool = False) -> VGGEncoder:
+_ON_DEVICE: dict[tuple, nn.Module] = {}
+
+
+def _on_device(module: nn.Module, key: tuple, device: str | torch.device | None) -> nn.Module:
+    """The shared CPU module, or its shared copy on ``device`` (made once): callers never move a shared module."""
+    if device is None or torch.device(device).type == "cpu":
+        return module
+    dev = torch.device(device)
+    if (key, dev) not in _ON_DEVICE:
+        _ON_DEVICE[(key, dev)] = copy.deepcopy(module).to(dev)
+    return _ON_DEVICE[(key, dev)]
+
+
+def load_encoder(backbone: str, depth: str, with_aux: bool = False,
+                 device: str | torch.device | None = None) -> VGGEncoder:
     """A frozen encoder of ``backbone`` up to ``depth`` (any ``reluK_J``), loaded from the weight registry.
 
     For ``vgg19-16x`` the encoder of level K (``KSE.pth``) is used for depths in block K. With ``with_aux``
     the distilled encoder gets an ``aux`` module mapping its reluX_1 features to VGG-19 widths.
-    The returned module is shared (cached): do not modify it; copy it to fine-tune.
+    The returned module is shared (cached per arguments and ``device``, default the CPU): do not modify or move it
+    (ask for the device you need); copy it to fine-tune.
     """
+    return _on_device(_load_encoder(backbone, depth, with_aux), ("encoder", backbone, depth, with_aux), device)
+
+
+def load_decoder(backbone: str, depth: str, device: str | torch.device | None = None) -> VGGDecoder:
+    """The reconstruction decoder of ``backbone`` from ``depth`` (a ``reluK_1`` level) to RGB; shared like
+    :func:`load_encoder` (per arguments and ``device``): do not modify or move it, copy it to fine-tune."""
+    return _on_device(_load_decoder(backbone, depth), ("decoder", backbone, depth), device)
+
+
+def clear_caches() -> None:
+    """Forget every loaded encoder and decoder (e.g. after the weight files changed)."""
+    _load_encoder.cache_clear()
+    _load_decoder.cache_clear()
+    _ON_DEVICE.clear()
+
+
+@lru_cache(maxsize=32)
+def _load_encoder(backbone: str, depth: str, with_aux: bool = False) -> VGGEncoder:
     _check_backbone(backbone)
     layer_index(depth)
     block = int(depth[4])
@@ -155,8 +191,7 @@ def load_encoder(backbone: str, depth: str, with_aux: bool = False) -> VGGEncode
 
 
 @lru_cache(maxsize=32)
-def load_decoder(backbone: str, depth: str) -> VGGDecoder:
-    """The reconstruction decoder of ``backbone`` from ``depth`` (a ``reluK_1`` level) to RGB."""
+def _load_decoder(backbone: str, depth: str) -> VGGDecoder:
     _check_backbone(backbone)
     _check_level(depth)
     if backbone == "vgg19-16x":

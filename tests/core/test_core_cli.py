@@ -132,8 +132,7 @@ def test_missing_weights_message(small, tmp_path, monkeypatch):
     monkeypatch.setenv("IMPASTO_OFFLINE", "1")
     from impasto import backbones
 
-    backbones.load_encoder.cache_clear()
-    backbones.load_decoder.cache_clear()
+    backbones.clear_caches()
     res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-o", str(tmp_path / "o.png"))
     assert res.exit_code == 2
     assert "impasto weights list" in res.output or "IMPASTO_WEIGHTS_DIR" in res.output

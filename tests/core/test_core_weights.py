@@ -164,3 +164,19 @@ def test_missing_weights_message_names_the_variable_and_folders(monkeypatch, tmp
     msg = str(info.value)
     assert "IMPASTO_WEIGHTS_DIR is not set" in msg and str(tmp_path / "cache") in msg
     assert "set IMPASTO_WEIGHTS_DIR to the folder" in msg
+
+
+@pytest.mark.weights
+def test_shared_modules_are_never_moved_by_callers(weights_dir) -> None:
+    """load_encoder/load_decoder hand out shared modules per device; asking for another device gives that device's
+    own shared copy and leaves the CPU one where it is (callers used to call .to(device) on the shared module)."""
+    from impasto.backbones import load_decoder, load_encoder
+
+    cpu = load_encoder("vgg19-16x", "relu4_1")
+    other = load_encoder("vgg19-16x", "relu4_1", device="meta")  # any non-CPU device
+    assert other is not cpu and load_encoder("vgg19-16x", "relu4_1", device="meta") is other
+    assert next(cpu.parameters()).device.type == "cpu" and next(other.parameters()).device.type == "meta"
+    assert load_encoder("vgg19-16x", "relu4_1", device="cpu") is cpu
+    dec = load_decoder("vgg19-16x", "relu4_1", device="meta")
+    assert next(dec.parameters()).device.type == "meta"
+    assert next(load_decoder("vgg19-16x", "relu4_1").parameters()).device.type == "cpu"

@@ -69,12 +69,11 @@ class AdaIN(Method):
             )
         elif not config.checkpoint:
             self.decoder, self.decoder_source = (
-                load_decoder(self.backbone, self.depth),
+                load_decoder(self.backbone, self.depth, device=self.device),
                 "reconstruction decoder",
             )
-        self.encoder = checkpoint_encoder(self.backbone, self.depth, ck)
-        self.encoder.to(self.device)
-        self.decoder.to(self.device)
+        self.encoder = checkpoint_encoder(self.backbone, self.depth, ck, device=self.device)
+        self.decoder = self.decoder.to(self.device)  # a no-op for the shared reconstruction decoder (already there)
 
     @classmethod
     def check_available(cls, config: AdaINConfig) -> None:

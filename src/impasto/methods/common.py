@@ -76,7 +76,7 @@ def load_impasto_checkpoint(path: str | Path, method: str | None = None,
     return ck
 
 
-def checkpoint_encoder(backbone: str, depth: str, ck: dict | None):
+def checkpoint_encoder(backbone: str, depth: str, ck: dict | None, device: str | None = None):
     """The encoder a model file needs: its fine-tuned ``encoder_state`` (``impasto train refine-encoder``) loaded
     into a private copy of the pretrained encoder, or the shared pretrained encoder when there is none.
 
@@ -86,9 +86,9 @@ def checkpoint_encoder(backbone: str, depth: str, ck: dict | None):
 
     from impasto.backbones import load_encoder
 
-    enc = load_encoder(backbone, depth)
     if not ck or "encoder_state" not in ck:
-        return enc
+        return load_encoder(backbone, depth, device=device)  # shared, already on the device
+    enc = load_encoder(backbone, depth)
     if ck.get("encoder_split"):
         from impasto.encoders.split import SplitVGGEncoder
 
@@ -102,7 +102,7 @@ def checkpoint_encoder(backbone: str, depth: str, ck: dict | None):
         enc.load_state_dict(ck["encoder_state"], strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"the checkpoint's refined encoder does not fit {backbone} at {depth}: {exc}") from None
-    return enc.requires_grad_(False).eval()
+    return enc.requires_grad_(False).eval().to(device or "cpu")  # a private copy
 
 
 def load_model_decoder(ck: dict, path: str | Path) -> VGGDecoder:

@@ -61,7 +61,7 @@ class Gatys(Method):
     def __init__(self, config: GatysConfig) -> None:
         super().__init__(config)
         self.backbone, self.depth = _resolve(config)
-        self.encoder = load_encoder(self.backbone, self.depth).to(self.device)
+        self.encoder = load_encoder(self.backbone, self.depth, device=self.device)
         self.style_layers = [f"relu{k}_1" for k in range(1, int(self.depth[4]) + 1)]
 
     @classmethod

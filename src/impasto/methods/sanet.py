@@ -78,7 +78,7 @@ class _SANetFamily(Method):
                 convert_sequential_decoder(weights.load_state_dict(pair[0]), "relu4_1"), strict=True
             )
             self.source = f"{pair[0].name} + {pair[1].name}"
-        self.encoder = checkpoint_encoder(self.backbone, "relu5_1", ck).to(self.device)
+        self.encoder = checkpoint_encoder(self.backbone, "relu5_1", ck, device=self.device)
         self.transform.requires_grad_(False).eval().to(self.device)
         self.decoder.requires_grad_(False).eval().to(self.device)
 

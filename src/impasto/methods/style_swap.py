@@ -79,9 +79,9 @@ class StyleSwap(Method):
                 self.decoder = load_model_decoder(load_impasto_checkpoint(path), path)
                 self.decoder_source = f"trained inverse network {path.name}"
             else:
-                self.decoder = load_decoder(self.backbone, self.depth)
+                self.decoder = load_decoder(self.backbone, self.depth, device=self.device)
                 self.decoder_source = "reconstruction decoder"
-        self.encoder = load_encoder(self.backbone, self.depth).to(self.device)
+        self.encoder = load_encoder(self.backbone, self.depth, device=self.device)
         self.decoder.to(self.device)
         self.iterative = config.optimize
 

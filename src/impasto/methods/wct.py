@@ -66,8 +66,8 @@ class WCT(Method):
     def __init__(self, config: WCTConfig) -> None:
         super().__init__(config)
         self.backbone, self.levels = _levels(config)
-        self.encoders = {d: load_encoder(self.backbone, d).to(self.device) for d in self.levels}
-        self.decoders = {d: load_decoder(self.backbone, d).to(self.device) for d in self.levels}
+        self.encoders = {d: load_encoder(self.backbone, d, device=self.device) for d in self.levels}
+        self.decoders = {d: load_decoder(self.backbone, d, device=self.device) for d in self.levels}
 
     @classmethod
     def check_available(cls, config: WCTConfig) -> None:

@@ -75,21 +75,21 @@ class LossNetwork(nn.Module):
     ``forward(x) -> {layer: B x C x h x w}`` for ``layers``; gradients flow to ``x`` only.
     """
 
-    def __init__(self, kind: str, encoder: str, depth: str) -> None:
+    def __init__(self, kind: str, encoder: str, depth: str, device: torch.device | None = None) -> None:
         super().__init__()
         self.kind = kind
         if kind == "same":
-            self.net = load_encoder(encoder, depth)
+            self.net = load_encoder(encoder, depth, device=device)
             self.layers = style_layers(depth)
         elif kind == "aux":
             if encoder != "vgg19-16x":
                 raise ConfigError("task_options.loss_network=aux needs task_options.encoder=vgg19-16x "
                                   "(only the distilled encoder has aux projections)")
-            self.net = load_encoder(encoder, depth, with_aux=True)
+            self.net = load_encoder(encoder, depth, with_aux=True, device=device)
             self.layers = [lay for lay in style_layers(depth)
                            if lay.replace("relu", "conv") in self.net.aux.convs]
         else:
-            self.net = load_encoder("vgg19", "relu3_1")
+            self.net = load_encoder("vgg19", "relu3_1", device=device)
             self.layers = style_layers("relu3_1")
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -115,7 +115,7 @@ class AdaINTask(ModelFileMixin, Task):
     def build(self, config: TrainConfig, device: torch.device) -> None:
         self.opts = task_options(config, ADAIN_DEFAULTS, ADAIN_CHOICES)
         self.backbone, self.depth = resolve_adain_backbone(self.opts)
-        self.encoder: VGGEncoder = load_encoder(self.backbone, self.depth).to(device)
+        self.encoder: VGGEncoder = load_encoder(self.backbone, self.depth, device=device)
         pretrained = load_decoder(self.backbone, self.depth)
         if self.opts["init_checkpoint"]:
             self.decoder = trainable_decoder(init_model_decoder(self.opts["init_checkpoint"], pretrained))
@@ -123,7 +123,7 @@ class AdaINTask(ModelFileMixin, Task):
             self.decoder = (trainable_decoder(pretrained) if self.opts["init_decoder"] == "pretrained"
                             else fresh_decoder(pretrained))
         self.decoder = self.decoder.to(device)
-        self.loss_net = LossNetwork(self.opts["loss_network"], self.backbone, self.depth).to(device)
+        self.loss_net = LossNetwork(self.opts["loss_network"], self.backbone, self.depth, device)
         self.style_weight = self.opts["style_weight"]
         if self.style_weight is None:
             self.style_weight = {"classic": CLASSIC_STYLE_WEIGHT, "balanced": BALANCED_STYLE_WEIGHT,

@@ -111,7 +111,7 @@ class RefineEncoderTask(ModelFileMixin, Task):
         if opts["style_weight"] is None:
             opts["style_weight"] = 10.0 if self.base == "adain" else 3.0
         reach = "relu4_1" if self.base == "adain" else "relu5_1"
-        self.pretrained = load_encoder(self.backbone, reach).to(device)  # frozen loss network
+        self.pretrained = load_encoder(self.backbone, reach, device=device)  # frozen loss network
         self.refined = refined_encoder(self.pretrained, bool(opts["layer_split"]))
         if self.base == "adain":
             dec = load_decoder(self.backbone, self.depth)

@@ -112,7 +112,7 @@ def passthrough_init(transform: SANetTransform) -> SANetTransform:
 def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) -> tuple[VGGEncoder, SANetGenerator]:
     """(frozen encoder to relu5_1, trainable SANetGenerator with ``C = channels(relu4_1)``)."""
     check_backbone(encoder, "relu4_1")
-    enc = load_encoder(encoder, "relu5_1").to(device)
+    enc = load_encoder(encoder, "relu5_1", device=device)
     pretrained = load_decoder(encoder, "relu4_1")
     decoder = trainable_decoder(pretrained) if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
     transform = SANetTransform(enc.channels("relu4_1"), query_chunk=opts.get("query_chunk"))

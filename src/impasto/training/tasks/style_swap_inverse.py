@@ -62,7 +62,7 @@ class StyleSwapInverseTask(ModelFileMixin, Task):
         self.opts = task_options(config, SWAP_DEFAULTS, SWAP_CHOICES)
         self.backbone, self.depth = self.opts["encoder"], self.opts["depth"]
         check_backbone(self.backbone, self.depth, ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
-        self.encoder = load_encoder(self.backbone, self.depth).to(device)
+        self.encoder = load_encoder(self.backbone, self.depth, device=device)
         dec = load_decoder(self.backbone, self.depth)
         self.decoder = (trainable_decoder(dec) if self.opts["init_decoder"] == "pretrained"
                         else fresh_decoder(dec)).to(device)
