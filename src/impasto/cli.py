@@ -265,6 +265,28 @@ def _stylizer(method: str, **kwargs: Any) -> Any:
 
 @app.command()
 @user_errors
+def export(
+    method: str = typer.Argument(..., help="Method to export: adain or microast."),
+    output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write NAME.int8.onnx, dynamically quantised to int8."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained model file for the method (adain)."),
+) -> None:
+    """Export a feed-forward model for deployment (dynamic image sizes; inputs content, style, alpha)."""
+    from impasto.export import export_onnx
+
+    if fmt != "onnx":
+        raise ConfigError(f"--format {fmt!r} is not supported; use --format onnx")
+    opts = {"checkpoint": checkpoint} if checkpoint else {}
+    with _progress() as prog:
+        prog.add_task(f"exporting {method}", total=None)
+        files = export_onnx(method, output, int8=int8, **opts)
+    for f in files:
+        console.print(f"wrote {f} ({f.stat().st_size / 2**20:.1f} MB)", highlight=False)
+
+
+@app.command()
+@user_errors
 def methods(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per method) instead of a table."),
 ) -> None:

@@ -1,0 +1,121 @@
+"""Export impasto's feed-forward models to ONNX for deployment (onnxruntime, onnxruntime-web, mobile runtimes).
+
+``impasto export adain -o adain.onnx`` writes one graph with inputs ``content`` (1 x 3 x H x W, RGB in [0, 1]),
+``style`` (1 x 3 x H' x W') and ``alpha`` (1 value in [0, 1], the style strength) and output ``image``
+(1 x 3 x H x W in [0, 1]); H, W, H', W' are dynamic (16 to 4096 px). The graph is the plain PyTorch module path of
+the method (the CPU fast paths of :mod:`impasto.layers` are inference-time forms of the same arithmetic), exported
+with ``torch.onnx.export(dynamo=True)``; ``--int8`` adds a dynamically quantised copy (onnxruntime's
+``quantize_dynamic``: int8 weights, activations quantised at run time).
+
+Needs the ``onnx`` and ``onnxscript`` packages (``pip install "impasto[export]"``) to export, and ``onnxruntime`` to
+check or run the result.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from impasto.errors import ConfigError
+from impasto.io.atomic import atomic_path
+
+EXPORTABLE = ("adain", "microast")
+__all__ = ["EXPORTABLE", "export_onnx", "export_module"]
+
+
+class AdaINGraph(nn.Module):
+    """content, style, alpha -> image with the encoder and decoder of an AdaIN method (the exported graph)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        from impasto.transforms.stats import adain, mean_std
+
+        fc = self.encoder.encode(content)
+        t = adain(fc, *mean_std(self.encoder.encode(style)))
+        t = alpha * t + (1 - alpha) * fc
+        # the encoder pools in ceil mode, so the decoder's map is never smaller than the photo: crop (as VGGDecoder
+        # does for a given size, written here without a shape test so that it stays in the dynamic graph)
+        out = self.decoder(t)[..., : content.shape[-2], : content.shape[-1]]
+        return out.clamp(0, 1)
+
+
+class MicroASTGraph(nn.Module):
+    """content, style, alpha -> image with the pretrained MicroAST (its style code interpolated by alpha)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        import dataclasses
+
+        from impasto.models.microast import STRIDE, MicroASTStyle
+
+        s, c = self.model.encode_style(style), self.model.encode_style(content)
+        # mix_styles([s, c], [alpha, 1 - alpha]) with alpha as a graph input (a tensor, not a Python float)
+        code = MicroASTStyle(**{f.name: alpha * getattr(s, f.name) + (1 - alpha) * getattr(c, f.name)
+                                for f in dataclasses.fields(MicroASTStyle)})
+        # MicroAST.forward's reflection padding to a multiple of STRIDE, written for any size (it skips the pad
+        # when none is needed, a branch the exported graph would keep for every size)
+        h, w = content.shape[-2], content.shape[-1]
+        eh, ew = (-h) % STRIDE, (-w) % STRIDE
+        top, left = eh // 2, ew // 2
+        padded = nn.functional.pad(content, (left, ew - left, top, eh - top), mode="reflect")
+        _, c2 = self.model.content_encoder(padded)
+        out = self.model.decoder(c2, code, 1.0)
+        return out[:, :, top : top + h, left : left + w].clamp(0, 1)
+
+
+def export_module(method: str, **options: Any) -> nn.Module:
+    """The module :func:`export_onnx` exports for ``method`` (built from a float32 CPU Stylizer), in eval mode."""
+    from impasto.pipeline import Stylizer
+
+    if method not in EXPORTABLE:
+        raise ConfigError(f"impasto export supports {', '.join(EXPORTABLE)}; {method!r} is not one of them "
+                          f"(SANet's attention over every style position does not export with dynamic sizes yet)")
+    m = Stylizer(method, device="cpu", precision="fp32", **options).method
+    graph = AdaINGraph(m.encoder, m.decoder) if method == "adain" else MicroASTGraph(m.model)
+    return graph.eval()
+
+
+def export_onnx(method: str, path: str | os.PathLike, int8: bool = False, opset: int = 18,
+                **options: Any) -> list[Path]:
+    """Write ``method`` as an ONNX graph at ``path`` (and ``NAME.int8.onnx`` with ``int8``); returns the files."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ConfigError('exporting to ONNX needs the onnx and onnxscript packages: pip install "impasto[export]"') \
+            from None
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ConfigError(f"-o {path}: name the file NAME.onnx")
+    graph = export_module(method, **options)
+    content, style = torch.rand(1, 3, 200, 264), torch.rand(1, 3, 232, 216)
+    alpha = torch.ones(1)
+    h, w = torch.export.Dim("height", min=16, max=4096), torch.export.Dim("width", min=16, max=4096)
+    hs, ws = torch.export.Dim("style_height", min=16, max=4096), torch.export.Dim("style_width", min=16, max=4096)
+    with torch.enable_grad():  # the plain module path of every layer (the no-grad CPU fast paths are not exported)
+        program = torch.onnx.export(
+            graph, (content, style, alpha), input_names=["content", "style", "alpha"], output_names=["image"],
+            dynamic_shapes={"content": {2: h, 3: w}, "style": {2: hs, 3: ws}, "alpha": None},
+            opset_version=opset, dynamo=True, verbose=False,
+        )
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
+    files = [path]
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        q = path.with_suffix(".int8.onnx")
+        with atomic_path(q) as tmp:
+            quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+        files.append(q)
+    return files
