@@ -5,7 +5,7 @@ trained on) at 512 px (long side), in one run. Per pair: ``moved`` (impasto.eval
 VGG-19 relu1_1..relu3_1), ``edges`` (Sobel edge correlation with the photo), ``grid`` (16-pixel grid energy over
 its chance level) and the Magenta style-retrieval rank of the painting used among the 48 validation paintings.
 Writes ``OUT/quality.csv`` (one row per model and pair), ``OUT/quality.md`` (medians) and, with ``--grids``, a
-6 x 6 grid of validation pairs at 256 px per model (``OUT/grid_LABEL.png``).
+6 x 6 grid of validation pairs at 256 px per model (``OUT/grid_LABEL.jpg``).
 
     IMPASTO_WEIGHTS_DIR=../shared/weights python scripts/eval_models.py --out docs/models \\
         --model adain --model sanet --model iecontraast --model magenta --model microast --pairs 96 --grids
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         })
         print(summary[-1], file=sys.stderr)
         if args.grids:
-            write_grid(st, photos, paintings, out / f"grid_{label}.png")
+            write_grid(st, photos, paintings, out / f"grid_{label}.jpg")
         if args.video:
             for r in video_rows(st, label, Path(args.video), paintings, args):
                 rows.append(r)
@@ -233,7 +233,7 @@ def write_grid(st: Stylizer, photos: list[Path], paintings: list[Path], path: Pa
         canvas[(i + 1) * cell:(i + 2) * cell, :cell] = square(c)
         for j, s in enumerate(ss):
             canvas[(i + 1) * cell:(i + 2) * cell, (j + 1) * cell:(j + 2) * cell] = square(st.stylize_tensor(c, s))
-    Image.fromarray(canvas).save(path, optimize=True)
+    Image.fromarray(canvas).save(path, quality=88, optimize=True)
 
 
 if __name__ == "__main__":
