@@ -51,12 +51,17 @@ def cpu_name() -> str:
 
 
 def quality(csv_path: str, label: str) -> dict[str, float]:
-    rows = [r for r in csv.DictReader(open(csv_path)) if r["model"] == label]
+    all_rows = [r for r in csv.DictReader(open(csv_path)) if r["model"] == label]
+    rows = [r for r in all_rows if r.get("moved")]
+    video = [float(r["warping_error"]) for r in all_rows if r.get("warping_error")]
     if not rows:
         raise SystemExit(f"no rows for model {label!r} in {csv_path}")
-    return {"pairs": len(rows),
-            **{k: round(statistics.median(float(r[k]) for r in rows), 4) for k in ("moved", "edges", "grid")},
-            "retrieval_top1": round(sum(int(r["retrieval_rank"]) == 0 for r in rows) / len(rows), 4)}
+    out = {"pairs": len(rows), "size": 512, "split": "docs/models/validation_split.txt",
+           **{k: round(statistics.median(float(r[k]) for r in rows), 4) for k in ("moved", "edges", "grid")},
+           "retrieval_top1": round(sum(int(r["retrieval_rank"]) == 0 for r in rows) / len(rows), 4)}
+    if video:
+        out["warping_error"] = round(statistics.median(video), 5)
+    return out
 
 
 def main() -> None:
