@@ -132,11 +132,20 @@ def test_alpha_zero_reconstructs_content(images):
         assert psnr > 18
 
 
-def test_sanet_without_weights_says_what_to_do():
+def test_sanet_without_weights_says_what_to_do(tmp_path, monkeypatch):
+    """Without the shipped file (an install without package data) and without the official files: what to do."""
+    import impasto.methods.common as common
     from impasto.methods import MethodUnavailable
 
+    monkeypatch.setattr(common, "PACKAGED_CHECKPOINTS", tmp_path)
     with pytest.raises(MethodUnavailable, match="impasto train sanet"):
         Stylizer("sanet")
+
+
+def test_sanet_and_iecontraast_run_with_no_flags():
+    for method in ("sanet", "iecontraast"):
+        st = Stylizer(method)
+        assert f"{method}_vgg19-16x_relu4_1.safetensors" in st.describe()
 
 
 def test_refined_encoder_state_in_a_model_file_is_used(tmp_path):

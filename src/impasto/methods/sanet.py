@@ -1,8 +1,9 @@
 """SANet (Park & Lee 2019) and IEContraAST (Chen et al. 2021): style attention at relu4_1 + relu5_1, then decode.
 
 IEContraAST has SANet's architecture at inference (its contributions are training losses), so both methods share
-this module and differ in the weights they load. They run only with trained weights: impasto's own checkpoint
-(``impasto train sanet`` / ``impasto train iecontraast``), or the official ``decoder_iter_N.pth`` +
+this module and differ in the weights they load: by default impasto's own trained models shipped in the package
+(``checkpoints/{sanet,iecontraast}_vgg19-16x_relu4_1.safetensors``, docs/models.md), or any model file from
+``impasto train sanet`` / ``impasto train iecontraast`` (``checkpoint=``), or the official ``decoder_iter_N.pth`` +
 ``transformer_iter_N.pth`` files, which need the full VGG-19 (``vgg_normalised.pth``).
 """
 
@@ -141,12 +142,12 @@ class _SANetFamily(Method):
 @register
 class SANet(_SANetFamily):
     name = "sanet"
-    summary = "Style-attentional network (needs trained weights)"
+    summary = "Style-attentional network at relu4_1 + relu5_1 (impasto's trained weights ship with it)"
     paper = "Park & Lee, CVPR 2019"
 
 
 @register
 class IEContraAST(_SANetFamily):
     name = "iecontraast"
-    summary = "SANet trained with internal-external contrastive learning (needs trained weights)"
+    summary = "SANet trained with internal-external contrastive learning (impasto's trained weights ship with it)"
     paper = "Chen et al., NeurIPS 2021"
