@@ -101,7 +101,7 @@ def test_mix_and_preserve_color_and_mask(small, tmp_path, data_dir):
     [
         (["-m", "nope"], "known methods"),
         (["--alpha", "3"], "alpha must be in"),
-        (["-m", "sanet"], "impasto train sanet"),
+        (["-m", "sanet", "--checkpoint", "missing.pt"], "missing.pt does not exist"),
         (["--encoder", "resnet"], "--encoder"),
         (["-O", "nonsense"], "key=value"),
         (["--pairs", "bogus"], "--pairs must be"),
