@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from impasto.export import export_onnx
+from impasto.hardware import cpu_name
 from impasto.io.images import load_tensor
 from impasto.pipeline import Stylizer
 
@@ -75,7 +76,7 @@ def main() -> None:
     t, _ = timed(lambda: mag.stylize_tensor(c, s), args.repeats)
     rows.append(("magenta (peer)", "its int8 ONNX model", t, "-"))
     lines = [f"{args.size} x {args.size} px, 2 threads, median of {args.repeats} runs (after a warm-up); "
-             f"CPU: {cpu()}. Command: `IMPASTO_WEIGHTS_DIR=../shared/weights python benchmarks/bench_export.py"
+             f"CPU: {cpu_name()}. Command: `IMPASTO_WEIGHTS_DIR=../shared/weights python benchmarks/bench_export.py"
              f"{' --size ' + str(args.size) if args.size != 512 else ''}`", "",
              "| model | runtime | s / image | PSNR vs PyTorch float32 (dB) |", "|---|---|---|---|"]
     lines += [f"| {m} | {k} | {t:.3f} | {p} |" for m, k, t, p in rows]
@@ -83,16 +84,6 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-
-
-def cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

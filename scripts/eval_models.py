@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\r{label}: {k + 1}/{len(pairs)}", end="", file=sys.stderr)
         secs = (time.perf_counter() - t0) / len(pairs)
         print(file=sys.stderr)
-        emb = magenta.embed([o for o in outs])
+        emb = magenta.embed(outs)
         ret = retrieval_rate(emb, gallery, [j for _, j in pairs])
         for k, (i, j) in enumerate(pairs):
             o = outs[k]

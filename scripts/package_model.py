@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import statistics
 from pathlib import Path
 
+from impasto.hardware import cpu_name
 from impasto.modelfile import load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,16 +38,6 @@ def run_hours(logs: list[str]) -> tuple[float, int]:
             hours += last["elapsed"] / 3600
             steps += int(last["step"])
     return hours, steps
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def quality(csv_path: str, label: str) -> dict[str, float]:

@@ -57,3 +57,17 @@ def describe() -> str:
     if cpu_bf16_convolutions():
         return "bf16: emulated (slower than fp32); --precision auto uses fp32, --precision bf16 works"
     return f"bf16: not available ({BF16_MISSING}); --precision auto uses fp32, --precision bf16 is refused"
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), for benchmark tables and model cards."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

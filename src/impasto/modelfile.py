@@ -117,11 +117,15 @@ def _load_safetensors(p: Path) -> dict[str, Any]:
     return state
 
 
+def is_official_transformer(ck: dict[str, Any]) -> bool:
+    """Is ``ck`` the state dict of an official SANet/IEContraAST ``transformer_iter_N.pth``?"""
+    return any(str(k).startswith(("sanet4_1.", "sanet5_1.")) for k in ck)
+
+
 def describe_model(ck: dict[str, Any]) -> str:
     """Short human description, e.g. ``an impasto sanet model (vgg19-16x relu4_1, 6000 steps)``."""
     if ck.get("format") != MODEL_FORMAT and "method" not in ck:
-        keys = list(ck)
-        if any(str(k).startswith(("sanet4_1.", "sanet5_1.")) for k in keys):
+        if is_official_transformer(ck):
             return "an official SANet/IEContraAST transformer file (transformer_iter_N.pth)"
         return "a state dict that is not an impasto model file"
     steps = ck.get("step")

@@ -11,7 +11,6 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 from test_server_api import fake_server, files, tiny_png  # noqa: F401
 
@@ -190,5 +189,5 @@ def test_style_swap_stops_at_its_cancellation_points() -> None:
     with cancellation(check), pytest.raises(_Stop):
         style_swap(content, style_swap_patches(style), max_memory_mb=1)
     assert len(calls) == 4
-    style_swap(content[..., :8, :8], style_swap_patches(style[..., :8, :8]))  # outside the block: no hook
-    assert np.isfinite(len(calls))
+    style_swap(content, style_swap_patches(style), max_memory_mb=1)  # outside the block: the hook is not called
+    assert len(calls) == 4

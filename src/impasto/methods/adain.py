@@ -20,7 +20,7 @@ from impasto.methods.common import (
     packaged_checkpoint,
     resolve_backbone,
 )
-from impasto.modelfile import describe_model
+from impasto.modelfile import describe_model, is_official_transformer
 from impasto.transforms.stats import adain, mean_std
 
 
@@ -46,7 +46,7 @@ class AdaIN(Method):
         if config.checkpoint:
             ck = load_impasto_checkpoint(config.checkpoint, "adain")
             if "decoder" not in ck:  # an official sequential decoder state dict
-                if any(str(k).startswith(("sanet4_1.", "sanet5_1.")) for k in ck):
+                if is_official_transformer(ck):
                     raise WeightsError(f"{config.checkpoint} is {describe_model(ck)}, not an AdaIN decoder: it "
                                        "belongs to -m sanet / -m iecontraast (with its decoder_iter_N.pth)")
                 self.backbone, self.depth = "vgg19", "relu4_1"

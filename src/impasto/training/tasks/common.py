@@ -101,14 +101,14 @@ def fresh_decoder(like: VGGDecoder, seed: int | None = None) -> VGGDecoder:
     return VGGDecoder(like.widths, like.depth, first_width=decoder_first_width(like)).train()
 
 
-def init_model_decoder(path: str, like: VGGDecoder) -> VGGDecoder:
+def init_model_decoder(path: str, like: VGGDecoder, ck: dict[str, Any] | None = None) -> VGGDecoder:
     """The decoder of the impasto model file ``path``, checked to have the layout of ``like`` (ConfigError if not).
 
     Used by ``task_options.init_checkpoint`` to start a run from a trained model (e.g. SANet's decoder from the
     trained AdaIN one, IEContraAST from a trained SANet)."""
     from impasto.methods.common import load_impasto_checkpoint, load_model_decoder
 
-    ck = load_impasto_checkpoint(path)
+    ck = load_impasto_checkpoint(path) if ck is None else ck  # ``ck``: the file, already read by the caller
     if "decoder" not in ck:
         raise ConfigError(f"task_options.init_checkpoint {path}: not an impasto model file (no decoder)")
     dec = load_model_decoder(ck, path)

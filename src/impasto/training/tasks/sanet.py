@@ -119,8 +119,8 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     if opts.get("init_transform", "default") == "passthrough":
         passthrough_init(transform)
     if opts.get("init_checkpoint"):
-        decoder = trainable_decoder(init_model_decoder(opts["init_checkpoint"], pretrained))
         ck = load_impasto_checkpoint(opts["init_checkpoint"])
+        decoder = trainable_decoder(init_model_decoder(opts["init_checkpoint"], pretrained, ck))
         if "transform" in ck:
             try:
                 transform.load_state_dict(ck["transform"], strict=True)
