@@ -17,7 +17,7 @@ common=(--content .gpu/data/photos --style .gpu/data/paintings --steps "$steps" 
         holdout=docs/models/validation_split.txt precision=bf16 device="$device" size=256 crop=256
         num_workers=3 log_every=50 sample_every=2000 checkpoint_every=500 keep_checkpoints=1)
 declare -A args=(
-  [adain]="adain batch_size=16 task_options.init_checkpoint=$ck/adain_vgg19-16x_relu4_1.safetensors"
+  [adain]="adain batch_size=16 task_options.style_loss=balanced task_options.init_checkpoint=$ck/adain_vgg19-16x_relu4_1.safetensors"
   [sanet]="sanet batch_size=16 task_options.init_checkpoint=$ck/sanet_vgg19-16x_relu4_1.safetensors"
   [iecontraast]="iecontraast batch_size=16 task_options.init_checkpoint=$ck/iecontraast_vgg19-16x_relu4_1.safetensors task_options.gan_ramp_steps=500"
   [swapinv]="style-swap-inverse batch_size=8 task_options.photos=4 task_options.paintings=4"

@@ -208,6 +208,36 @@ def test_sigterm_stops_with_exit_143_and_model_file_matches_checkpoint(weights_d
     assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporaries left
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_to_the_process_group_with_loader_workers_still_checkpoints(weights_dir: Path, tmp_path: Path,
+                                                                         sig: str) -> None:
+    """`timeout`, Ctrl-C, Slurm and Kubernetes signal the whole process group, data-loader workers too. The workers
+    died first and the loader's SIGCHLD check broke the final checkpoint ("DataLoader worker ... is killed by
+    signal: Terminated", reported as a disk error, exit 2). Now the workers ignore the signal: the run stops after
+    its step, writes the checkpoint and exits 143 / 130."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(tmp_path, out, "--steps", "100000", "checkpoint_every=1000", "num_workers=2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "log.jsonl").is_file():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, getattr(signal, sig))
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == (143 if sig == "SIGTERM" else 130), output
+    assert "DataLoader worker" not in output and "Traceback" not in output, output
+    from impasto.training import latest_checkpoint, load_checkpoint
+
+    ck = load_checkpoint(latest_checkpoint(out))
+    assert 0 < ck["step"] < 1000  # the checkpoint written on the signal, not a periodic one
+    assert load_impasto_checkpoint(out / "model.pt")["step"] == ck["step"]
+
+
 def test_full_disk_during_a_checkpoint_is_a_clear_error(weights_dir: Path, tmp_path: Path) -> None:
     """A file-size limit (as a full disk: writes fail with EFBIG) during the first checkpoint: one message naming the
     folder and --resume, exit 2, no traceback and no partial temporary (was a RuntimeError traceback from torch.save

@@ -257,6 +257,13 @@ class _Batches:
             k += self.batch_size
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data-loader workers ignore SIGINT/SIGTERM: ``timeout``, Ctrl-C and schedulers signal the whole process
+    group, and a worker that died of it broke the final checkpoint. The main process stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 @dataclass
 class _Stream:
     dataset: ImageFolderDataset
@@ -268,7 +275,7 @@ class _Stream:
     def start(self, num_workers: int, pin_memory: bool) -> None:
         loader = DataLoader(self.crops, batch_sampler=_Batches(self.sampler.index, self.batch_size),
                             num_workers=num_workers, pin_memory=pin_memory,
-                            persistent_workers=num_workers > 0,
+                            persistent_workers=num_workers > 0, worker_init_fn=_ignore_stop_signals,
                             # its own generator: creating the iterator must not draw from the global RNG
                             generator=torch.Generator().manual_seed(self.crops.seed))
         self.iterator = iter(loader)
