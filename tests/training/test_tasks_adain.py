@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import impasto
 from impasto.cli import app
 from impasto.errors import ConfigError
 from impasto.methods.common import load_impasto_checkpoint
@@ -183,6 +185,17 @@ def _train_cmd(tmp_path: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "impasto.cli", "train", "adain", "--content", str(content), "--style", str(style),
             "--out", str(out), "--threads", "1", "size=48", "crop=32", "batch_size=2", "sample_every=0",
             "log_every=1", *extra]
+
+
+def test_default_style_loss_is_the_shipped_models_balanced_loss() -> None:
+    """`impasto train adain` with no options trains what ships: the balanced loss at its weight (was the mean/std
+    "classic" loss, which a GPU run used by mistake and which measured worse)."""
+    from impasto.training.tasks.adain import ADAIN_DEFAULTS, BALANCED_STYLE_WEIGHT
+
+    assert ADAIN_DEFAULTS["style_loss"] == "balanced"
+    shipped = json.loads((Path(impasto.__file__).parent / "checkpoints" / "adain_vgg19-16x_relu4_1.json").read_text())
+    assert shipped["config"]["task_options"]["style_loss"] == ADAIN_DEFAULTS["style_loss"]
+    assert BALANCED_STYLE_WEIGHT == 800.0  # the weight the shipped model was trained with (its card's note)
 
 
 def test_sigterm_stops_with_exit_143_and_model_file_matches_checkpoint(weights_dir: Path, tmp_path: Path) -> None:
