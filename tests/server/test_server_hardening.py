@@ -115,15 +115,15 @@ def test_slow_clients_cannot_hold_the_upload_slots(n_slow: int) -> None:
 def test_decoding_slot_wait_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """With every decoding slot busy longer than slot_wait, an upload is answered 503 with Retry-After and /healthz
     says the server is saturated. (The slow decode is a stand-in: a sleep wrapped around the real one.)"""
-    import impasto.server.app as server_app
+    import impasto.server.intake as intake
 
-    real = server_app._decode
+    real = intake.decode_upload
 
     def slow_decode(*args, **kwargs):
         time.sleep(2.0)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(server_app, "_decode", slow_decode)
+    monkeypatch.setattr(intake, "decode_upload", slow_decode)
     with instant_server(intake_slots=1, slot_wait=0.5) as url, httpx.Client(base_url=url, timeout=30) as c:
         first: list[httpx.Response] = []
         t = threading.Thread(target=lambda: first.append(

@@ -1,6 +1,7 @@
 """impasto's web app and HTTP API: ``impasto serve``, or ``create_app(ServerConfig(...))`` for any ASGI server.
 
-See :mod:`impasto.server.app` for the endpoints and :mod:`impasto.server.jobs` for the job queue.
+See :mod:`impasto.server.app` for the endpoints and the modules the app is made of, :mod:`impasto.server.schemas` for
+the stylize form (declared once) and :mod:`impasto.server.jobs` for the job queue.
 """
 
 from __future__ import annotations
