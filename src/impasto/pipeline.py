@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from impasto.errors import ConfigError
 from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions, cpu_native_bf16
 from impasto.io.images import DEFAULT_MAX_PIXELS, image_to_tensor, load_image, resize_max, tensor_to_image
 from impasto.methods.base import PRECISIONS, Method, constant_mix, create_method, get_method_class
-from impasto.runtime import check_cancelled
+from impasto.runtime import check_cancelled, reporting
 
 ImageInput = str | Path | Image.Image | torch.Tensor | np.ndarray | bytes
 Progress = Callable[[int, int], None]
@@ -255,8 +256,9 @@ def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
 class Stylizer:
     """Stylise images with one method; keeps the loaded model and a cache of encoded styles.
 
-    On the CPU, creating a Stylizer makes glibc malloc keep freed memory for reuse (up to 2x faster at 1024 px
-    and above; :mod:`impasto.runtime`; the environment variable ``IMPASTO_MALLOC=system`` opts out).
+    One Stylizer serves concurrent calls from several threads: each call's progress goes to its own callback
+    (:func:`impasto.runtime.reporting`) and the style cache is locked. It changes nothing process-wide (the CLI
+    and the server, not the library, tune glibc malloc: :func:`impasto.runtime.reuse_freed_memory`).
 
     Args:
         method: a registered method name (``impasto methods`` lists them).
@@ -288,6 +290,7 @@ class Stylizer:
         self.style_size = style_size
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -303,18 +306,20 @@ class Stylizer:
     def encode_style(self, style: ImageInput) -> Any:
         """Encode a style image (cached: the same file, image or tensor is encoded once)."""
         key = _style_key(style, self.style_size)
-        if key is not None and key in self._cache:
-            self._cache.move_to_end(key)
-            self.cache_hits += 1
-            return self._cache[key]
-        self.cache_misses += 1
+        with self._cache_lock:
+            if key is not None and key in self._cache:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                return self._cache[key]
+            self.cache_misses += 1
         img = _fit_style(_as_tensor(style, "style", self.style_size), self.style_size)
         with self.method.autocast():
             code = self.method.encode_style(img.to(self.device))
         if key is not None:
-            self._cache[key] = code
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            with self._cache_lock:
+                self._cache[key] = code
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return code
 
     # -- public API ----------------------------------------------------------------------------------------
@@ -478,8 +483,8 @@ class Stylizer:
         if tile_size and (tile_size < 128 or overlap < 0 or overlap >= tile_size // 2):
             raise ConfigError(f"tile_size must be >= 128 and overlap in [0, tile_size/2), got {tile_size}, {overlap}")
         if not tile_size or (H <= tile_size and W <= tile_size):
-            self.method.progress = progress
-            return self._run_one(c, codes, mix, alpha)
+            with reporting(progress):
+                return self._run_one(c, codes, mix, alpha)
         tile_h, tile_w = balanced_tile(H, tile_size, overlap), balanced_tile(W, tile_size, overlap)
         ys, xs = tile_grid(H, tile_h, overlap), tile_grid(W, tile_w, overlap)
         with self.method.autocast():
@@ -497,7 +502,6 @@ class Stylizer:
             sum_x[x : x + w] += r
         acc = torch.zeros(1, 3, H, W)
         total, done = len(ys) * len(xs), 0
-        self.method.progress = None
         for y, h, ry in zip(ys, heights, ramps_y, strict=True):
             for x, w, rx in zip(xs, widths, ramps_x, strict=True):
                 # Each tile is stylised with at least `overlap` pixels of context on every side (where the image has
@@ -508,7 +512,8 @@ class Stylizer:
                 y1, x1 = min(H, y + h + overlap), min(W, x + w + overlap)
                 check_cancelled()
                 tile, tile_mix = c[..., y0:y1, x0:x1], mix[:, y0:y1, x0:x1]
-                out = self._run_one(tile, codes, tile_mix, alpha, context).cpu()
+                with reporting(None):  # progress counts tiles here, not a method's inner steps
+                    out = self._run_one(tile, codes, tile_mix, alpha, context).cpu()
                 out = out[..., y - y0 : y - y0 + h, x - x0 : x - x0 + w]
                 wt = (ry / sum_y[y : y + h])[:, None] * (rx / sum_x[x : x + w])[None, :]
                 acc[..., y : y + h, x : x + w].addcmul_(out, wt)

@@ -23,7 +23,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-__all__ = ["cancellation", "check_cancelled", "reuse_freed_memory", "malloc_tuned"]
+__all__ = ["cancellation", "check_cancelled", "current_progress", "report_progress", "reporting",
+           "reuse_freed_memory", "malloc_tuned"]
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
@@ -87,3 +88,34 @@ def check_cancelled() -> None:
     check = getattr(_cancel, "check", None)
     if check is not None:
         check()
+
+
+# ---------------------------------------------------------------------------------------------- progress
+_progress = threading.local()
+
+
+@contextlib.contextmanager
+def reporting(progress: Callable[[int, int], None] | None) -> Iterator[None]:
+    """Within the block, :func:`report_progress` on this thread calls ``progress(done, total)`` (None: nothing).
+
+    The per-call progress of :meth:`impasto.pipeline.Stylizer.stylize` reaches the methods this way, not through
+    an attribute of the shared method object, so one Stylizer serves concurrent calls each with its own progress.
+    """
+    previous = getattr(_progress, "callback", None)
+    _progress.callback = progress
+    try:
+        yield
+    finally:
+        _progress.callback = previous
+
+
+def current_progress() -> Callable[[int, int], None] | None:
+    """The progress callback of the :func:`reporting` block this thread is in (None outside one)."""
+    return getattr(_progress, "callback", None)
+
+
+def report_progress(done: int, total: int) -> None:
+    """Report ``done`` of ``total`` steps to the current :func:`reporting` block's callback; a no-op outside one."""
+    callback = current_progress()
+    if callback is not None:
+        callback(done, total)

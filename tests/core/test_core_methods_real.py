@@ -175,3 +175,48 @@ def test_wct_without_weights_says_which_levels_it_needs(tmp_path, monkeypatch):
         Stylizer("wct")
     with pytest.raises(MethodUnavailable, match="every level from relu3_1 down to relu1_1 of vgg19;"):
         Stylizer("wct", encoder="vgg19", depth="relu3_1")
+
+
+def test_one_stylizer_serves_concurrent_calls_each_with_its_own_progress(images):
+    """Progress reaches a method through the call (impasto.runtime.reporting), not an attribute of the shared
+    method: two threads on one Stylizer get their own progress and the same images as one after the other (was:
+    `method.progress` set per call, so the server held a lock per method and concurrent calls crossed progress)."""
+    import threading
+
+    c, s = images
+    c = torch.nn.functional.interpolate(c, size=(64, 96), mode="area")
+    st = Stylizer("gatys", device="cpu", precision="fp32", style_size=96, steps=6)
+    contents = [c, c.flip(-1)]
+    alone: list[list[tuple[int, int]]] = [[], []]
+    expected = [st.stylize_tensor(x, s, progress=lambda d, t, i=i: alone[i].append((d, t)))
+                for i, x in enumerate(contents)]
+    calls: list[list[tuple[int, int]]] = [[], []]
+    outs: list[torch.Tensor | None] = [None, None]
+    barrier = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        outs[i] = st.stylize_tensor(contents[i], s, progress=lambda d, t: calls[i].append((d, t)))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for i in range(2):
+        assert calls[i] == alone[i] and alone[i][-1] == (6, 6), (calls[i], alone[i])
+        assert torch.equal(outs[i], expected[i])
+
+
+def test_reporting_scopes_progress_to_its_block():
+    from impasto.runtime import current_progress, report_progress, reporting
+
+    seen: list[tuple[str, int, int]] = []
+    report_progress(1, 2)  # outside any block: a no-op
+    with reporting(lambda d, t: seen.append(("outer", d, t))):
+        report_progress(1, 3)
+        with reporting(None):
+            report_progress(2, 3)
+            assert current_progress() is None
+        report_progress(3, 3)
+    assert seen == [("outer", 1, 3), ("outer", 3, 3)] and current_progress() is None

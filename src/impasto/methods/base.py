@@ -63,7 +63,6 @@ class Method:
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
         self.device = torch.device(config.device)
-        self.progress: Callable[[int, int], None] | None = None
         if config.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
         if config.precision == "bf16" and not self.supports_bf16:

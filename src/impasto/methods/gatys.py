@@ -13,6 +13,7 @@ from impasto.errors import ConfigError
 from impasto.losses.style import gram
 from impasto.methods.base import Method, MethodUnavailable, optimize_pixels, register, resize_mix
 from impasto.methods.common import EncoderConfig
+from impasto.runtime import current_progress
 
 
 @dataclass
@@ -114,4 +115,4 @@ class Gatys(Method):
                     loss = loss + sw * weights[k] * ((g - s[layer]) ** 2).sum() / len(self.style_layers)
             return loss
 
-        return optimize_pixels(x0, loss_fn, self.config.steps, self.progress)
+        return optimize_pixels(x0, loss_fn, self.config.steps, current_progress())

@@ -24,6 +24,7 @@ from impasto.methods.common import (
     packaged_checkpoint,
     resolve_backbone,
 )
+from impasto.runtime import current_progress
 from impasto.transforms.style_swap import MATCHING_ALGORITHMS, StyleSwapPatches, style_swap, style_swap_patches
 
 
@@ -138,4 +139,4 @@ class StyleSwap(Method):
         def loss_fn(x: torch.Tensor) -> torch.Tensor:
             return ((self.encoder.encode(x) - target) ** 2).sum() / n + self.config.tv_weight * total_variation(x)
 
-        return optimize_pixels(init, loss_fn, self.config.steps, self.progress)
+        return optimize_pixels(init, loss_fn, self.config.steps, current_progress())

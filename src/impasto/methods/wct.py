@@ -13,7 +13,7 @@ from impasto.backbones import LEVELS, available_depths, load_decoder, load_encod
 from impasto.errors import ConfigError
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
 from impasto.methods.common import EncoderConfig
-from impasto.runtime import check_cancelled
+from impasto.runtime import check_cancelled, report_progress
 from impasto.transforms.wct import WCTStyleStats, wct, wct_affine, wct_style_stats
 
 #: Under bf16, levels whose feature map has fewer pixels per channel than this are encoded in fp32 (see _encode).
@@ -139,6 +139,5 @@ class WCT(Method):
                 targets = [wct(f, s[d]) for s in styles]
                 img = self.decoders[d](blend_features(f, targets, mix, alpha), size=size)
             check_cancelled()
-            if self.progress:
-                self.progress(self.levels.index(d) + 1, len(self.levels))
+            report_progress(self.levels.index(d) + 1, len(self.levels))
         return img.float().clamp(0, 1)

@@ -18,10 +18,10 @@ from impasto.server.middleware import ApiError
 
 
 class StylizerPool:
-    """Lazily created :class:`~impasto.pipeline.Stylizer` objects, one per method, each with a lock.
+    """Lazily created :class:`~impasto.pipeline.Stylizer` objects, one per method, shared by all jobs.
 
-    A Stylizer is not thread-safe (its style cache and progress hook), so jobs of the same method take turns;
-    jobs of different methods run side by side when there are several workers.
+    A Stylizer serves concurrent calls (each with its own progress callback), so with several workers jobs of
+    the same method run side by side, like jobs of different methods.
     """
 
     def __init__(self, device: str = "auto", style_size: int = 512,
@@ -29,11 +29,11 @@ class StylizerPool:
         self.device, self.style_size = device, style_size
         self._factory = factory
         self._lock = threading.Lock()
-        self._items: dict[str, tuple[Any, threading.Lock]] = {}
+        self._items: dict[str, Any] = {}
         self._loading: dict[str, threading.Lock] = {}
 
-    def get(self, method: str) -> tuple[Any, threading.Lock]:
-        """The Stylizer for ``method`` and the lock to hold while using it (loads it on first use)."""
+    def get(self, method: str) -> Any:
+        """The Stylizer for ``method`` (loads it on first use)."""
         with self._lock:
             if method in self._items:
                 return self._items[method]
@@ -44,8 +44,8 @@ class StylizerPool:
                     return self._items[method]
             stylizer = self._create(method)
             with self._lock:
-                self._items[method] = (stylizer, threading.Lock())
-                return self._items[method]
+                self._items[method] = stylizer
+                return stylizer
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -104,20 +104,14 @@ def stylize_job(pool: StylizerPool, content: Image.Image, style: Image.Image, me
 
     def work(ctx: JobContext) -> tuple[bytes, dict[str, Any]]:
         ctx.progress(0.02, "loading model")
-        stylizer, lock = pool.get(method)
-        ctx.progress(0.05, "waiting for the model")
-        while not lock.acquire(timeout=min(max(ctx.remaining(), 0.05), 1.0)):
-            ctx.check()  # another job of this method holds the model: wait, but not past the deadline
+        stylizer = pool.get(method)
 
         def on_step(done: int, total: int) -> None:
             ctx.progress(0.1 + 0.8 * done / max(total, 1))
 
-        try:
-            ctx.progress(0.1, "stylizing")
-            with cancellation(ctx.check):  # past the deadline the work stops at its next check: the worker is freed
-                out = stylizer.stylize(content, style, progress=on_step, **options)
-        finally:
-            lock.release()
+        ctx.progress(0.1, "stylizing")
+        with cancellation(ctx.check):  # past the deadline the work stops at its next check: the worker is freed
+            out = stylizer.stylize(content, style, progress=on_step, **options)
         ctx.progress(0.92, "encoding")
         buf = io.BytesIO()
         out.save(buf, format="PNG", compress_level=3)
