@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -48,7 +49,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ImpastoError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)  # [x]: text
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
@@ -259,7 +260,7 @@ def _stylizer(method: str, **kwargs: Any) -> Any:
         warnings.simplefilter("always", UserWarning)
         stylizer = Stylizer(method, **kwargs)
     for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
     return stylizer
 
 

@@ -33,20 +33,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
-from fastapi_offline import FastAPIOffline
 from PIL import Image
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from impasto.errors import ConfigError, ImpastoError
+from impasto.extras import check_extra, extra_error
+
+try:  # the [server] extra
+    import anyio
+    import uvicorn  # noqa: F401  (checked here, used by run_server)
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from fastapi_offline import FastAPIOffline
+    from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
+except ImportError as exc:
+    raise extra_error(exc, "server") from None
 from impasto.runtime import cancellation
 from impasto.server.jobs import DONE, JobContext, JobManager, QueueFull
+
+check_extra("python_multipart", "server")  # the form uploads (python-multipart >= 0.0.13), read on each request
 
 logger = logging.getLogger(__name__)
 
