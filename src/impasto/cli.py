@@ -6,16 +6,18 @@ as one message, never as a traceback, and the exit code is non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -48,7 +50,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ImpastoError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)  # [x]: text
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
@@ -255,12 +257,20 @@ def _stylizer(method: str, **kwargs: Any) -> Any:
 
     reuse_freed_memory()
 
+    with _warning_lines():
+        return Stylizer(method, **kwargs)
+
+
+@contextlib.contextmanager
+def _warning_lines() -> Iterator[None]:
+    """Print the UserWarnings of the block (model files, plugins that fail to load) as one 'warning:' line each."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        stylizer = Stylizer(method, **kwargs)
-    for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
-    return stylizer
+        try:
+            yield
+        finally:
+            for w in caught:
+                console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
 
 
 @app.command()
@@ -293,6 +303,8 @@ def methods(
     """List the methods, whether each can run with the weights present, and why not."""
     from impasto.methods import availability, get_method_class, method_names
 
+    with _warning_lines():  # a plugin that fails to load is one line, the other methods are still listed
+        method_names()
     if as_json:
         rows = []
         for name in method_names():
@@ -528,7 +540,10 @@ def train(
 ) -> None:
     """Train a model; extra arguments are key=value overrides (task_options.NAME=VALUE for task options)."""
     from impasto.training.cli import run_train
+    from impasto.training.loop import available_tasks
 
+    with _warning_lines():  # a plugin task that fails to load is one line
+        available_tasks()
     result = run_train(task, content, style, config, out, steps, resume, list(ctx.args), threads=threads)
     console.print(
         f"stopped at step {result.step} (interrupted)" if result.interrupted else f"done: step {result.step}",

@@ -28,3 +28,8 @@ class VideoError(ImpastoError):
 
 class OutputError(ImpastoError):
     """An output (image, video, checkpoint) cannot be written: full disk, no permission, ..."""
+
+
+class MissingExtraError(ImpastoError):
+    """A feature needs an optional dependency that is not installed; the message names the ``pip install`` to run
+    (see :mod:`impasto.extras`)."""

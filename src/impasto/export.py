@@ -7,8 +7,8 @@ the method (the CPU fast paths of :mod:`impasto.layers` are inference-time forms
 with ``torch.onnx.export(dynamo=True)``; ``--int8`` adds a dynamically quantised copy (onnxruntime's
 ``quantize_dynamic``: int8 weights, activations quantised at run time).
 
-Needs the ``onnx`` and ``onnxscript`` packages (``pip install "impasto[export]"``) to export, and ``onnxruntime`` to
-check or run the result.
+Needs the ``onnx`` and ``onnxscript`` packages (``pip install "impasto[export]"``) to export, and ``onnxruntime``
+(in the same extra) for ``--int8`` and to check or run the result.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from impasto.errors import ConfigError
+from impasto.extras import check_extra, extra_error
 from impasto.io.atomic import atomic_path
 
 EXPORTABLE = ("adain", "microast")
@@ -91,9 +92,10 @@ def export_onnx(method: str, path: str | os.PathLike, int8: bool = False, opset:
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
-    except ImportError:
-        raise ConfigError('exporting to ONNX needs the onnx and onnxscript packages: pip install "impasto[export]"') \
-            from None
+    except ImportError as exc:
+        raise extra_error(exc, "export") from None
+    if int8:  # before the export, which takes a while
+        check_extra("onnxruntime", "export", "--int8 (onnxruntime's quantisation)")
     path = Path(path)
     if path.suffix != ".onnx":
         raise ConfigError(f"-o {path}: name the file NAME.onnx")

@@ -23,10 +23,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from impasto.errors import ConfigError
+from impasto.extras import extra_error
+
+try:  # the [video] extra (optical flow)
+    import cv2
+except ImportError as exc:
+    raise extra_error(exc, "video") from None
 
 __all__ = [
     "FLOW_METHODS",

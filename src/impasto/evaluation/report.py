@@ -12,14 +12,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from impasto.errors import ConfigError
+from impasto.extras import extra_error
+from impasto.io.atomic import atomic_path, atomic_write, file_in_the_way
 
-from impasto.errors import ConfigError  # noqa: E402
-from impasto.io.atomic import atomic_path, atomic_write, file_in_the_way  # noqa: E402
+try:  # the [eval] extra
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError as exc:
+    raise extra_error(exc, "eval") from None
 
 __all__ = ["fmt", "grid_png", "histogram_png", "md_table", "prepare_report_dir", "save_figure", "scatter_png",
            "write_csv", "write_report"]

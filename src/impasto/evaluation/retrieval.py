@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from impasto.errors import ConfigError, WeightsError
+from impasto.extras import require_extra
 
 __all__ = ["MagentaStyleEncoder", "load_artists", "retrieval_rate"]
 
@@ -80,7 +81,7 @@ class MagentaStyleEncoder:
     def session(self) -> Any:
         """The onnxruntime InferenceSession, created on first access."""
         if self._session is None:
-            import onnxruntime as ort
+            ort = require_extra("onnxruntime", "peers", "the style-retrieval metric")
 
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.intra_op_num_threads

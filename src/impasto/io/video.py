@@ -38,11 +38,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from impasto.errors import ConfigError, VideoError
+from impasto.extras import extra_error
+
+try:  # the [video] extra
+    import av
+except ImportError as exc:
+    raise extra_error(exc, "video") from None
 from impasto.io.atomic import atomic_path, temp_path
 from impasto.temporal import TemporalConfig, TemporalSmoother
 

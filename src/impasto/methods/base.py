@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -120,13 +121,34 @@ _REGISTRY: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to the registry under ``cls.name``."""
+    """Class decorator adding a method to the registry under ``cls.name``.
+
+    Third-party packages use it too (see :mod:`impasto.plugins`); a name already taken by another class raises
+    ValueError (a plugin cannot replace a built-in method).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"register expects a Method subclass, got {cls!r}")
+    if not cls.name:
+        raise ValueError(f"{cls.__module__}.{cls.__qualname__} has no name (set the class attribute name)")
+    old = _REGISTRY.get(cls.name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"method name {cls.name!r} is already registered by {old.__module__}.{old.__qualname__}")
     _REGISTRY[cls.name] = cls
     return cls
 
 
+def _register_plugin(name: str, obj: object) -> None:
+    """Entry point ``name`` of group ``impasto.methods``: a Method subclass, or a module that registered its own."""
+    if isinstance(obj, type) and issubclass(obj, Method):
+        if not obj.name:
+            obj.name = name
+        register(obj)
+    elif not isinstance(obj, types.ModuleType):
+        raise TypeError(f"expected a Method subclass or a module, got {obj!r}")
+
+
 def method_names() -> list[str]:
-    """Registered method names, in registration order."""
+    """Registered method names, in registration order (built-ins first, then plugins)."""
     _ensure_loaded()
     return list(_REGISTRY)
 
@@ -178,6 +200,9 @@ def availability(name: str, **options: Any) -> tuple[bool, str]:
 
 def _ensure_loaded() -> None:
     import impasto.methods  # noqa: F401  (registers the built-in methods)
+    from impasto.plugins import METHODS_GROUP, load_plugins
+
+    load_plugins(METHODS_GROUP, _register_plugin)  # once per process
 
 
 # ---------------------------------------------------------------------------------------------------------------

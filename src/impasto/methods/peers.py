@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from impasto import weights
+from impasto.extras import check_extra
 from impasto.methods.base import Method, MethodConfig, MethodUnavailable, register, resize_mix
 
 
@@ -95,6 +96,8 @@ class MagentaMethod(Method):
 
     @classmethod
     def check_available(cls, config: MethodConfig) -> None:
+        for module in ("onnxruntime", "cv2"):  # the [peers] extra, looked up without importing it
+            check_extra(module, "peers", "the magenta peer")
         _require(cls._files, cls.name)
 
     def describe(self) -> str:

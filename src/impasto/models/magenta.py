@@ -31,10 +31,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from impasto.errors import ConfigError, ImageError, WeightsError
+from impasto.extras import extra_error, require_extra
+
+try:  # the [peers] extra (the reference resizing of the Magenta models' inputs)
+    import cv2
+except ImportError as exc:
+    raise extra_error(exc, "peers", "the magenta peer") from None
 
 __all__ = ["EMBEDDING_SIZE", "MAGENTA_FILES", "STYLE_SIZE", "MagentaPeer", "free_spatial_dims", "square_style_input"]
 
@@ -244,7 +249,7 @@ class MagentaPeer:
 
     # -- sessions -------------------------------------------------------------------------------------------
     def _session(self, model: bytes | str, path: Path) -> Any:
-        import onnxruntime as ort
+        ort = require_extra("onnxruntime", "peers", "the magenta peer")
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads

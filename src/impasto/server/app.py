@@ -36,11 +36,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
-from fastapi_offline import FastAPIOffline
-
 from impasto.errors import ConfigError
+from impasto.extras import check_extra, extra_error
+
+try:  # the [server] extra
+    import uvicorn  # noqa: F401  (checked here, used by run_server)
+    from fastapi import FastAPI
+    from fastapi.staticfiles import StaticFiles
+    from fastapi_offline import FastAPIOffline
+except ImportError as exc:
+    raise extra_error(exc, "server") from None
 from impasto.server.config import ServerConfig
 from impasto.server.intake import IntakeSlots
 from impasto.server.jobs import JobManager
@@ -50,6 +55,8 @@ from impasto.server.routes import STATIC_DIR, _version, router, uploads
 from impasto.server.state import ServerState
 
 __all__ = ["STATIC_DIR", "ServerConfig", "create_app", "run_server", "serve_in_thread"]
+
+check_extra("python_multipart", "server")  # the form uploads (python-multipart >= 0.0.13), read on each request
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ import random
 import signal
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,16 +201,33 @@ def _import_builtin_tasks() -> None:
                 raise
 
 
-def available_tasks() -> list[str]:
-    """Names of the registered tasks, sorted."""
+def _register_plugin_task(name: str, obj: object) -> None:
+    """Entry point ``name`` of group ``impasto.tasks``: a Task subclass, or a module that registered its own."""
+    if isinstance(obj, type):
+        if _TASKS.get(name) is not obj:
+            register_task(name)(obj)  # TypeError for a class that is not a Task
+    elif not isinstance(obj, types.ModuleType):
+        raise TypeError(f"expected a Task subclass or a module, got {obj!r}")
+
+
+def _load_tasks() -> None:
+    """The built-in tasks, then (once per process) the plugins' of entry-point group ``impasto.tasks``."""
     _import_builtin_tasks()
+    from impasto.plugins import TASKS_GROUP, load_plugins
+
+    load_plugins(TASKS_GROUP, _register_plugin_task)
+
+
+def available_tasks() -> list[str]:
+    """Names of the registered tasks (built-in and plugins), sorted."""
+    _load_tasks()
     return sorted(_TASKS)
 
 
 def get_task(name: str) -> type[Task]:
     """The Task class registered as ``name``; ConfigError listing the known tasks otherwise."""
     if name not in _TASKS:
-        _import_builtin_tasks()
+        _load_tasks()
     if name not in _TASKS:
         known = ", ".join(sorted(_TASKS)) or "(none registered)"
         raise ConfigError(f"unknown training task {name!r}; known tasks: {known}")
