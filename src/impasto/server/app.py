@@ -7,6 +7,7 @@
     GET  /v1/methods          -> the methods, whether each runs here, and why not
     GET  /healthz             -> {"status": "ok", "jobs": {...}, "limits": {...}}
     GET  /docs, /redoc        -> OpenAPI docs (Swagger UI / ReDoc served from the package: they work offline)
+    GET  /v1/browser, /ort/*, /models/*.onnx -> "in my browser" mode (:mod:`impasto.server.browser`)
 
 The server only calls the library (:class:`impasto.pipeline.Stylizer`, :func:`impasto.io.images.load_image`,
 the method registry). Uploads are validated before a job is queued (size while reading, pixel count from the
@@ -59,7 +60,8 @@ FALSE_WORDS = {"0", "false", "off", "no", ""}
 #: Largest accepted ``max_size`` (pixels on the long side); larger values would mean "no cap" anyway.
 MAX_SIZE_LIMIT = 16384
 #: Content-Security-Policy of the page: everything from this server, nothing from elsewhere.
-PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+#: 'wasm-unsafe-eval' lets the page compile onnxruntime-web's WebAssembly ("in my browser" mode); no JS eval.
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'none'")
 
@@ -335,9 +337,14 @@ class RequestGuard:
         t0 = time.monotonic()
         rate, grace = self.config.min_upload_rate, self.config.upload_grace
 
+        body_done = False
+
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received, too_large, too_slow
-            if rate > 0:  # the body must keep up min_upload_rate after the grace period
+            nonlocal received, too_large, too_slow, body_done
+            # the body must keep up min_upload_rate after the grace period; once it is complete, receive() only
+            # waits for a disconnect (FileResponse listens while it sends): no deadline then, or a download that
+            # takes longer than the grace period (a 14 MB runtime on a slow link, a slow handler) is cut off
+            if rate > 0 and not body_done:
                 wait = t0 + grace + (received + 1) / rate - time.monotonic()
                 try:
                     with anyio.fail_after(max(wait, 0.001)):
@@ -348,6 +355,7 @@ class RequestGuard:
             else:
                 message = await receive()
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     too_large = True
@@ -636,6 +644,9 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
                             headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    from impasto.server.browser import add_browser_routes
+
+    add_browser_routes(app)  # "in my browser" mode: /v1/browser, /ort/{file}, /models/{name}.onnx
 
     # -- API -----------------------------------------------------------------------------------------------
     @app.get("/healthz", summary="Liveness, queue occupancy and limits")
