@@ -1,4 +1,4 @@
-"""The ``impasto`` command line: stylize | methods | weights | video | train | evaluate | serve | bench.
+"""The ``impasto`` command line: stylize | methods | weights | video | train | evaluate | serve | web-assets | bench.
 
 The commands only parse options and call the library (Stylizer, trainers, evaluation); user errors are printed
 as one message, never as a traceback, and the exit code is non-zero.
@@ -410,6 +410,44 @@ def serve(
     )
     run_server(config, announce=lambda url: console.print(
         f"impasto web app on {url}/ (API docs at /docs); Ctrl+C stops it", highlight=False))
+
+
+@app.command("web-assets")
+@user_errors
+def web_assets(
+    tarball: Path = typer.Option(None, "--tarball", help="Use this onnxruntime-web .tgz (from `npm pack "
+                                 "onnxruntime-web@VERSION`) instead of downloading it."),
+    directory: Path = typer.Option(None, "--dir", help="Install here (default: IMPASTO_ORT_WEB_DIR or the user "
+                                   "cache)."),
+    force: bool = typer.Option(False, "--force", help="Fetch again even if the files are there."),
+) -> None:
+    """Fetch onnxruntime-web (pinned, sha512-checked) so the web page can stylize in the visitor's browser."""
+    from impasto import webassets
+
+    dest = Path(directory) if directory else webassets.ort_web_dir()
+    if not force and webassets.ort_web_status(dest)[0]:
+        console.print(f"onnxruntime-web {webassets.ORT_WEB_VERSION} is already in {dest}", highlight=False)
+        return
+    shown = [-1]
+
+    def progress(done: int, total: int | None) -> None:
+        step = done // 2**20 if console.is_terminal else done // (8 * 2**20)  # one line per 8 MB in logs
+        if step != shown[0] or (total and done == total):
+            shown[0] = step
+            of = f" of {total / 2**20:.1f}" if total else ""
+            line = f"downloading onnxruntime-web {webassets.ORT_WEB_VERSION}: {done / 2**20:.1f}{of} MB"
+            if console.is_terminal:
+                console.print("\r" + line, end="", highlight=False)
+            else:
+                console.print(line, highlight=False)
+
+    try:
+        webassets.fetch_ort_web(dest, tarball=tarball, force=force, progress=progress)
+    finally:
+        if shown[0] >= 0 and console.is_terminal:
+            console.print()
+    console.print(f"onnxruntime-web {webassets.ORT_WEB_VERSION} verified ({webassets.ORT_WEB_INTEGRITY[:19]}...) and "
+                  f"installed in {dest}; `impasto serve` now offers \"in my browser\"", highlight=False)
 
 
 @app.command()

@@ -7,6 +7,7 @@
     GET  /v1/methods          -> the methods, whether each runs here, and why not
     GET  /healthz             -> {"status": "ok", "jobs": {...}, "limits": {...}}
     GET  /docs, /redoc        -> OpenAPI docs (Swagger UI / ReDoc served from the package: they work offline)
+    GET  /v1/browser, /ort/*, /models/*.onnx -> "in my browser" mode (:mod:`impasto.server.browser`)
 
 This module assembles the app (:func:`create_app`) and runs it (:func:`run_server`, :func:`serve_in_thread`); the
 parts live beside it:
@@ -95,6 +96,9 @@ def create_app(config: ServerConfig | None = None, *, stylizer_factory: Callable
     app.include_router(router)
     app.include_router(uploads)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    from impasto.server.browser import add_browser_routes
+
+    add_browser_routes(app)  # "in my browser" mode: /v1/browser, /ort/{file}, /models/{name}.onnx
     _inline_form_schemas(app)
     app.add_middleware(RequestGuard, config=config, limit=config.max_body_bytes,
                        drain_limit=max(4 * config.max_body_bytes, 64 * 2**20))

@@ -20,7 +20,8 @@ from impasto.server.config import ServerConfig, host_name
 logger = logging.getLogger(__name__)
 
 #: Content-Security-Policy of the page: everything from this server, nothing from elsewhere.
-PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+#: 'wasm-unsafe-eval' lets the page compile onnxruntime-web's WebAssembly ("in my browser" mode); no JS eval.
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'none'")
 
@@ -91,9 +92,14 @@ class RequestGuard:
         t0 = time.monotonic()
         rate, grace = self.config.min_upload_rate, self.config.upload_grace
 
+        body_done = False
+
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received, too_large, too_slow
-            if rate > 0:  # the body must keep up min_upload_rate after the grace period
+            nonlocal received, too_large, too_slow, body_done
+            # the body must keep up min_upload_rate after the grace period; once it is complete, receive() only
+            # waits for a disconnect (FileResponse listens while it sends): no deadline then, or a download that
+            # takes longer than the grace period (a 14 MB runtime on a slow link, a slow handler) is cut off
+            if rate > 0 and not body_done:
                 wait = t0 + grace + (received + 1) / rate - time.monotonic()
                 try:
                     with anyio.fail_after(max(wait, 0.001)):
@@ -104,6 +110,7 @@ class RequestGuard:
             else:
                 message = await receive()
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     too_large = True

@@ -1,6 +1,6 @@
 // impasto web app: plain JavaScript, no build step, no external resources.
 // Talks to the JSON API of the same server: GET /v1/methods, GET /healthz, POST /v1/stylize,
-// GET /v1/jobs/{id} (polled) and GET /v1/jobs/{id}/result.
+// GET /v1/jobs/{id} (polled) and GET /v1/jobs/{id}/result. "In my browser" mode: browser.js.
 "use strict";
 
 (function () {
@@ -350,6 +350,12 @@
       $("max-size").focus();
       return;
     }
+    const local = window.impastoBrowser; // "in my browser" (browser.js): nothing is uploaded
+    if (local && local.selected()) {
+      local.run({ content: chosen.content, style: chosen.style, method: $("method").value, alpha: +$("alpha").value,
+        preserveColor: $("preserve-color").checked, maxSize: maxSize ? +maxSize : null });
+      return;
+    }
     const form = new FormData();
     form.append("content", chosen.content.blob, chosen.content.name);
     form.append("style", chosen.style.blob, chosen.style.name);
@@ -411,6 +417,8 @@
 
   function showResult(st) {
     const img = $("result-img");
+    img.hidden = false;
+    $("result-canvas").hidden = true;
     const url = st.result_url;
     img.onload = () => {
       $("result-meta").textContent = img.naturalWidth + " × " + img.naturalHeight + " px · " + $("method").value;
@@ -462,6 +470,10 @@
       if (resp.ok) limits = (await resp.json()).limits || limits;
     } catch (e) { /* keep the defaults */ }
   }
+
+  // for browser.js (the "in my browser" mode shares the page's status, errors and busy state)
+  window.impasto = { showError: showError, hideError: hideError, setStatus: setStatus, setBusy: setBusy,
+    isBusy: () => busy };
 
   function init() {
     buildSamples("content");
