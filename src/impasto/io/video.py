@@ -30,7 +30,6 @@ Notes:
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -44,6 +43,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from impasto.errors import ConfigError, VideoError
 from impasto.io.atomic import atomic_path, temp_path
+from impasto.io.images import natural_key
 from impasto.temporal import TemporalConfig, TemporalSmoother
 
 __all__ = [
@@ -104,17 +104,13 @@ class VideoInfo:
 # ----------------------------------------------------------------------------------------------- probing
 
 
-def _natural_key(path: Path) -> list[object]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 def _list_frames(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES
              and not p.name.startswith(".")]
     if not files:
         raise VideoError(f"{folder}: the folder holds no frames ({', '.join(FRAME_SUFFIXES)}); "
                          "put the numbered frame images in it or give a video file")
-    return sorted(files, key=_natural_key)
+    return sorted(files, key=lambda p: natural_key(p.name))  # by name: the frames of one folder
 
 
 def _as_fps(fps: float | Fraction | None) -> Fraction:

@@ -44,7 +44,8 @@ from impasto.training.checkpoint import (
     restore_rng_state,
 )
 from impasto.training.config import TrainConfig, read_holdout
-from impasto.training.logging import JsonlLogger, ProgressBar, make_sample_grid, save_image
+from impasto.io.images import save_image
+from impasto.training.logging import JsonlLogger, ProgressBar, make_sample_grid
 
 logger = logging.getLogger("impasto.training")
 
