@@ -20,10 +20,10 @@ from impasto.models.microast import (
     ResBlock,
     adain,
     load_microast,
-    mean_std,
     mix_styles,
     modulated_residual,
 )
+from impasto.transforms.stats import mean_std
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
