@@ -12,7 +12,15 @@ from typer.testing import CliRunner
 from impasto import Stylizer
 from impasto.cli import app
 from impasto.errors import ConfigError
-from impasto.pipeline import _as_tensor, native_bf16, resolve_precision
+from impasto.hardware import native_bf16
+from impasto.hardware import resolve_precision as _resolve_precision
+from impasto.methods.base import get_method_class
+from impasto.pipeline import _as_tensor
+
+
+def resolve_precision(precision: str, device: str, method: str) -> str:
+    """The Stylizer's choice for ``method`` (as ``Stylizer`` calls :func:`impasto.hardware.resolve_precision`)."""
+    return _resolve_precision(precision, device, supports_bf16=get_method_class(method).supports_bf16)
 
 
 def test_resolve_precision_rules() -> None:
@@ -35,10 +43,8 @@ def test_forced_bf16_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not native_bf16("cpu") and resolve_precision("auto", "cpu", "adain") == "fp32"
     with pytest.raises(ConfigError, match="--precision bf16: this CPU cannot run bfloat16 convolutions"):
         resolve_precision("bf16", "cpu", "adain")
-    from impasto.training.loop import resolve_precision as train_precision
-
     with pytest.raises(ConfigError, match="precision=bf16: this CPU cannot"):
-        train_precision("bf16", torch.device("cpu"))
+        _resolve_precision("bf16", torch.device("cpu"), training=True)
 
 
 @pytest.mark.weights
