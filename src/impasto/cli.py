@@ -1,4 +1,4 @@
-"""The ``impasto`` command line: stylize | methods | weights | video | train | evaluate | serve | bench.
+"""The ``impasto`` command line: stylize | export | methods | weights | serve | video | train | evaluate.
 
 The commands only parse options and call the library (Stylizer, trainers, evaluation); user errors are printed
 as one message, never as a traceback, and the exit code is non-zero.

@@ -1,6 +1,6 @@
 """MicroAST: a tiny pretrained arbitrary style transfer network (Wang et al., AAAI 2023), in plain PyTorch.
 
-Layout (rebuilt from DESIGN.md, "Facts about MicroAST"; module names match the official state dicts so the
+Layout (rebuilt from the paper and the official release; module names match the official state dicts so the
 four released files ``{content_encoder,style_encoder,modulator,decoder}_iter_160000.pth.tar`` load with
 ``strict=True``):
 
@@ -100,8 +100,8 @@ def adain(content: Tensor, style_mean: Tensor, style_std: Tensor, eps: float = E
         return (content * scale + (style_mean - mean * scale)).to(content.dtype)
     # 16-bit channels-last inference: statistics and result on one float32 copy, centred in place (6 passes over the
     # map instead of 10; the same two-pass float32 statistics as channel_mean_var). The sum of squares, not
-    # linalg.vector_norm: ATen's norm reduces over the strided pixel dimension without vectorising (1 x 65536 x 64
-    # float32, Xeon with AMX: 10.2 ms against 1.3 ms)
+    # linalg.vector_norm: ATen's norm reduces over the strided pixel dimension without vectorising (about 8x
+    # slower here; benchmarks/README.md)
     x = content.float()
     flat = x.permute(0, 2, 3, 1).view(b, h * w, c)
     flat.sub_(flat.mean(dim=1, keepdim=True))

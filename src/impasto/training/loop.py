@@ -1,9 +1,10 @@
 """The generic training loop and the Task interface that each method's trainer implements.
 
 A Task owns its models, losses and optimizers and does one optimisation step per ``training_step``
-(DESIGN.md rule 2: it returns named loss terms incl. "total"). The loop owns everything else: data
-streams, learning-rate decay ``lr / (1 + lr_decay * step)``, mixed precision, logging, sample grids,
-checkpoints (periodic, at the end, and on Ctrl-C / SIGTERM), exact resumption and torchrun/DDP.
+(the models do not own their training objective: it returns named loss terms incl. "total"). The loop
+owns everything else: data streams, learning-rate decay ``lr / (1 + lr_decay * step)``, mixed precision,
+logging, sample grids, checkpoints (periodic, at the end, and on Ctrl-C / SIGTERM), exact resumption and
+torchrun/DDP.
 """
 
 from __future__ import annotations
