@@ -136,10 +136,12 @@ def file_in_the_way(folder: str | os.PathLike[str]) -> Path | None:
 
 
 def _rename_into_place(tmp: Path, path: Path, keep_mode: int | None) -> None:
-    """The final step of every writer here: give ``tmp`` the permissions of the file it replaces, rename it."""
+    """The final step of the file writers here: give ``tmp`` the permissions of the file it replaces, rename it over
+    ``path``, make the rename durable."""
     if keep_mode is not None:
         os.chmod(tmp, keep_mode)
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _prepare(path: str | os.PathLike[str], make_parents: bool) -> Path:
@@ -203,7 +205,6 @@ def atomic_write(
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -242,7 +243,6 @@ def atomic_path(path: str | os.PathLike[str], *, make_parents: bool = True) -> I
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
