@@ -101,6 +101,15 @@ def encoder_depths(backbone: str) -> list[str]:
     ]
 
 
+def candidate_backbones(encoder: str) -> list[str]:
+    """The backbones an ``encoder`` option allows, most preferred first.
+
+    ``auto`` -> every one of :data:`BACKBONES` (the real VGG-19, then the 16x distilled one); any other name ->
+    just that one (the method configs check the name). The one place that says what ``encoder="auto"`` tries.
+    """
+    return list(BACKBONES) if encoder == "auto" else [encoder]
+
+
 def default_backbone(depth: str) -> str:
     """``vgg19`` when the real VGG-19 and its decoder reach ``depth`` here, else ``vgg19-16x``."""
     return "vgg19" if depth in available_depths("vgg19") else "vgg19-16x"

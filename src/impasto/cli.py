@@ -1,4 +1,4 @@
-"""The ``impasto`` command line: stylize | methods | weights | video | train | evaluate | serve | web-assets | bench.
+"""The ``impasto`` command line: stylize | export | methods | weights | serve | web-assets | video | train | evaluate.
 
 The commands only parse options and call the library (Stylizer, trainers, evaluation); user errors are printed
 as one message, never as a traceback, and the exit code is non-zero.
@@ -110,6 +110,18 @@ def _output_name(content: Path, style: Path | None, suffix: str) -> str:
     return f"{content.stem}__{style.stem}{suffix}" if style else f"{content.stem}__stylized{suffix}"
 
 
+# the method and hardware options of stylize and video (one definition each)
+_ENCODER_OPTION = typer.Option(None, "--encoder", help="vgg19 | vgg19-16x (default: best available).")
+_DEPTH_OPTION = typer.Option(None, "--depth", help="Encoder depth, e.g. relu3_1.")
+_CHECKPOINT_OPTION = typer.Option(None, "--checkpoint", help="Trained model file for the method.")
+_OPTIMIZE_OPTION = typer.Option(None, "--optimize/--no-optimize", help="style-swap: pixel optimisation.")
+_METHOD_OPTIONS = typer.Option(None, "--option", "-O", help="Extra method option key=value.")
+_DEVICE_OPTION = typer.Option("auto", "--device", help="auto | cpu | cuda.")
+_PRECISION_OPTION = typer.Option(
+    "auto", "--precision", help="auto (bf16 where the hardware has it) | fp32 (exact) | bf16 (about 2x faster)."
+)
+
+
 @app.command()
 @user_errors
 def stylize(
@@ -138,15 +150,13 @@ def stylize(
         "2048 on the distilled VGG and MicroAST).",
     ),
     pairs: str = typer.Option("all", "--pairs", help="'all': every content x style; 'zip': one-to-one."),
-    encoder: str = typer.Option(None, "--encoder", help="vgg19 | vgg19-16x (default: best available)."),
-    depth: str = typer.Option(None, "--depth", help="Encoder depth, e.g. relu3_1."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained model file for the method."),
-    optimize: bool = typer.Option(None, "--optimize/--no-optimize", help="style-swap: pixel optimisation."),
-    option: list[str] = typer.Option(None, "--option", "-O", help="Extra method option key=value."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 where the hardware has it) | fp32 (exact) | bf16 (about 2x faster)."
-    ),
+    encoder: str = _ENCODER_OPTION,
+    depth: str = _DEPTH_OPTION,
+    checkpoint: str = _CHECKPOINT_OPTION,
+    optimize: bool = _OPTIMIZE_OPTION,
+    option: list[str] = _METHOD_OPTIONS,
+    device: str = _DEVICE_OPTION,
+    precision: str = _PRECISION_OPTION,
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search content folders recursively."),
 ) -> None:
     """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
@@ -474,15 +484,13 @@ def video(
     style_size: int = typer.Option(
         512, "--style-size", min=MIN_SIZE_OPTION, help="Long side the style is resized to."
     ),
-    encoder: str = typer.Option(None, "--encoder", help="vgg19 | vgg19-16x (default: best available)."),
-    depth: str = typer.Option(None, "--depth", help="Encoder depth, e.g. relu3_1."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained model file for the method."),
-    optimize: bool = typer.Option(None, "--optimize/--no-optimize", help="style-swap: pixel optimisation."),
-    option: list[str] = typer.Option(None, "--option", "-O", help="Extra method option key=value."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 where the hardware has it) | fp32 (exact) | bf16 (about 2x faster)."
-    ),
+    encoder: str = _ENCODER_OPTION,
+    depth: str = _DEPTH_OPTION,
+    checkpoint: str = _CHECKPOINT_OPTION,
+    optimize: bool = _OPTIMIZE_OPTION,
+    option: list[str] = _METHOD_OPTIONS,
+    device: str = _DEVICE_OPTION,
+    precision: str = _PRECISION_OPTION,
     temporal: bool = typer.Option(
         True, "--temporal/--no-temporal", help="Reduce flicker: blend in the previous output warped by optical flow."
     ),

@@ -23,7 +23,7 @@ def reflect_pad(x: Tensor, pad: int | tuple[int, int, int, int]) -> Tensor:
 
     CPU autocast runs ``reflection_pad2d`` in float32, so under bf16 autocast a plain ``F.pad`` turns the
     bf16 activations into a float32 copy that the next conv casts back: two extra copies of every activation
-    (measured: 2.8 ms instead of 0.9 ms for 1 x 16 x 512 x 512). Padding is exact in any dtype, so it runs
+    (about 3x slower; benchmarks/README.md, "Kernel measurements"). Padding is exact in any dtype, so it runs
     with autocast off. Values are identical to ``F.pad(x, pad, mode="reflect")``.
     """
     pads = (pad,) * 4 if isinstance(pad, int) else tuple(pad)
@@ -81,8 +81,8 @@ def channel_mean_var(feat: Tensor, correction: int = 1) -> tuple[Tensor, Tensor]
 
     feat: B x C x H x W. Returns (mean, var), each B x C, with ``var = sum((x - mean)^2) / (H*W - correction)``
     (two passes: the mean, then the centred squares). Same values as ``torch.var_mean`` over the flattened
-    space, 3-5x faster: ATen's one-pass variance runs at about 5 ns per element here, in either memory
-    layout (measured: 1 x 64 x 256 x 256 channels-last bf16, 15.5 ms -> 4.5 ms). A channels-last map is read
+    space, 3-5x faster than ATen's one-pass variance in either memory layout (benchmarks/README.md,
+    "Kernel measurements"). A channels-last map is read
     in its own layout (no copy).
     """
     b, c = feat.shape[:2]
@@ -109,10 +109,10 @@ def narrow_conv2d(
     conv to 3 channels costs as much as one to 16 (measured: 16->3 3x3 at 1024 px takes as long as 16->16).
     Here ``unroll`` neighbouring output columns become channels: one conv with ``unroll * Cout`` outputs,
     kernel kh x (kw + unroll - 1) and column stride ``unroll``, whose channels-last output is already the
-    B x H x W x Cout image (no copy when the width is a multiple of ``unroll``). Measured at 1024 px, bf16:
-    MicroAST's 9x9 16->3 conv 101 -> 36 ms, a 3x3 16->3 conv 12.8 -> 8.5 ms. The output is channels-last.
-    ``unroll`` defaults to the fastest measured: 5 for kernels 7 wide and more (9x9 16->3: 38.7 -> 35.7 ms against
-    4), 4 for smaller ones (3x3: 8.3 ms against 8.9 for 5; 6 and 8 were slower for both). ``padding``: zeros on
+    B x H x W x Cout image (no copy when the width is a multiple of ``unroll``): at 1024 px in bf16 MicroAST's 9x9
+    16->3 conv runs in about a third of the time, a 3x3 16->3 conv in two thirds. The output is channels-last.
+    ``unroll`` defaults to the fastest measured: 5 for kernels 7 wide and more, 4 for smaller ones (6 and 8 were
+    slower for both; numbers in benchmarks/README.md, "Kernel measurements"). ``padding``: zeros on
     every side, as in ``F.conv2d`` (:func:`reflect_conv2d` fixes the border for reflection padding).
     """
     cout, _, kh, kw = weight.shape
@@ -127,8 +127,7 @@ def narrow_conv2d(
     rem = w % unroll
     if rem and not padding and w > unroll:
         # width not a multiple of unroll: the unrolled conv on the first w - rem output columns, the last rem by
-        # the plain conv of a thin strip (faster than the zero-column form below: MicroAST's 9x9 16->3 conv at
-        # 1024 px, bf16 on a Xeon with AMX, 11.5 -> 7.7 ms)
+        # the plain conv of a thin strip (faster than the zero-column form below; benchmarks/README.md)
         main = w - rem
         x_cl = x.contiguous(memory_format=torch.channels_last)
         z = F.conv2d(x_cl, wide, wide_bias, stride=(1, unroll))  # main // unroll columns (no sliced copy of x)
@@ -178,11 +177,11 @@ def grouped_conv2d(
     * 2 inputs and 1 output per group (MicroAST's decoder, 32->16 and 64->32), stride 1, with ``halves=True``:
       x holds the channels in the order (k, g) (:func:`halves_order`), so in channels-last memory the pair
       of group g sits in two neighbouring "pixels" of a B x G x H x 2W view (no copy), and the grouped conv
-      is one depthwise conv with a kh x 2kw kernel and column stride 2 on that view (bf16: 48 -> 7.5 ms;
-      float32: 103 -> 15 ms). Same products and sums as the grouped conv;
+      is one depthwise conv with a kh x 2kw kernel and column stride 2 on that view (6-7x faster in bf16
+      and float32). Same products and sums as the grouped conv;
     * 1 input and 2 outputs per group (its encoder, 16->32 and 32->64, stride 2), in 16-bit precision only:
-      the dense conv with a block-diagonal weight (:func:`fast_grouped_weight`; bf16: 23 -> 7 ms; in float32
-      the grouped conv is the faster one). Bit-identical to the grouped conv.
+      the dense conv with a block-diagonal weight (:func:`fast_grouped_weight`; about 3x faster in bf16; in
+      float32 the grouped conv is the faster one). Bit-identical to the grouped conv.
 
     Other shapes run the plain grouped conv (with ``halves=True``, after restoring the channel order).
     x: B x Cin x H x W; returns B x Cout x H' x W' (channels-last for the rewrites).
@@ -254,9 +253,8 @@ def reflect_conv2d_stride2(
     For even H and W on CPU when nothing needs a gradient, no padded copy of x is made: the conv pads with zeros
     (the bottom and right padding is never read when the sides are even), and only output row 0 and column 0,
     whose windows read padding row / column -1 (= row / column 1), are recomputed from 5-row / 5-column reflected
-    strips. The ReLU is fused and grouped convs run in the form of :func:`fast_grouped_weight` (measured, MicroAST's
-    encoder at 1024 px, bf16: 16->32 groups 16 10.5 -> 6.8 ms, 32->64 groups 32 8.1 -> 6.6 ms; float32 21.6 -> 17.5
-    ms, 11.7 -> 9.8 ms).
+    strips. The ReLU is fused and grouped convs run in the form of :func:`fast_grouped_weight` (15-35% faster for
+    MicroAST's encoder at 1024 px; benchmarks/README.md, "Kernel measurements").
     x: B x Cin x H x W, weight: Cout x Cin/groups x 3 x 3 (one dtype); returns B x Cout x ceil(H/2) x ceil(W/2).
     """
     h, w = x.shape[-2:]
@@ -282,8 +280,8 @@ def upsample_bilinear2x(x: Tensor, pad: int = 0) -> Tensor:
 
     Output row 2i = 0.25 x[i-1] + 0.75 x[i], row 2i+1 = 0.75 x[i] + 0.25 x[i+1] (edge rows repeated), the
     same along columns: four ``lerp`` writes into strided views. ATen's kernel runs at about a sixth of the
-    memory speed on channels-last bf16 (measured: 1 x 32 x 512 x 512 -> 1024, 22.9 ms against 4.0 ms for a
-    copy of the output). In bf16 the column pass is rounded once before the row pass (one bf16 step).
+    memory speed on channels-last bf16 (it takes over 5x as long as a copy of the output;
+    benchmarks/README.md). In bf16 the column pass is rounded once before the row pass (one bf16 step).
     x: B x C x H x W; returns B x C x 2H x 2W, or with ``pad`` > 0 that image reflection-padded by ``pad``
     (``reflect_pad(upsample_bilinear2x(x), pad)``, written in place around it: no second pass over the map).
     """
@@ -363,10 +361,9 @@ def conv2d(
 ) -> Tensor:
     """``F.conv2d`` (zero padding), then ReLU if ``relu``; for CPU inference one oneDNN call with the ReLU fused.
 
-    The separate ReLU is a full read and write of the activation (measured: 1.3-2 ms for 1 x 16 x 1024 x 1024
-    bf16); fused, it is applied to the output while it is still in cache. x, weight and bias must have one dtype
-    (see :func:`in_autocast_dtype`). Same values as ``F.relu(F.conv2d(...))``; with autograd on (and a tensor
-    that needs a gradient) it is exactly that.
+    The separate ReLU is a full read and write of the activation; fused, it is applied to the output while it is
+    still in cache. x, weight and bias must have one dtype (see :func:`in_autocast_dtype`). Same values as
+    ``F.relu(F.conv2d(...))``; with autograd on (and a tensor that needs a gradient) it is exactly that.
     """
     if _fused(x, weight, bias):
         pad, st = [padding, padding], list(stride) if isinstance(stride, tuple) else [stride, stride]
@@ -384,11 +381,11 @@ def reflect_conv2d(
     For large maps with few output channels on CPU without autograd, no padded copy of x is made: oneDNN pads
     with zeros inside the conv, and only the output's border (k // 2 rows and columns on each side, the pixels
     whose windows reach the padding) is recomputed from small reflection-padded strips and written over it
-    (measured at 1024 px, bf16: 16->16 3x3 18.6 -> 15.8 ms, 3->16 9x9 31.7 -> 28.0 ms; benchmarks/README.md).
+    (10-15% faster at 1024 px in bf16; benchmarks/README.md, "Kernel measurements").
     ``narrow``: the interior runs as :func:`narrow_conv2d` (a conv to 3 channels; no ReLU), also on CPU with autograd
-    off, for 3x3 kernels (1 x 16 x 1024 x 1024 bf16 to RGB: the padded copy was 3 ms of 11); wider kernels pad, then
-    convolve (MicroAST's 9x9 16->3, bf16: 13.4 -> 10.1 ms at 512 px, 37.1 -> 33.9 ms at 1024: its border strips are
-    3p rows tall for p output rows, and the zero-padded unrolled conv ran slower than the unpadded one).
+    off, for 3x3 kernels (for a 16-channel map to RGB the padded copy was over a quarter of the time); wider kernels
+    pad, then convolve (MicroAST's 9x9 16->3: its border strips are 3p rows tall for p output rows, and the
+    zero-padded unrolled conv ran slower than the unpadded one).
     x: B x Cin x H x W, weight: Cout x Cin x k x k (one dtype); returns B x Cout x H x W.
     """
     p = weight.shape[-1] // 2
@@ -526,8 +523,8 @@ def upsample_conv2d(
     Each of the four output phases (even/odd rows and columns) is a 3x3 conv of the replicate-padded low-resolution map
     (:func:`upsample_phase_weight`): one conv with 4 Cout outputs, then one depth-to-space copy. The up-sampled map and
     its padded copy are never written, and the conv is 4x wider at a quarter of the pixels (oneDNN, above all with AMX,
-    runs narrow convs far below its rate; measured on a Xeon with AMX, bf16, nearest: 16->16 from 512 px 8.0 -> 5.2 ms,
-    32->32 from 256 px 4.1 -> 2.9 ms). Nearest phase kernels have 2 x 2 nonzero taps each: with ``phase`` 2 x 2
+    runs narrow convs far below its rate; about 30% faster on a Xeon with AMX in bf16, benchmarks/README.md). Nearest
+    phase kernels have 2 x 2 nonzero taps each: with ``phase`` 2 x 2
     kernels (``upsample_phase_weight(taps=2)``, the default where :func:`upsample_phase_taps` picks it) the conv
     executes only those, on an output one row and column larger (phase (a, c) is read shifted by (a, c)), and 4
     strided copies interleave the phases (float32 0.59-0.93x the time of the 3 x 3 form).
@@ -695,9 +692,9 @@ def max_pool2x(x: Tensor) -> Tensor:
     ceil_mode=True)``.
 
     A channels-last map without autograd is pooled by two ``torch.maximum`` over strided views (row pairs, then
-    column pairs), which writes no indices: 1 x 16 x 1024 x 1024 bf16 6.4 -> 2.8 ms, 1 x 32 x 512 x 512 1.9 -> 1.0 ms
-    (float32 4.6 -> 4.4 ms). An odd last row or column (ceil mode: pooled on its own) is pooled the same way into the
-    output's last row or column (16 x 981 x 853 bf16: 3.7 -> 1.6 ms). Other maps run ``F.max_pool2d``.
+    column pairs), which writes no indices (about 2x faster in bf16, a few percent in float32; benchmarks/README.md).
+    An odd last row or column (ceil mode: pooled on its own) is pooled the same way into the output's last row or
+    column. Other maps run ``F.max_pool2d``.
     Returns B x C x ceil(H/2) x ceil(W/2).
     """
     b, c, h, w = x.shape

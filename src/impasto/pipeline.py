@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from impasto.errors import ConfigError
-from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions, cpu_native_bf16
+from impasto.hardware import resolve_device, resolve_precision
 from impasto.io.images import DEFAULT_MAX_PIXELS, image_to_tensor, load_image, resize_max, tensor_to_image
-from impasto.methods.base import PRECISIONS, Method, constant_mix, create_method, get_method_class
+from impasto.methods.base import Method, constant_mix, create_method, get_method_class
 from impasto.runtime import check_cancelled, reporting
 
 ImageInput = str | Path | Image.Image | torch.Tensor | np.ndarray | bytes
@@ -51,40 +51,6 @@ AUTO_TILE_MAX = 2048
 TILE_ALIGN = 16
 #: Long side of the downscaled whole image from which tiles get shared statistics (``Method.content_context``).
 CONTEXT_SIZE = 1024
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other values are checked."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device} was asked for but no CUDA GPU is available; use --device cpu")
-    if not (device == "cpu" or device.startswith("cuda") or device == "mps"):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return device
-
-
-def native_bf16(device: str) -> bool:
-    """True when ``device`` computes bfloat16 natively (CUDA with bf16, or a CPU with AVX512-BF16 or AMX)."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device != "cpu":
-        return False
-    return cpu_native_bf16()
-
-
-def resolve_precision(precision: str, device: str, method: str) -> str:
-    """``auto`` -> ``bf16`` where the device computes bf16 natively and the method supports it, else ``fp32``;
-    ``fp32`` and ``bf16`` are checked and returned."""
-    if precision == "auto":
-        ok = get_method_class(method).supports_bf16 and native_bf16(device)
-        return "bf16" if ok else "fp32"
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
-    if precision == "bf16" and device == "cpu" and get_method_class(method).supports_bf16 \
-            and not cpu_bf16_convolutions():
-        raise ConfigError(f"--precision bf16: {BF16_MISSING}; use --precision auto (fp32 here) or fp32")
-    return precision
 
 
 #: float image tensors with values outside this range are refused (a 0-255 image, or not an image); inside it they are
@@ -282,10 +248,11 @@ class Stylizer:
         cache_size: int = 32,
         **options: Any,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))
         if style_size is not None and (not isinstance(style_size, int) or style_size < MIN_SIZE_OPTION):
             raise ConfigError(f"style_size must be an integer >= {MIN_SIZE_OPTION} (or None), got {style_size!r}")
-        self.precision = resolve_precision(precision, self.device, method)
+        self.precision = resolve_precision(precision, self.device,
+                                           supports_bf16=get_method_class(method).supports_bf16)
         self.method: Method = create_method(method, device=self.device, precision=self.precision, **options)
         self.style_size = style_size
         self._cache: OrderedDict[str, Any] = OrderedDict()

@@ -2,11 +2,11 @@
 
 PyTorch allocates every activation afresh. glibc's malloc serves blocks above its mmap threshold (at most 32 MiB)
 with a new mmap, which the kernel zero-fills page by page on first touch and unmaps on free: at 1024 px a
-16-channel activation is 32-64 MB, and a ReLU into a fresh buffer took 11.7 ms instead of 2.9 ms (bf16) or
-21.3 ms instead of 4.6 ms (float32). With mmap off and trimming off, freed blocks stay in the heap and the next
-activation of the same size reuses them: 5-level WCT on vgg19-16x at 1024 px went from 1.97 s to 1.30 s (bf16)
-and from 4.20 s to 1.95 s (float32), for 27% more peak memory (1011 -> 1282 MB; memory is returned to the system
-only when the process ends). Measured with ``benchmarks/bench_inference.py`` (benchmarks/README.md).
+16-channel activation is 32-64 MB, and a ReLU into a fresh buffer took about 4x as long as into a reused one.
+With mmap off and trimming off, freed blocks stay in the heap and the next activation of the same size reuses
+them: 5-level WCT on vgg19-16x at 1024 px ran 1.5-2x faster, for about a quarter more peak memory (memory is
+returned to the system only when the process ends). Measured with ``benchmarks/bench_inference.py``; the numbers
+are in benchmarks/README.md, "Kernel measurements".
 
 The ``impasto`` command (stylize, video, serve) calls :func:`reuse_freed_memory` in its own process; the library
 (:class:`~impasto.pipeline.Stylizer`) never changes this process-wide setting, so programs that embed impasto

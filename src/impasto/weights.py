@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from impasto.errors import WeightsError
+from impasto.io.atomic import atomic_path
 
 ENV_DIRS = "IMPASTO_WEIGHTS_DIR"
 ENV_CACHE = "IMPASTO_CACHE_DIR"
@@ -375,19 +375,14 @@ def resolve(name: str, download: bool = True) -> Path:
 def _download(entry: WeightFile) -> Path:
     dest = cache_dir() / entry.path
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(entry.url, timeout=20) as r:
+    with atomic_path(dest) as tmp:  # a failed or mismatching download leaves nothing behind
+        with open(tmp, "wb") as f, urllib.request.urlopen(entry.url, timeout=20) as r:
             shutil.copyfileobj(r, f)
-        if entry.sha256 and sha256sum(Path(tmp)) != entry.sha256:
+        if entry.sha256 and sha256sum(tmp) != entry.sha256:
             raise WeightsError(
                 _message(entry, f"was downloaded from {entry.url} but its sha256 does not match")
             )
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return dest
 
 
 def load_state_dict(name_or_path: str | Path) -> dict[str, torch.Tensor]:

@@ -12,7 +12,15 @@ from typer.testing import CliRunner
 from impasto import Stylizer
 from impasto.cli import app
 from impasto.errors import ConfigError
-from impasto.pipeline import _as_tensor, native_bf16, resolve_precision
+from impasto.hardware import native_bf16
+from impasto.hardware import resolve_precision as _resolve_precision
+from impasto.methods.base import get_method_class
+from impasto.pipeline import _as_tensor
+
+
+def resolve_precision(precision: str, device: str, method: str) -> str:
+    """The Stylizer's choice for ``method`` (as ``Stylizer`` calls :func:`impasto.hardware.resolve_precision`)."""
+    return _resolve_precision(precision, device, supports_bf16=get_method_class(method).supports_bf16)
 
 
 def test_resolve_precision_rules() -> None:
@@ -35,10 +43,48 @@ def test_forced_bf16_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not native_bf16("cpu") and resolve_precision("auto", "cpu", "adain") == "fp32"
     with pytest.raises(ConfigError, match="--precision bf16: this CPU cannot run bfloat16 convolutions"):
         resolve_precision("bf16", "cpu", "adain")
-    from impasto.training.loop import resolve_precision as train_precision
-
     with pytest.raises(ConfigError, match="precision=bf16: this CPU cannot"):
-        train_precision("bf16", torch.device("cpu"))
+        _resolve_precision("bf16", torch.device("cpu"), training=True)
+
+
+def test_training_precision_rules_on_cpu() -> None:
+    """One resolve_precision, two rule sets: training keeps fp32 for auto on a CPU (inference picks bf16 where it is
+    native), knows fp16 (CUDA only), and amp_settings turns the name into autocast dtype + GradScaler."""
+    from impasto.training.loop import amp_settings
+
+    cpu = torch.device("cpu")
+    assert _resolve_precision("auto", cpu, training=True) == "fp32"
+    assert _resolve_precision("fp32", cpu, training=True) == "fp32"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        _resolve_precision("fp16", cpu, training=True)
+    with pytest.raises(ConfigError, match="choose one of fp32, bf16, fp16, auto"):
+        _resolve_precision("fp8", cpu, training=True)
+    with pytest.raises(ConfigError, match="use auto, fp32, bf16"):
+        _resolve_precision("fp16", "cpu")  # inference has no fp16
+    assert amp_settings("fp32") == (None, False)
+    assert amp_settings("bf16") == (torch.bfloat16, False)
+    assert amp_settings("fp16") == (torch.float16, True)
+
+
+def test_resolve_device_serves_stylizer_and_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One resolve_device: the Stylizer keeps ``cuda`` / ``cuda:N`` / ``mps`` as given (as a string), torchrun workers
+    pass local_rank and get ``cuda:LOCAL_RANK``; auto is CUDA when there is a GPU, else the CPU."""
+    from impasto.hardware import resolve_device
+
+    dev = torch.device("cpu")
+    assert resolve_device(dev) is dev
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device("auto", local_rank=1) == torch.device("cpu")
+    assert str(resolve_device("cpu")) == "cpu" and str(resolve_device("mps")) == "mps"
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device(name, local_rank=0)
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert str(resolve_device("auto")) == "cuda" and str(resolve_device("cuda:1")) == "cuda:1"
+    assert resolve_device("cuda", local_rank=3) == resolve_device("auto", local_rank=3) == torch.device("cuda", 1)
 
 
 @pytest.mark.weights

@@ -404,6 +404,27 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: 
 # ----------------------------------------------------------------------------- file lists
 
 
+def test_natural_key_is_one_sort_with_the_callers_view() -> None:
+    """One natural sort for image listings and video frame folders: numbers by value, case-insensitively. Image
+    listings pass the path relative to the folder (subfolders sort first), frame folders the bare name (the
+    frames of one folder); the two views order files of different folders differently."""
+    import re
+
+    from impasto.io.images import natural_key
+
+    names = ["frame_10.png", "Frame_2.png", "frame_1.jpg", "frame_01b.png", "f.png", "frame_2a.PNG", "10.png"]
+    assert sorted(names, key=natural_key) == [
+        "10.png", "f.png", "frame_1.jpg", "frame_01b.png", "Frame_2.png", "frame_2a.PNG", "frame_10.png"]
+
+    def old_frame_key(name: str) -> list[object]:  # io/video.py's former copy, keyed on the name
+        return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+    assert sorted(names, key=natural_key) == sorted(names, key=old_frame_key)
+    paths = [Path("b") / "img1.png", Path("a") / "img2.png", Path("a") / "img10.png"]
+    assert sorted(paths, key=natural_key) == [paths[1], paths[2], paths[0]]  # image listings: by relative path
+    assert sorted(paths, key=lambda p: natural_key(p.name)) == [paths[0], paths[1], paths[2]]  # frames: by name
+
+
 def test_iter_image_files(tmp_path: Path) -> None:
     for name in ("img10.png", "img2.JPG", "img1.png", "notes.txt", ".hidden.png"):
         (tmp_path / name).write_bytes(b"x")

@@ -20,10 +20,10 @@ from impasto.models.microast import (
     ResBlock,
     adain,
     load_microast,
-    mean_std,
     mix_styles,
     modulated_residual,
 )
+from impasto.transforms.stats import mean_std
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -326,8 +326,7 @@ def test_real_speed_512(real_model: MicroAST) -> None:
     finally:
         torch.set_num_threads(threads)
     print(f"MicroAST 512x512, cached style, 2 threads: {min(times):.3f} s")
-    # measured 0.25-0.3 s on an idle 2-core machine (DESIGN.md: 0.20 s with the public code); the bound only
-    # catches gross regressions, since the development machines are shared
+    # the bound only catches gross regressions, since the development machines are shared
     assert min(times) < 10.0
 
 

@@ -192,7 +192,7 @@ def test_grad_scaler_plumbing_checkpoint_and_resume(reference, monkeypatch: pyte
     import impasto.training.loop as loop
 
     root, _, ref = reference
-    monkeypatch.setattr(loop, "resolve_precision", lambda precision, device: (None, True))
+    monkeypatch.setattr(loop, "amp_settings", lambda precision: (None, True))
     cfg = toy_config(root, out="scaler")
     train(cfg, max_steps=3, progress=False)
     ck = load_checkpoint(latest_checkpoint(cfg.out_dir))

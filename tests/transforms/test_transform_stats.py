@@ -79,3 +79,16 @@ def test_bad_shapes_raise() -> None:
         mean_std(torch.randn(3, 4, 4))
     with pytest.raises(ValueError, match="channels"):
         adain_features(torch.randn(1, 3, 4, 4), torch.randn(1, 4, 4, 4))
+
+
+def test_mean_std_keep_dtype_false_keeps_float32_statistics() -> None:
+    """The one mean_std serves AdaIN (statistics in the features' dtype) and MicroAST (float32 under bf16)."""
+    feat = (torch.randn(2, 3, 6, 5) * 3 + 1).to(torch.bfloat16)
+    mean, std = mean_std(feat)
+    mean32, std32 = mean_std(feat, keep_dtype=False)
+    assert mean.dtype == std.dtype == torch.bfloat16 and mean32.dtype == std32.dtype == torch.float32
+    torch.testing.assert_close(mean32.to(torch.bfloat16), mean)
+    torch.testing.assert_close(std32.to(torch.bfloat16), std)
+    ref = feat.float()
+    torch.testing.assert_close(mean32, ref.mean((2, 3), keepdim=True))
+    torch.testing.assert_close(std32, (ref.var((2, 3), keepdim=True) + 1e-5).sqrt())

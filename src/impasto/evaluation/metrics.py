@@ -16,7 +16,7 @@ from torch import Tensor
 
 from impasto.errors import ConfigError
 from impasto.losses.style import gram as _gram
-from impasto.transforms.stats import mean_std as _mean_std
+from impasto.transforms.stats import mean_std
 
 __all__ = [
     "BT601",
@@ -27,7 +27,6 @@ __all__ = [
     "gram_style_distance",
     "grid_artifact_score",
     "luminance",
-    "mean_std",
     "mean_std_style_distance",
     "psnr",
     "ssim",
@@ -313,18 +312,6 @@ def gram_matrix(f: Tensor) -> Tensor:
     return _gram(f)
 
 
-def mean_std(f: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and standard deviation over space (AdaIN's ``calc_mean_std``).
-
-    Args:
-        f: B x C x H x W features (H W >= 2 for the unbiased variance).
-    Returns:
-        (mean, std), each B x C; ``std = sqrt(unbiased variance + eps)`` as in the official AdaIN code.
-    """
-    mean, std = _mean_std(f, eps)
-    return mean.flatten(1), std.flatten(1)
-
-
 def _per_layer(
     feats_out: FeatureDict,
     feats_style: FeatureDict,
@@ -374,7 +361,8 @@ def mean_std_style_distance(
 
     Huang & Belongie 2017, eq. 12:
     ``L_s^l = ||mu(F^l(P)) - mu(F^l(S))||^2 + ||sigma(F^l(P)) - sigma(F^l(S))||^2``,
-    computed as MSE over channels (as the official code's ``nn.MSELoss``); mu/sigma from :func:`mean_std`.
+    computed as MSE over channels (as the official code's ``nn.MSELoss``); mu/sigma from
+    :func:`impasto.transforms.stats.mean_std`.
 
     Args:
         feats_out, feats_style: ``{layer: B x C x H x W}``; the style batch may be 1.
@@ -384,8 +372,8 @@ def mean_std_style_distance(
     """
 
     def fn(a: Tensor, b: Tensor) -> Tensor:
-        ma, sa = mean_std(a)
-        mb, sb = mean_std(b)
+        (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+        ma, sa, mb, sb = (t.flatten(1) for t in (ma, sa, mb, sb))  # B x C
         return (ma - mb).pow(2).mean(dim=1) + (sa - sb).pow(2).mean(dim=1)
 
     return _per_layer(feats_out, feats_style, layers, fn)

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from impasto.errors import ConfigError
-from impasto.evaluation.metrics import grid_artifact_score, mean_std
+from impasto.evaluation.metrics import grid_artifact_score
+from impasto.transforms.stats import mean_std
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 

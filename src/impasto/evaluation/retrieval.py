@@ -56,7 +56,7 @@ class MagentaStyleEncoder:
 
     Preprocessing (as Magenta's TF-Lite example): resize the short side to 256 (bilinear, antialiased),
     centre-crop 256 x 256. The embedding returned is the bottleneck L2-normalised, so dot products are
-    cosine similarities. About 15 ms per image on 2 CPU threads. The onnxruntime session is created on
+    cosine similarities. The onnxruntime session is created on
     first use with ``intra_op_num_threads`` threads.
     """
 

@@ -6,6 +6,9 @@ and ``fsync`` it, then rename it over the destination. If the ``with`` block rai
 exception, ``KeyboardInterrupt`` included) the temporary file is deleted and an existing
 destination file is left untouched.
 
+:func:`atomic_folder` does the same for a folder of files (video frames). Every impasto writer that renames a
+temporary into place goes through this module.
+
 Temporary names are hidden (``.name.<random>.tmp``) so that folder listings such as
 :func:`impasto.io.iter_image_files` skip them. They are created with ``os.open(..., 0o666)``, so
 the final file gets the usual permissions (umask applied) rather than ``mkstemp``'s 0600; a file
@@ -24,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "clean_stale_temporaries", "file_in_the_way", "temp_path"]
+__all__ = ["atomic_folder", "atomic_path", "atomic_write", "clean_stale_temporaries", "file_in_the_way", "temp_path"]
 
 _WRITE_MODES = {"w", "wb", "wt", "w+", "wb+", "w+b", "wt+", "w+t"}
 
@@ -132,6 +135,15 @@ def file_in_the_way(folder: str | os.PathLike[str]) -> Path | None:
     return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
+def _rename_into_place(tmp: Path, path: Path, keep_mode: int | None) -> None:
+    """The final step of the file writers here: give ``tmp`` the permissions of the file it replaces, rename it over
+    ``path``, make the rename durable."""
+    if keep_mode is not None:
+        os.chmod(tmp, keep_mode)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def _prepare(path: str | os.PathLike[str], make_parents: bool) -> Path:
     path = Path(path)
     if path.is_dir():
@@ -189,13 +201,10 @@ def atomic_write(
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if keep_mode is not None:
-            os.chmod(tmp, keep_mode)
-        os.replace(tmp, path)
+        _rename_into_place(tmp, path, keep_mode)
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -230,10 +239,30 @@ def atomic_path(path: str | os.PathLike[str], *, make_parents: bool = True) -> I
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        if keep_mode is not None:
-            os.chmod(tmp, keep_mode)
-        os.replace(tmp, path)
+        _rename_into_place(tmp, path, keep_mode)
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder name next to ``path`` that is renamed to ``path`` if the block succeeds.
+
+    For outputs made of many files (the frames of ``impasto video``): the block creates the folder and fills it.
+    An existing ``path`` must be an empty folder (the caller checks that before the work starts); it is replaced.
+    On an exception (KeyboardInterrupt included) the temporary folder is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    tmp = _temp_name(path, keep_suffix=False)
+    try:
+        yield tmp
+        if path.is_dir():
+            path.rmdir()  # empty: checked before the work started
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _unlink_quietly(tmp)
+        raise

@@ -702,9 +702,13 @@ def save_image(img: Image.Image | torch.Tensor | np.ndarray, path: str | Path, *
 # ----------------------------------------------------------------------------- file lists
 
 
-def _natural_key(path: Path) -> list[Any]:
-    """Sort key that orders ``img2`` before ``img10``, case-insensitively."""
-    parts = re.split(r"(\d+)", str(path).lower())
+def natural_key(path: str | os.PathLike[str]) -> list[Any]:
+    """Sort key that orders ``img2`` before ``img10``, case-insensitively, over the whole ``path`` as given.
+
+    The one natural sort of impasto. Callers choose what it sees: image listings pass the path relative to the
+    folder listed (so files sort by subfolder first), video frame folders pass the bare file name.
+    """
+    parts = re.split(r"(\d+)", os.fspath(path).lower())
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
 
 
@@ -725,7 +729,7 @@ def _images_in_dir(directory: Path, recursive: bool) -> list[Path]:
             raise ImageError(f"cannot list folder {directory}: {exc.strerror or exc}") from None
         found = [p for p in entries if _is_image_name(p)]
     files = [p for p in found if p.is_file()]
-    return sorted(files, key=lambda p: _natural_key(p.relative_to(directory)))
+    return sorted(files, key=lambda p: natural_key(p.relative_to(directory)))
 
 
 def iter_image_files(inputs: Sequence[str | Path] | str | Path, recursive: bool = False) -> list[Path]:
@@ -771,7 +775,7 @@ def iter_image_files(inputs: Sequence[str | Path] | str | Path, recursive: bool 
             add(images)
         elif glob.has_magic(text):
             matches = [Path(m) for m in glob.glob(text, recursive=recursive)]
-            images = sorted((m for m in matches if m.is_file() and _is_image_name(m)), key=_natural_key)
+            images = sorted((m for m in matches if m.is_file() and _is_image_name(m)), key=natural_key)
             if not images:
                 raise ImageError(
                     f"the pattern {text} matches no image files; check the pattern and the folder"

@@ -30,8 +30,6 @@ Notes:
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -48,7 +46,8 @@ try:  # the [video] extra
     import av
 except ImportError as exc:
     raise extra_error(exc, "video") from None
-from impasto.io.atomic import atomic_path, temp_path
+from impasto.io.atomic import atomic_folder, atomic_path
+from impasto.io.images import natural_key
 from impasto.temporal import TemporalConfig, TemporalSmoother
 
 __all__ = [
@@ -109,17 +108,13 @@ class VideoInfo:
 # ----------------------------------------------------------------------------------------------- probing
 
 
-def _natural_key(path: Path) -> list[object]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 def _list_frames(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES
              and not p.name.startswith(".")]
     if not files:
         raise VideoError(f"{folder}: the folder holds no frames ({', '.join(FRAME_SUFFIXES)}); "
                          "put the numbered frame images in it or give a video file")
-    return sorted(files, key=_natural_key)
+    return sorted(files, key=lambda p: natural_key(p.name))  # by name: the frames of one folder
 
 
 def _as_fps(fps: float | Fraction | None) -> Fraction:
@@ -501,33 +496,12 @@ class _FolderWriter:
         pass
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
-
-
 @contextmanager
 def _atomic_output(dst: Path, folder: bool) -> Iterator[Path]:
-    """Yield a hidden temporary path next to `dst` (same suffix), renamed onto `dst` on success.
-
-    Files use `impasto.io.atomic.atomic_path`; a folder `dst` may exist only if empty (it is replaced). On any
-    exception (KeyboardInterrupt included) the temporary is removed and an existing `dst` is left untouched.
-    """
-    if not folder:
-        with atomic_path(dst) as tmp:
-            yield tmp
-        return
-    tmp = temp_path(dst)
-    try:
+    """Yield a hidden temporary path next to `dst`, renamed onto `dst` on success: `impasto.io.atomic.atomic_path`
+    for a file (same suffix), `atomic_folder` for a folder of frames (an existing `dst` must be empty)."""
+    with (atomic_folder(dst) if folder else atomic_path(dst)) as tmp:
         yield tmp
-        if dst.is_dir():
-            dst.rmdir()  # checked empty before the work started
-        os.replace(tmp, dst)
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def _check_count(name: str, value: int | None, *, allow_none: bool = True) -> int | None:

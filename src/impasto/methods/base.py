@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from impasto.errors import ConfigError, ImpastoError
+from impasto.hardware import INFERENCE_PRECISIONS
 from impasto.runtime import check_cancelled
 
 
@@ -30,8 +31,6 @@ class MethodUnavailable(ImpastoError):
     """The method cannot run with the weights present (the message says which files it needs)."""
 
 
-#: Precisions a method can run in: fp32, or bf16 autocast (convolutions and matrix products in bfloat16).
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -64,8 +63,8 @@ class Method:
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
         self.device = torch.device(config.device)
-        if config.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if config.precision not in INFERENCE_PRECISIONS:
+            raise ConfigError(f"unknown precision {config.precision!r}; use one of {', '.join(INFERENCE_PRECISIONS)}")
         if config.precision == "bf16" and not self.supports_bf16:
             raise ConfigError(f"method {self.name!r} runs in fp32 only; use precision fp32 (or auto)")
         #: the low-precision dtype of this method's autocast, None for fp32

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from impasto import weights
-from impasto.backbones import BACKBONES, LEVELS, available_depths, encoder_depths
+from impasto.backbones import BACKBONES, LEVELS, available_depths, candidate_backbones, encoder_depths
 from impasto.decoders.vgg import VGGDecoder
 from impasto.errors import ConfigError, WeightsError
 from impasto.methods.base import MethodConfig, MethodUnavailable
@@ -39,10 +39,9 @@ def resolve_backbone(
     cfg: EncoderConfig, preferred_depth: str, method: str, need_decoder: bool = True
 ) -> tuple[str, str]:
     """Choose (backbone, depth) for a config: explicit values win, else the deepest usable up to the paper's."""
-    backbones = [cfg.encoder] if cfg.encoder != "auto" else list(BACKBONES)
     want = cfg.depth or preferred_depth
     reasons = []
-    for bb in backbones:
+    for bb in candidate_backbones(cfg.encoder):
         depths = available_depths(bb) if need_decoder else encoder_depths(bb)
         if want in depths:
             return bb, want

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from impasto.backbones import encoder_depths, load_encoder
+from impasto.backbones import candidate_backbones, encoder_depths, load_encoder
 from impasto.errors import ConfigError
 from impasto.losses.style import gram
 from impasto.methods.base import Method, MethodUnavailable, optimize_pixels, register, resize_mix
@@ -36,7 +36,7 @@ class GatysConfig(EncoderConfig):
 
 
 def _resolve(cfg: GatysConfig) -> tuple[str, str]:
-    for bb in [cfg.encoder] if cfg.encoder != "auto" else ["vgg19", "vgg19-16x"]:
+    for bb in candidate_backbones(cfg.encoder):
         depths = encoder_depths(bb)
         if cfg.depth:
             if cfg.depth in depths:

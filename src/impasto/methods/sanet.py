@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from impasto import weights
+from impasto.backbones import candidate_backbones
 from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
 from impasto.errors import WeightsError
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
@@ -84,7 +85,7 @@ class _SANetFamily(Method):
         self.decoder.requires_grad_(False).eval().to(self.device)
 
     def _packaged(self, config: SANetConfig) -> Path | None:
-        for bb in [config.encoder] if config.encoder != "auto" else ["vgg19", "vgg19-16x"]:
+        for bb in candidate_backbones(config.encoder):
             p = packaged_checkpoint(self.name, bb, "relu4_1")
             if p:
                 return p
@@ -106,7 +107,7 @@ class _SANetFamily(Method):
             if not Path(config.checkpoint).is_file():
                 raise WeightsError(f"checkpoint {config.checkpoint} does not exist")
             return
-        for bb in [config.encoder] if config.encoder != "auto" else ["vgg19", "vgg19-16x"]:
+        for bb in candidate_backbones(config.encoder):
             if packaged_checkpoint(cls.name, bb, "relu4_1"):
                 return
         if _official_pair(cls.name, config) is None:

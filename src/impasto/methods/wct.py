@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from impasto.backbones import LEVELS, available_depths, load_decoder, load_encoder
+from impasto.backbones import BACKBONES, LEVELS, available_depths, candidate_backbones, load_decoder, load_encoder
 from impasto.errors import ConfigError
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
 from impasto.methods.common import EncoderConfig
@@ -31,7 +31,7 @@ class WCTConfig(EncoderConfig):
 
 
 def _levels(cfg: WCTConfig) -> tuple[str, list[str]]:
-    choices = [cfg.encoder] if cfg.encoder != "auto" else ["vgg19", "vgg19-16x"]
+    choices = candidate_backbones(cfg.encoder)
     best: tuple[str, list[str]] | None = None
     for bb in choices:
         depths = available_depths(bb)
@@ -71,7 +71,7 @@ class WCT(Method):
 
     @classmethod
     def check_available(cls, config: WCTConfig) -> None:
-        if config.encoder not in ("auto", "vgg19", "vgg19-16x"):
+        if config.encoder not in ("auto", *BACKBONES):
             raise ConfigError(f"unknown encoder {config.encoder!r}")
         _levels(config)
 

@@ -1,6 +1,6 @@
 """MicroAST: a tiny pretrained arbitrary style transfer network (Wang et al., AAAI 2023), in plain PyTorch.
 
-Layout (rebuilt from DESIGN.md, "Facts about MicroAST"; module names match the official state dicts so the
+Layout (rebuilt from the paper and the official release; module names match the official state dicts so the
 four released files ``{content_encoder,style_encoder,modulator,decoder}_iter_160000.pth.tar`` load with
 ``strict=True``):
 
@@ -39,7 +39,6 @@ from impasto.layers import (
     amx_16bit,
     as_channels_last,
     block_diagonal_weight,
-    channel_mean_var,
     conv2d,
     derived_weights,
     grouped_conv2d,
@@ -53,6 +52,7 @@ from impasto.layers import (
     upsample_conv2d,
     upsample_phase_weight,
 )
+from impasto.transforms.stats import mean_std
 
 __all__ = [
     "MICROAST_FILES",
@@ -63,7 +63,6 @@ __all__ = [
     "MicroASTStyle",
     "adain",
     "load_microast",
-    "mean_std",
     "mix_styles",
     "modulated_residual",
 ]
@@ -87,17 +86,6 @@ MIN_SIDE = 8
 # ----------------------------------------------------------------------------------------------------------
 # Pure functions
 # ----------------------------------------------------------------------------------------------------------
-def mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and std over space, as MicroAST/AdaIN compute them.
-
-    feat: B x C x H x W (H * W >= 2). Returns (mean, std), each B x C x 1 x 1, with
-    ``std = sqrt(var_unbiased + eps)`` (Huang & Belongie 2017; the official ``calc_mean_std``).
-    """
-    b, c = feat.shape[:2]
-    mean, var = channel_mean_var(feat)  # float32 statistics also under bf16 autocast
-    return mean.reshape(b, c, 1, 1), (var + eps).sqrt().reshape(b, c, 1, 1)
-
-
 def adain(content: Tensor, style_mean: Tensor, style_std: Tensor, eps: float = EPS) -> Tensor:
     """Adaptive instance normalisation ``sigma_s * (x - mu(x)) / sigma(x) + mu_s`` (Huang & Belongie, eq. 8).
 
@@ -107,13 +95,13 @@ def adain(content: Tensor, style_mean: Tensor, style_std: Tensor, eps: float = E
     b, c, h, w = content.shape
     low = content.dtype in (torch.bfloat16, torch.float16)
     if torch.is_grad_enabled() or not low or not content.is_contiguous(memory_format=torch.channels_last) or c == 1:
-        mean, std = mean_std(content, eps)
+        mean, std = mean_std(content, eps, keep_dtype=False)  # float32 statistics also for bf16 maps
         scale = style_std / std
         return (content * scale + (style_mean - mean * scale)).to(content.dtype)
     # 16-bit channels-last inference: statistics and result on one float32 copy, centred in place (6 passes over the
     # map instead of 10; the same two-pass float32 statistics as channel_mean_var). The sum of squares, not
-    # linalg.vector_norm: ATen's norm reduces over the strided pixel dimension without vectorising (1 x 65536 x 64
-    # float32, Xeon with AMX: 10.2 ms against 1.3 ms)
+    # linalg.vector_norm: ATen's norm reduces over the strided pixel dimension without vectorising (about 8x
+    # slower here; benchmarks/README.md)
     x = content.float()
     flat = x.permute(0, 2, 3, 1).view(b, h * w, c)
     flat.sub_(flat.mean(dim=1, keepdim=True))
@@ -427,8 +415,8 @@ class MicroAST(nn.Module):
         style, _ = _pad(style, 1)  # only enforces MIN_SIDE; the style's exact size does not matter
         f1, f2 = self.style_encoder(as_channels_last(style))
         w1, b1, w2, b2 = self.modulator(f1, f2)
-        mean1, std1 = mean_std(f1)
-        mean2, std2 = mean_std(f2)
+        mean1, std1 = mean_std(f1, EPS, keep_dtype=False)
+        mean2, std2 = mean_std(f2, EPS, keep_dtype=False)
         return MicroASTStyle(mean1=mean1, std1=std1, mean2=mean2, std2=std2, w1=w1, b1=b1, w2=w2, b2=b2)
 
     def forward(

@@ -17,10 +17,10 @@ from impasto.training.distributed import (
 from impasto.training.loop import (
                                          Task,
                                          TrainResult,
+                                         amp_settings,
                                          available_tasks,
                                          get_task,
                                          register_task,
-                                         resolve_precision,
                                          train,
 )
 
@@ -30,6 +30,7 @@ __all__ = [
     "Task",
     "TrainConfig",
     "TrainResult",
+    "amp_settings",
     "available_tasks",
     "barrier",
     "get_rank",
@@ -40,7 +41,6 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "register_task",
-    "resolve_precision",
     "save_checkpoint",
     "train",
     "unwrap",

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from impasto.errors import WeightsError
-from impasto.io.atomic import atomic_write, temp_path
+from impasto.io.atomic import atomic_path, atomic_write
 
 logger = logging.getLogger("impasto.training")
 
@@ -83,7 +83,7 @@ def _to_tuples(x: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------- files
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` with ``torch.save`` atomically: to a temporary file beside it, then ``os.replace``.
+    """Write ``state`` with ``torch.save`` atomically (:func:`impasto.io.atomic.atomic_write`).
 
     A crash during the write leaves any previous file at ``path`` intact. Returns the path.
     """
@@ -171,9 +171,8 @@ class CheckpointManager:
         return path
 
     def _link_latest(self, path: Path) -> None:
-        tmp = temp_path(self.latest)
-        try:
-            os.link(path, tmp)  # hard link: no second copy on disk
-        except OSError:
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, self.latest)
+        with atomic_path(self.latest) as tmp:
+            try:
+                os.link(path, tmp)  # hard link: no second copy on disk
+            except OSError:
+                shutil.copyfile(path, tmp)

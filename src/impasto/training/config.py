@@ -16,10 +16,9 @@ from typing import Any
 import yaml
 
 from impasto.errors import ConfigError
+from impasto.hardware import DEVICES, PRECISIONS
 from impasto.io.atomic import file_in_the_way
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-DEVICES = ("auto", "cpu", "cuda")
 RESIZE_MODES = ("short_side", "square")
 
 

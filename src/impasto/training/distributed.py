@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from impasto.errors import ConfigError
+from impasto.hardware import resolve_device
 
 logger = logging.getLogger("impasto.training")
 
@@ -52,22 +53,6 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(f"environment variable {name}={value!r} must be an integer") from None
-
-
-def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"``: ``cuda:LOCAL_RANK`` if CUDA is available, else CPU; ``"cuda"`` with no GPU: ConfigError."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device=cuda was requested but no CUDA GPU is available; "
-                              "use device=cpu or auto")
-        return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-    if device == "cpu":
-        return torch.device("cpu")
-    raise ConfigError(f"device={device!r} is not valid; choose one of auto, cpu, cuda")
 
 
 def init_distributed(device: str | torch.device = "auto") -> DistInfo:

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 # imported eagerly: importing rich draws from python's global RNG (rich.style), which must not happen
 # in the middle of a seeded training run
@@ -123,16 +122,6 @@ class ProgressBar:
 
 
 # -------------------------------------------------------------------------------------------- images
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """A 3 x H x W (or 1 x 3 x H x W) float tensor in [0, 1] as an 8-bit RGB PIL image (values clamped)."""
-    if image.dim() == 4:
-        image = image[0]
-    arr = (image.detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8)
-    if arr.shape[0] == 1:
-        arr = arr.expand(3, -1, -1)
-    return Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
-
-
 def make_sample_grid(contents: torch.Tensor, styles: torch.Tensor | None, outputs: torch.Tensor,
                      pad: int = 2) -> torch.Tensor:
     """Grid image: styles along the top row, contents down the left column, stylisations in the cells.
@@ -178,11 +167,3 @@ def make_sample_grid(contents: torch.Tensor, styles: torch.Tensor | None, output
         for j in range(ks):
             put(i + top, j + 1, outputs[i * ks + j])
     return grid
-
-
-def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
-    """Write a 3 x H x W tensor in [0, 1] as an image file (format from the suffix, e.g. PNG)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(image).save(path)
-    return path

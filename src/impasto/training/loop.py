@@ -1,9 +1,10 @@
 """The generic training loop and the Task interface that each method's trainer implements.
 
 A Task owns its models, losses and optimizers and does one optimisation step per ``training_step``
-(DESIGN.md rule 2: it returns named loss terms incl. "total"). The loop owns everything else: data
-streams, learning-rate decay ``lr / (1 + lr_decay * step)``, mixed precision, logging, sample grids,
-checkpoints (periodic, at the end, and on Ctrl-C / SIGTERM), exact resumption and torchrun/DDP.
+(the models do not own their training objective: it returns named loss terms incl. "total"). The loop
+owns everything else: data streams, learning-rate decay ``lr / (1 + lr_decay * step)``, mixed precision,
+logging, sample grids, checkpoints (periodic, at the end, and on Ctrl-C / SIGTERM), exact resumption and
+torchrun/DDP.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from torch.utils.data import DataLoader
 from impasto.data.datasets import ImageFolderDataset, SeededCropStream
 from impasto.data.samplers import InfiniteSampler, mix_seed
 from impasto.errors import ConfigError, OutputError
-from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions
+from impasto.hardware import resolve_precision
 from impasto.io.atomic import clean_stale_temporaries
+from impasto.io.images import save_image
 from impasto.training import distributed as D
 from impasto.training.checkpoint import (
     FORMAT,
@@ -45,7 +47,7 @@ from impasto.training.checkpoint import (
     restore_rng_state,
 )
 from impasto.training.config import TrainConfig, read_holdout
-from impasto.training.logging import JsonlLogger, ProgressBar, make_sample_grid, save_image
+from impasto.training.logging import JsonlLogger, ProgressBar, make_sample_grid
 
 logger = logging.getLogger("impasto.training")
 
@@ -235,30 +237,21 @@ def get_task(name: str) -> type[Task]:
 
 
 # ========================================================================================= precision
-def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """``(autocast dtype or None, use GradScaler)`` for a precision name on a device.
+#: (autocast dtype or None, use a GradScaler) for each precision :func:`impasto.hardware.resolve_precision` returns
+_AMP: dict[str, tuple[torch.dtype | None, bool]] = {
+    "fp32": (None, False),
+    "bf16": (torch.bfloat16, False),
+    "fp16": (torch.float16, True),
+}
 
-    fp32 -> (None, False); bf16 -> bfloat16 autocast (CPU or CUDA with bf16 support); fp16 -> float16
-    autocast + GradScaler (CUDA only); auto -> bf16 (or fp16) on CUDA, fp32 on CPU.
+
+def amp_settings(precision: str) -> tuple[torch.dtype | None, bool]:
+    """``(autocast dtype or None, use a GradScaler)`` for a resolved precision (``fp32``, ``bf16`` or ``fp16``).
+
+    The precision itself comes from :func:`impasto.hardware.resolve_precision` with ``training=True``:
+    fp32 -> (None, False), bf16 -> (bfloat16, False), fp16 -> (float16, True).
     """
-    cuda = device.type == "cuda"
-    if precision == "fp32":
-        return None, False
-    if precision == "auto":
-        if not cuda:
-            return None, False
-        return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
-    if precision == "bf16":
-        if cuda and not torch.cuda.is_bf16_supported():
-            raise ConfigError("precision=bf16 is not supported by this GPU; use fp16 or fp32")
-        if device.type == "cpu" and not cpu_bf16_convolutions():
-            raise ConfigError(f"precision=bf16: {BF16_MISSING}; train with precision=fp32")
-        return torch.bfloat16, False
-    if precision == "fp16":
-        if not cuda:
-            raise ConfigError("precision=fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
-        return torch.float16, True
-    raise ConfigError(f"precision={precision!r} is not valid; choose one of fp32, bf16, fp16, auto")
+    return _AMP[precision]
 
 
 # ============================================================================================= data
@@ -456,19 +449,38 @@ def _optimizer_lrs(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, fl
     return {name: float(opt.param_groups[0]["lr"]) for name, opt in optimizers.items()}
 
 
-def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, Any] | None,
-           max_steps: int | None, progress: bool, info: D.DistInfo) -> TrainResult:
+@dataclass
+class _Run:
+    """What the helpers of one training run share: its parts, and the step reached."""
+
+    config: TrainConfig
+    info: D.DistInfo
+    out_dir: Path
+    task: Task
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    scaler: Any
+    streams: dict[str, _Stream]
+    step: int = 0
+    elapsed0: float = 0.0  #: seconds trained before this call (from the checkpoint resumed)
+    t_start: float = 0.0  #: ``time.time()`` when this call's steps began
+    manager: CheckpointManager | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+
+def _set_up(config: TrainConfig, task: Task | type[Task] | None, info: D.DistInfo) -> _Run:
+    """Prepare ``out_dir``, the precision, the task (identical initial weights on every rank) and the data."""
     device = info.device
     out_dir = Path(config.out_dir)
-    main = info.is_main
-    if main:
+    if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         for folder in (out_dir, out_dir / "checkpoints"):  # temporaries of a run that was killed mid-write
             for p in clean_stale_temporaries(folder):
                 logger.warning("removed %s, left by an interrupted write", p)
-    amp_dtype, use_scaler = resolve_precision(config.precision, device)
-
-    # ---- task and data (identical initial weights on every rank)
+    amp_dtype, use_scaler = amp_settings(resolve_precision(config.precision, device, training=True))
     seed_everything(config.seed)
     if task is None:
         task = get_task(config.task)()
@@ -485,98 +497,36 @@ def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, 
     for opt in optimizers.values():
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
-    step, elapsed0 = 0, 0.0
-    if ckpt is not None:
-        step = int(ckpt["step"])
-        elapsed0 = float(ckpt.get("elapsed", 0.0))
-        for name, module in modules.items():
-            try:
-                D.unwrap(module).load_state_dict(ckpt["modules"][name])
-            except (KeyError, RuntimeError) as exc:
-                raise ConfigError(
-                    f"the checkpoint's {name!r} does not match the model this configuration builds "
-                    f"({str(exc).splitlines()[0][:200]}); resume with the run's own config. A refine-encoder run "
-                    "saved before the ConvX_1 layer split became the default needs task_options.layer_split=false"
-                ) from None
-        for name, opt in optimizers.items():
-            opt.load_state_dict(ckpt["optimizers"][name])
-        task.load_state_dict(ckpt.get("task_state") or {})
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        for name, s in streams.items():
-            s.sampler.load_state_dict(ckpt["samplers"][name])
-        logger.info("resumed from step %d", step)
+    return _Run(config, info, out_dir, task, modules, optimizers, scaler, streams)
 
-    for s in streams.values():
-        s.start(config.num_workers, pin_memory=device.type == "cuda")
-    jsonl = JsonlLogger(out_dir / "log.jsonl", enabled=main)
-    if ckpt is not None:
-        jsonl.truncate_after(step)
-    else:
-        jsonl.reset()
-    if main:
-        config.to_yaml(out_dir / "config.yaml")
-    manager = CheckpointManager(out_dir, keep=config.keep_checkpoints)
-    sample_contents, sample_styles = _sample_inputs(streams, config.num_samples)
 
-    end = config.steps if max_steps is None else min(config.steps, step + int(max_steps))
-    t_start = time.time()
-    last_path: Path | None = None
-    last_losses: dict[str, float] = {}
-    window: dict[str, list[float]] = {}
-    window_t = time.time()
-    interrupted = False
-    warned_nonfinite = False
-
-    def checkpoint_now() -> Path | None:
-        state = {
-            "format": FORMAT, "version": VERSION, "step": step, "task": config.task,
-            "config": config.to_dict(),
-            "model": task.checkpoint_model_state(),
-            "modules": {n: D.unwrap(m).state_dict() for n, m in modules.items()},
-            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-            "task_state": task.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "samplers": {n: s.sampler.state_dict() for n, s in streams.items()},
-            "data": {n: {"crop_seed": s.crops.seed, "position": s.sampler.index} for n, s in streams.items()},
-            "rng": D.all_gather_objects(capture_rng_state()),
-            "world_size": info.world_size,
-            "elapsed": elapsed0 + time.time() - t_start,
-            "time": time.time(),
-        }
+def _resume_state(run: _Run, ckpt: dict[str, Any]) -> None:
+    """Load a checkpoint's step, modules, optimizers, task state, GradScaler and sampler positions into ``run``
+    (the RNG streams are restored later, by :func:`_seed_steps`)."""
+    run.step = int(ckpt["step"])
+    run.elapsed0 = float(ckpt.get("elapsed", 0.0))
+    for name, module in run.modules.items():
         try:
-            path = manager.save(state, step) if main else None
-            task.checkpoint_saved(state["model"])  # e.g. model.pt, written after the checkpoint: never ahead of it
-        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            last = latest_checkpoint(out_dir) or "the start"
-            raise OutputError(f"cannot write the checkpoint of step {step} in {out_dir} ({reason}); free disk space "
-                              f"or check the folder's permissions, then continue with --resume (from {last})") from None
-        D.barrier()
-        return path
+            D.unwrap(module).load_state_dict(ckpt["modules"][name])
+        except (KeyError, RuntimeError) as exc:
+            raise ConfigError(
+                f"the checkpoint's {name!r} does not match the model this configuration builds "
+                f"({str(exc).splitlines()[0][:200]}); resume with the run's own config. A refine-encoder run "
+                "saved before the ConvX_1 layer split became the default needs task_options.layer_split=false"
+            ) from None
+    for name, opt in run.optimizers.items():
+        opt.load_state_dict(ckpt["optimizers"][name])
+    run.task.load_state_dict(ckpt.get("task_state") or {})
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    for name, s in run.streams.items():
+        s.sampler.load_state_dict(ckpt["samplers"][name])
+    logger.info("resumed from step %d", run.step)
 
-    def save_samples() -> None:
-        states = {n: m.training for n, m in modules.items()}
-        rng = capture_rng_state()  # sampling must not shift the training RNG streams
-        with torch.no_grad(), task.autocast():
-            for m in modules.values():
-                m.eval()
-            c = sample_contents
-            s = sample_styles
-            if s is not None:
-                ks = s.shape[0]
-                c, s = c.repeat_interleave(ks, 0), s.repeat(c.shape[0], 1, 1, 1)
-                s = s.to(device)
-            out = task.sample(c.to(device), s).float()
-        restore_rng_state(rng)
-        for n, m in modules.items():
-            m.train(states[n])
-        if main:
-            grid = make_sample_grid(sample_contents, sample_styles, out)
-            save_image(grid, out_dir / "samples" / f"step_{step:07d}.png")
 
-    bar = ProgressBar(config.steps, step, enabled=progress and main, description=f"train {config.task}")
-    # the RNG streams of the steps are set last, so that nothing done while setting up can shift them
+def _seed_steps(ckpt: dict[str, Any] | None, seed: int, info: D.DistInfo) -> None:
+    """Set the RNG streams of the steps: the checkpoint's (resume) or fresh ones per rank. Called last, so that
+    nothing done while setting up can shift them."""
     if ckpt is not None:
         rngs = ckpt["rng"]
         if len(rngs) != info.world_size:
@@ -584,55 +534,161 @@ def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, 
                            info.world_size)
         restore_rng_state(rngs[info.rank % len(rngs)])
     else:
-        seed_everything(mix_seed(config.seed, 5, info.rank))
+        seed_everything(mix_seed(seed, 5, info.rank))
+
+
+def _train_step(run: _Run) -> tuple[dict[str, float], dict[str, float]]:
+    """One step: set the decayed learning rates, draw the batch, ``task.training_step``, update the GradScaler.
+    Returns (the step's losses as floats, the learning rates it used); ``run.step`` counts it."""
+    factor = run.task.lr_factor(run.step)
+    for opt in run.optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+    batch = {n: s.next().to(run.device, non_blocking=True) for n, s in run.streams.items()}
+    lrs = _optimizer_lrs(run.optimizers)
+    losses = run.task.training_step(batch, run.step)
+    if run.scaler is not None:
+        run.scaler.update()
+    run.step += 1
+    return {k: float(v) for k, v in losses.items()}, lrs
+
+
+def _save_checkpoint(run: _Run) -> Path | None:
+    """Write the checkpoint of ``run.step`` (rank 0; every rank joins the RNG gather and the barrier) and let the
+    task write its model file after it. A full disk or a folder without write permission is an OutputError."""
+    config, task, step = run.config, run.task, run.step
+    state = {
+        "format": FORMAT, "version": VERSION, "step": step, "task": config.task,
+        "config": config.to_dict(),
+        "model": task.checkpoint_model_state(),
+        "modules": {n: D.unwrap(m).state_dict() for n, m in run.modules.items()},
+        "optimizers": {n: o.state_dict() for n, o in run.optimizers.items()},
+        "task_state": task.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "samplers": {n: s.sampler.state_dict() for n, s in run.streams.items()},
+        "data": {n: {"crop_seed": s.crops.seed, "position": s.sampler.index} for n, s in run.streams.items()},
+        "rng": D.all_gather_objects(capture_rng_state()),
+        "world_size": run.info.world_size,
+        "elapsed": run.elapsed0 + time.time() - run.t_start,
+        "time": time.time(),
+    }
+    try:
+        path = run.manager.save(state, step) if run.info.is_main else None
+        task.checkpoint_saved(state["model"])  # e.g. model.pt, written after the checkpoint: never ahead of it
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        last = latest_checkpoint(run.out_dir) or "the start"
+        raise OutputError(f"cannot write the checkpoint of step {step} in {run.out_dir} ({reason}); free disk space "
+                          f"or check the folder's permissions, then continue with --resume (from {last})") from None
+    D.barrier()
+    return path
+
+
+def _save_samples(run: _Run, contents: torch.Tensor, styles: torch.Tensor | None) -> None:
+    """Write samples/step_XXXXXXX.png (rank 0): the task's stylisations of the fixed sample inputs, made in eval
+    mode without shifting the training RNG streams."""
+    device = run.device
+    states = {n: m.training for n, m in run.modules.items()}
+    rng = capture_rng_state()  # sampling must not shift the training RNG streams
+    with torch.no_grad(), run.task.autocast():
+        for m in run.modules.values():
+            m.eval()
+        c, s = contents, styles
+        if s is not None:
+            ks = s.shape[0]
+            c, s = c.repeat_interleave(ks, 0), s.repeat(c.shape[0], 1, 1, 1)
+            s = s.to(device)
+        out = run.task.sample(c.to(device), s).float()
+    restore_rng_state(rng)
+    for n, m in run.modules.items():
+        m.train(states[n])
+    if run.info.is_main:
+        grid = make_sample_grid(contents, styles, out)
+        save_image(grid, run.out_dir / "samples" / f"step_{run.step:07d}.png")
+
+
+class _LossWindow:
+    """The loss terms of the steps since the last log line, averaged into the next one."""
+
+    def __init__(self) -> None:
+        self.terms: dict[str, list[float]] = {}
+        self.since = time.time()
+
+    def add(self, losses: dict[str, float]) -> None:
+        for k, v in losses.items():
+            self.terms.setdefault(k, []).append(v)
+
+    def log_line(self, run: _Run, lrs: dict[str, float]) -> dict[str, Any]:
+        """The log.jsonl record of ``run.step`` (mean losses, seconds per step over the window); starts a new window."""
+        now = time.time()
+        n = len(next(iter(self.terms.values()))) if self.terms else 1
+        line = {"step": run.step, "time": now, "elapsed": run.elapsed0 + now - run.t_start, "lr": lrs,
+                "losses": {k: sum(v) / len(v) for k, v in self.terms.items()},
+                "sec_per_step": (now - self.since) / max(1, n)}
+        self.terms, self.since = {}, now
+        return line
+
+
+def _train(config: TrainConfig, task: Task | type[Task] | None, ckpt: dict[str, Any] | None,
+           max_steps: int | None, progress: bool, info: D.DistInfo) -> TrainResult:
+    run = _set_up(config, task, info)
+    if ckpt is not None:
+        _resume_state(run, ckpt)
+    device, out_dir, main = run.device, run.out_dir, info.is_main
+    for s in run.streams.values():
+        s.start(config.num_workers, pin_memory=device.type == "cuda")
+    jsonl = JsonlLogger(out_dir / "log.jsonl", enabled=main)
+    if ckpt is not None:
+        jsonl.truncate_after(run.step)
+    else:
+        jsonl.reset()
+    if main:
+        config.to_yaml(out_dir / "config.yaml")
+    run.manager = CheckpointManager(out_dir, keep=config.keep_checkpoints)
+    sample_contents, sample_styles = _sample_inputs(run.streams, config.num_samples)
+
+    end = config.steps if max_steps is None else min(config.steps, run.step + int(max_steps))
+    run.t_start = time.time()
+    last_path: Path | None = None
+    last_losses: dict[str, float] = {}
+    window = _LossWindow()
+    interrupted = False
+    warned_nonfinite = False
+    bar = ProgressBar(config.steps, run.step, enabled=progress and main, description=f"train {config.task}")
+    _seed_steps(ckpt, config.seed, info)
     try:
         with _StopFlag() as stop:
-            while step < end:
-                factor = task.lr_factor(step)
-                for opt in optimizers.values():
-                    for group in opt.param_groups:
-                        group["lr"] = group["initial_lr"] * factor
-                batch = {n: s.next().to(device, non_blocking=True) for n, s in streams.items()}
-                lrs = _optimizer_lrs(optimizers)
-                losses = task.training_step(batch, step)
-                if scaler is not None:
-                    scaler.update()
-                step += 1
-                last_losses = {k: float(v) for k, v in losses.items()}
+            while run.step < end:
+                last_losses, lrs = _train_step(run)
+                step = run.step
                 if not warned_nonfinite and not all(math.isfinite(v) for v in last_losses.values()):
                     warned_nonfinite = True
                     logger.warning("non-finite loss at step %d: %s", step, last_losses)
-                for k, v in last_losses.items():
-                    window.setdefault(k, []).append(v)
+                window.add(last_losses)
                 stopping = D.any_flag(stop.requested, device if info.backend == "nccl" else None)
                 if step % config.log_every == 0 or step == end or stopping:
-                    now = time.time()
-                    n_window = len(next(iter(window.values()))) if window else 1
-                    jsonl.log({"step": step, "time": now, "elapsed": elapsed0 + now - t_start, "lr": lrs,
-                               "losses": {k: sum(v) / len(v) for k, v in window.items()},
-                               "sec_per_step": (now - window_t) / max(1, n_window)})
-                    window, window_t = {}, now
+                    jsonl.log(window.log_line(run, lrs))
                 bar.update(step, last_losses)
                 if config.sample_every and step % config.sample_every == 0:
-                    save_samples()
+                    _save_samples(run, sample_contents, sample_styles)
                 periodic = config.checkpoint_every and step % config.checkpoint_every == 0
                 if periodic or step == end or stopping:
-                    last_path = checkpoint_now()
+                    last_path = _save_checkpoint(run)
                 if stopping:
                     interrupted = True
                     logger.warning("stopped at step %d (%s); checkpoint %s", step, stop.signal_name or "stop",
                                    last_path)
                     break
-        if last_path is None and main and manager.latest.is_file():
-            last_path = manager.latest  # nothing left to do: the run was already complete
+        if last_path is None and main and run.manager.latest.is_file():
+            last_path = run.manager.latest  # nothing left to do: the run was already complete
     except KeyboardInterrupt:
-        logger.error("interrupted during step %d; the last checkpoint is %s", step + 1,
+        logger.error("interrupted during step %d; the last checkpoint is %s", run.step + 1,
                      latest_checkpoint(out_dir))
         raise
     finally:
         bar.close()
-        for s in streams.values():
+        for s in run.streams.values():
             s.iterator = None
     D.barrier()
-    return TrainResult(step=step, out_dir=out_dir, checkpoint=last_path, interrupted=interrupted,
-                       losses=last_losses, task=task, signal=stop.signal_name if interrupted else None)
+    return TrainResult(step=run.step, out_dir=out_dir, checkpoint=last_path, interrupted=interrupted,
+                       losses=last_losses, task=run.task, signal=stop.signal_name if interrupted else None)

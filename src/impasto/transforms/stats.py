@@ -14,19 +14,25 @@ def _check_4d(name: str, feat: Tensor) -> None:
         raise ValueError(f"{name} must be a B x C x H x W feature tensor, got shape {tuple(feat.shape)}")
 
 
-def mean_std(feat: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+def mean_std(feat: Tensor, eps: float = 1e-5, *, keep_dtype: bool = True) -> tuple[Tensor, Tensor]:
     """Per-sample, per-channel mean and standard deviation over space.
 
     feat: B x C x H x W (any real values). Returns (mean, std), each B x C x 1 x 1, with
     std = sqrt(unbiased variance + eps), exactly as ``calc_mean_std`` in the official AdaIN/SANet code.
     A 1 x 1 map (no unbiased variance) gets variance 0, so std = sqrt(eps) instead of NaN.
+    The statistics are accumulated in float32 (float64 for float64 input); ``keep_dtype`` returns them in
+    ``feat``'s dtype, ``keep_dtype=False`` keeps the float32 values (MicroAST's modulation under bf16).
+    The one implementation: :mod:`impasto.losses` and :mod:`impasto.models.microast` use this function, and
+    :mod:`impasto.evaluation` flattens its result to B x C.
     """
     _check_4d("feat", feat)
     b, c = feat.shape[:2]
     correction = 1 if feat.shape[2] * feat.shape[3] > 1 else 0
-    mean, var = channel_mean_var(feat, correction)  # float32 accumulation, 3-5x faster than torch.var_mean
-    std = (var + eps).sqrt()
-    return mean.reshape(b, c, 1, 1).to(feat.dtype), std.reshape(b, c, 1, 1).to(feat.dtype)
+    mean, var = channel_mean_var(feat, correction)  # float32 accumulation, faster than torch.var_mean
+    mean, std = mean.reshape(b, c, 1, 1), (var + eps).sqrt().reshape(b, c, 1, 1)
+    if keep_dtype:
+        return mean.to(feat.dtype), std.to(feat.dtype)
+    return mean, std
 
 
 def mean_variance_norm(feat: Tensor, eps: float = 1e-5) -> Tensor:

@@ -63,7 +63,7 @@ def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor]:
     centred about a rough mean (of every (N // 4096)-th row) into one reused float32 buffer, their products in
     ``_COV_CHUNK``-row chunks and their sums, whose results are summed in float64 (so rounding does not grow with N);
     the mean and the covariance about it follow exactly from those sums (the shifted-data formula). No N x C float32
-    copy is written (at 1024 px the level-1 statistics took 78 ms with one, most of it memory traffic).
+    copy is written (with one, memory traffic was most of the level-1 statistics' time at 1024 px).
     """
     n, c = rows.shape
     if n <= _FLOAT64_MAX_PIXELS:
@@ -73,7 +73,7 @@ def _centred_cov(rows: Tensor) -> tuple[Tensor, Tensor]:
         return mean.T, centred.T @ centred / max(n - 1, 1)
     # centred about a rough mean m0 (from about 4096 rows) and corrected exactly at the end: with d = mean(x - m0),
     # sum (x - m)(x - m)^T = sum (x - m0)(x - m0)^T - n d d^T. The full-map mean from float32 block sums needed a
-    # float32 copy of bf16 features (9 ms at 512 px for 24 channels); d comes from the centred float32 blocks instead.
+    # float32 copy of bf16 features; d comes from the centred float32 blocks instead.
     m0 = rows[:: max(1, n // 4096)].float().mean(dim=0, keepdim=True)
     cov = torch.zeros(c, c, dtype=torch.float64, device=rows.device)
     dsum = torch.zeros(1, c, dtype=torch.float64, device=rows.device)

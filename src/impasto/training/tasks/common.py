@@ -127,7 +127,7 @@ def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def model_file(method: str, encoder: str, depth: str, decoder: VGGDecoder, config: TrainConfig, step: int,
                **extra: Any) -> dict[str, Any]:
-    """The impasto model file (DESIGN rule 5) that ``impasto stylize --checkpoint`` loads.
+    """The impasto model file that ``impasto stylize --checkpoint`` loads (its config inside rebuilds the model).
 
     Keys: format, method, encoder, depth, decoder, decoder_widths, decoder_first_width, config, step, card
     (:func:`impasto.modelfile.default_card`: smoke scale below 1000 steps), plus
