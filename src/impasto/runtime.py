@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = ["cancellation", "check_cancelled", "current_progress", "report_progress", "reporting",
            "reuse_freed_memory", "malloc_tuned"]
@@ -64,6 +65,18 @@ def malloc_tuned() -> bool:
     return bool(_applied)
 
 
+# ---------------------------------------------------------------------------------- per-call thread hooks
+@contextlib.contextmanager
+def _bound(slot: threading.local, value: Any) -> Iterator[None]:
+    """Set ``slot.value`` on this thread for the block, then restore what it was (blocks nest)."""
+    previous = getattr(slot, "value", None)
+    slot.value = value
+    try:
+        yield
+    finally:
+        slot.value = previous
+
+
 # ------------------------------------------------------------------------------------------- cancellation
 _cancel = threading.local()
 
@@ -75,17 +88,13 @@ def cancellation(check: Callable[[], None]) -> Iterator[None]:
     The server runs each job under ``cancellation(job.check)``, so a job past its deadline stops at the next check
     (between tiles, style-swap blocks, WCT levels, optimisation steps) and its worker is free again.
     """
-    previous = getattr(_cancel, "check", None)
-    _cancel.check = check
-    try:
+    with _bound(_cancel, check):
         yield
-    finally:
-        _cancel.check = previous
 
 
 def check_cancelled() -> None:
     """Raise if the work running on this thread was cancelled (see :func:`cancellation`); a no-op otherwise."""
-    check = getattr(_cancel, "check", None)
+    check = getattr(_cancel, "value", None)
     if check is not None:
         check()
 
@@ -101,17 +110,13 @@ def reporting(progress: Callable[[int, int], None] | None) -> Iterator[None]:
     The per-call progress of :meth:`impasto.pipeline.Stylizer.stylize` reaches the methods this way, not through
     an attribute of the shared method object, so one Stylizer serves concurrent calls each with its own progress.
     """
-    previous = getattr(_progress, "callback", None)
-    _progress.callback = progress
-    try:
+    with _bound(_progress, progress):
         yield
-    finally:
-        _progress.callback = previous
 
 
 def current_progress() -> Callable[[int, int], None] | None:
     """The progress callback of the :func:`reporting` block this thread is in (None outside one)."""
-    return getattr(_progress, "callback", None)
+    return getattr(_progress, "value", None)
 
 
 def report_progress(done: int, total: int) -> None:

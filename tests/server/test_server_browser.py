@@ -6,33 +6,27 @@ Saves a screenshot of the finished page to test-artifacts/web_result.png (repo-r
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import chrome, needs_chromium
 from PIL import Image
 
 from impasto.server.app import ServerConfig, serve_in_thread
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.weights,
-    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                       reason=f"headless browser test needs {CHROMIUM} and {CHROMEDRIVER} "
-                              f"(Debian: apt-get install chromium chromium-driver)"),
+    needs_chromium,
 ]
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
 
 from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -45,19 +39,8 @@ def base_url(weights_dir: Path) -> Iterator[str]:
 
 @pytest.fixture()
 def driver(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1280,1300"):
-        opts.add_argument(arg)
-    os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager: no usage statistics
-    drv = webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
-    try:
+    with chrome(tmp_path / "chrome-profile", window="1280,1300") as drv:
         yield drv
-    finally:
-        drv.quit()
-        shutil.rmtree(tmp_path / "chrome-profile", ignore_errors=True)
 
 
 def resized_copy(src: Path, dest: Path, size: int) -> tuple[int, int]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from browser_support import chrome, needs_chromium
 from PIL import Image
 
 from impasto import webassets
 from impasto.server.app import ServerConfig, create_app, serve_in_thread
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -35,15 +32,12 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.weights,
     pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                       reason=f"headless browser test needs {CHROMIUM} and {CHROMEDRIVER} "
-                              f"(Debian: apt-get install chromium chromium-driver)"),
+    needs_chromium,
 ]
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
 
 from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -70,20 +64,8 @@ def server(weights_dir: Path) -> Iterator[tuple[str, RequestLog]]:
 
 @pytest.fixture()
 def driver(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1280,1400"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager: no usage statistics
-    drv = webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
-    try:
+    with chrome(tmp_path / "chrome-profile", window="1280,1400", browser_log=True) as drv:
         yield drv
-    finally:
-        drv.quit()
-        shutil.rmtree(tmp_path / "chrome-profile", ignore_errors=True)
 
 
 def canvas_tensor(drv: webdriver.Chrome, expr: str) -> torch.Tensor:
