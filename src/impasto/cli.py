@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -48,7 +49,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ImpastoError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
@@ -146,8 +147,23 @@ def stylize(
         "auto", "--precision", help="auto (bf16 where the hardware has it) | fp32 (exact) | bf16 (about 2x faster)."
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search content folders recursively."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local | ray (Ray Data on a cluster; skips outputs that exist; README: Ray)."
+    ),
+    address: str = typer.Option(None, "--address", help="--engine ray: cluster address, auto | HOST:PORT (default: "
+                                "RAY_ADDRESS, else a Ray started here)."),
+    workers: int = typer.Option(None, "--workers", min=1, help="--engine ray: actors (default: cluster CPUs / "
+                                "--worker-cpus)."),
+    worker_cpus: int = typer.Option(1, "--worker-cpus", min=1, help="--engine ray: CPUs (threads) per actor."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="--engine ray: redo outputs that already exist."),
 ) -> None:
     """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        from impasto.bulk import require_ray
+
+        require_ray()
     from impasto.io.atomic import clean_stale_temporaries, file_in_the_way
     from impasto.io.images import frame_count, iter_image_files, save_image
 
@@ -184,6 +200,17 @@ def stylize(
         raise ConfigError(f"--output {output}: {blocker} is a file, not a folder; choose another output path")
     for p in clean_stale_temporaries(output.parent if single else output):
         console.print(f"[dim]removed {p}, left by an interrupted run[/]", highlight=False)
+    if engine == "ray":
+        from impasto.bulk import BulkJob
+
+        bulk = [BulkJob(str(c), tuple(map(str, ss)), str(output if single else output / _output_name(
+            c, None if mixed else ss[0], ".png"))) for c, ss in jobs]
+        _stylize_on_ray(bulk, output, method=method, address=address, workers=workers, worker_cpus=worker_cpus,
+                        overwrite=overwrite, stylizer_kwargs=dict(device=device, precision=precision,
+                                                                  style_size=style_size, **opts),
+                        stylize_kwargs=dict(alpha=alpha, style_weights=style_weight or None, mask=mask or None,
+                                            preserve_color=preserve_color, max_size=max_size, tile_size=tile_size))
+        return
 
     stylizer = _stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
@@ -231,6 +258,40 @@ def stylize(
                 console.print(f"[red]failed:[/] {c}: {exc}", highlight=False)
             prog.advance(task)
     console.print(f"wrote {written} image(s) to {output}" + (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        for c, msg in failures:
+            console.print(f"  - {c}: {msg.splitlines()[0]}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _stylize_on_ray(jobs: list[Any], output: Path, *, method: str, stylizer_kwargs: dict[str, Any],
+                    **kwargs: Any) -> None:
+    """``impasto stylize --engine ray``: the jobs on Ray Data (impasto.bulk), summarised as the local engine does,
+    plus the images skipped (already written) and where the work ran."""
+    from impasto.bulk import run_jobs
+
+    # fail fast (exit 2) on a bad method or options, and say what runs, as the local engine does
+    console.print(f"[dim]{_stylizer(method, **{**stylizer_kwargs, 'device': 'cpu'}).describe()}[/]", highlight=False)
+    with _progress() as prog:
+        task = prog.add_task("stylizing", total=len(jobs))
+
+        def on_result(row: dict[str, Any]) -> None:
+            if row["status"] == "failed" and not (row.get("config_error") and len(jobs) == 1):
+                console.print(f"[red]failed:[/] {escape(row['content'])}: {escape(row['error'])}", highlight=False)
+            prog.advance(task)
+
+        result = run_jobs(jobs, method=method, stylizer_kwargs=stylizer_kwargs, on_result=on_result, **kwargs)
+    if result.config_errors and len(jobs) == 1:
+        raise ConfigError(result.config_errors[0])
+    failures = result.failures
+    console.print(f"wrote {result.written} image(s) to {output}" + (f", {len(failures)} failed" if failures else ""))
+    nodes = ", ".join(f"{n[:8]} {k}" for n, k in sorted(result.images_per_node.items()))
+    console.print(
+        f"[dim]ray: {result.skipped} already written (skipped); {len(result.images_per_worker)} worker(s) on "
+        f"{len(result.images_per_node)} node(s) (images per node: {nodes or 'none'}); {result.seconds:.1f} s, "
+        f"{result.images_per_second:.2f} images/s[/]",
+        highlight=False,
+    )
     if failures:
         for c, msg in failures:
             console.print(f"  - {c}: {msg.splitlines()[0]}", highlight=False)
