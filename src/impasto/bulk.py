@@ -21,7 +21,10 @@ The pipeline (``pip install "impasto[ray]"``):
 Outputs are byte-identical to the local engine's for the same method, precision and number of threads per worker
 (``worker_cpus``; the local engine uses all cores: float32 convolutions may round differently with another thread
 count, bf16 ones did not here). Paths are shared: every node must see the photos, paintings, weights and output
-folder under the same names (a network file system), as for any Ray job that writes files.
+folder under the same names (a network file system), as for any Ray job that writes files. A worker killed mid-write
+leaves only a hidden temporary (``.NAME.PID-TOKEN.tmp``), never a partial output; the next run on the driver's
+machine removes those whose process is gone there (:func:`impasto.io.atomic.clean_stale_temporaries`; temporaries
+of workers on other machines stay, hidden and harmless: every write uses a fresh name).
 """
 
 from __future__ import annotations
@@ -285,10 +288,12 @@ def run_jobs(
         raise ConfigError(f"worker_cpus must be > 0, got {worker_cpus}")
     started = time.perf_counter()
     result = BulkResult(total=len(jobs))
-    todo = list(jobs) if overwrite else [j for j in jobs if not os.path.exists(j.dest)]
-    result.skipped = len(jobs) - len(todo)
+    todo, done = [], []
     for j in jobs:
-        if j not in todo and on_result is not None:
+        (done if not overwrite and os.path.exists(j.dest) else todo).append(j)
+    result.skipped = len(done)
+    for j in done:
+        if on_result is not None:
             on_result({"content": j.content, "dest": j.dest, "status": "skipped", "error": ""})
     if not todo:
         result.seconds = time.perf_counter() - started
@@ -309,7 +314,9 @@ def run_jobs(
             workers = max(1, int(cpus // worker_cpus))
         workers = max(1, min(workers, len(todo)))
         rows = [{"content": j.content, "styles": list(j.styles), "dest": j.dest} for j in todo]
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), workers * 4)))
+        # blocks of about two batches: the read tasks stay small and results stream back as they are done
+        blocks = min(len(rows), max(workers * 4, -(-len(rows) // (2 * batch_size))), 2000)
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, blocks))
         ds = ds.map(_read_content, num_cpus=0)
         ds = ds.map_batches(
             _StylizeWorker,
