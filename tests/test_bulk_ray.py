@@ -194,3 +194,38 @@ def test_a_killed_driver_resumes_without_redoing_finished_outputs(cluster, photo
         if name in done:  # not done twice
             st = (out / name).stat()
             assert (st.st_ino, st.st_mtime_ns) == done[name], name
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.weights
+def test_video_in_segments_on_two_nodes(cluster, tmp_path, data_dir):
+    """``impasto video --engine ray``: segments on both nodes; the first segment equals the local engine's frames,
+    the later ones (temporal smoothing warmed up on 4 overlap frames) stay within 1/150 of the range of them."""
+    import numpy as np
+
+    clip = data_dir / "video" / "pytorch-AdaIN__cutBunny.mp4"
+    style = tmp_path / "udnie.jpg"
+    Image.open(data_dir / "style" / "AdaAttN__udnie.jpg").convert("RGB").resize((96, 96)).save(style)
+    common = [str(clip), "-s", str(style), "--max-frames", "20", "--max-size", "96", "--style-size", "96"]
+    env = _env()
+    local = subprocess.run([sys.executable, "-m", "impasto", "video", *common, "-o", str(tmp_path / "local")],
+                           env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+    assert local.returncode == 0, local.stderr
+    res = subprocess.run([sys.executable, "-m", "impasto", "video", *common, "-o", str(tmp_path / "ray"), "--engine",
+                          "ray", "--address", cluster, "--workers", "2", "--segment-frames", "8", "--overlap", "4"],
+                         env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr
+    out = _summary(res.stderr)
+    assert "2 worker(s) on 2 node(s)" in out and "20 frames" in out, out
+    assert sorted(os.listdir(tmp_path)) == ["local", "ray", "udnie.jpg"]  # no work folder left
+    names = sorted(os.listdir(tmp_path / "local"))
+    assert sorted(os.listdir(tmp_path / "ray")) == names and len(names) == 20
+    for i, name in enumerate(names):
+        a = np.asarray(Image.open(tmp_path / "local" / name), dtype=np.float64)
+        b = np.asarray(Image.open(tmp_path / "ray" / name), dtype=np.float64)
+        if i < 8:
+            assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+        else:
+            psnr = 10 * np.log10(255**2 / max(((a - b) ** 2).mean(), 1e-12))
+            assert psnr > 43, (name, psnr)

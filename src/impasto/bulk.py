@@ -309,6 +309,8 @@ def run_jobs(
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         ctx.enable_auto_log_stats = False
+        # start the whole pool before the first batch, so that the work spreads over every worker from the start
+        ctx.wait_for_min_actors_s = 600
         if workers is None:
             cpus = float(ray.cluster_resources().get("CPU", 1))
             workers = max(1, int(cpus // worker_cpus))

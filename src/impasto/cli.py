@@ -505,8 +505,21 @@ def video(
     fps: str = typer.Option(None, "--fps", help="Frame rate of a frame-folder input, e.g. 25 or 30000/1001."),
     audio: bool = typer.Option(True, "--audio/--no-audio", help="Copy the audio track into the video."),
     crf: int = typer.Option(18, "--crf", help="H.264 quality 0-51 (lower = better and larger)."),
+    engine: str = typer.Option("local", "--engine", help="local | ray (segments stylised in parallel on a Ray "
+                               "cluster; README: Ray)."),
+    address: str = typer.Option(None, "--address", help="--engine ray: cluster address, auto | HOST:PORT."),
+    workers: int = typer.Option(None, "--workers", min=1, help="--engine ray: actors (default: cluster CPUs)."),
+    segment_frames: int = typer.Option(48, "--segment-frames", min=1, help="--engine ray: frames per segment."),
+    overlap: int = typer.Option(8, "--overlap", min=0, help="--engine ray: warm-up frames before each segment "
+                                "for the temporal smoothing."),
 ) -> None:
     """Stylise a video (or a folder of frames) with paintings; keeps frame rate, size and audio."""
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        from impasto.bulk import require_ray
+
+        require_ray()
     import time
     from fractions import Fraction
 
@@ -538,23 +551,37 @@ def video(
             speed = done / max(time.perf_counter() - start, 1e-9)
             prog.update(task, completed=done, total=total, description=f"stylizing {speed:5.2f} frames/s")
 
-        result = stylize_video_file(
-            source,
-            output,
-            stylizer,
-            [str(s) for s in styles],
-            alpha=alpha,
-            style_weights=style_weight or None,
-            preserve_color=preserve_color,
-            max_size=max_size,
-            temporal=smoothing,
-            max_frames=max_frames,
-            fps=rate,
-            batch_size=1 if stylizer.method.iterative else 4,
-            progress=on_progress,
-            audio=audio,
-            crf=crf,
-        )
+        if engine == "ray":
+            from impasto.bulk_video import stylize_video_on_ray
+
+            result = stylize_video_on_ray(
+                source, output, method, [str(s) for s in styles], stylizer_kwargs=dict(
+                    device=device, precision=precision, style_size=style_size, **opts), alpha=alpha,
+                style_weights=style_weight or None, preserve_color=preserve_color, max_size=max_size,
+                temporal=smoothing, max_frames=max_frames, fps=rate, batch_size=1 if stylizer.method.iterative else 4,
+                segment_frames=segment_frames, overlap=overlap, address=address, workers=workers,
+                progress=on_progress, audio=audio, crf=crf)
+            console.print(f"[dim]ray: {len(result.segments)} worker(s) on {len(result.nodes)} node(s) (frames per "
+                          f"node: {', '.join(f'{n[:8]} {k}' for n, k in sorted(result.nodes.items()))})[/]",
+                          highlight=False)
+        else:
+            result = stylize_video_file(
+                source,
+                output,
+                stylizer,
+                [str(s) for s in styles],
+                alpha=alpha,
+                style_weights=style_weight or None,
+                preserve_color=preserve_color,
+                max_size=max_size,
+                temporal=smoothing,
+                max_frames=max_frames,
+                fps=rate,
+                batch_size=1 if stylizer.method.iterative else 4,
+                progress=on_progress,
+                audio=audio,
+                crf=crf,
+            )
     out = result.output
     details = f"{out.width}x{out.height} at {float(out.fps):.4g} fps"
     if result.processed_size and result.processed_size != (info.width, info.height):
