@@ -141,6 +141,7 @@ def test_ray_on_two_nodes_matches_the_local_engine_byte_for_byte(cluster, photos
     # both nodes did work, by two actors
     m = re.search(r"(\d+) worker\(s\) on (\d+) node\(s\)", out)
     assert m and m.group(1) == "2" and m.group(2) == "2", out
+    assert "paintings encoded per worker: 2 at most" in out, out  # once per actor, not per image
 
 
 @needs_ray

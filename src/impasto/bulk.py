@@ -319,7 +319,9 @@ def run_jobs(
         # blocks of about two batches: the read tasks stay small and results stream back as they are done
         blocks = min(len(rows), max(workers * 4, -(-len(rows) // (2 * batch_size))), 2000)
         ds = ray.data.from_items(rows, override_num_blocks=max(1, blocks))
-        ds = ds.map(_read_content, num_cpus=0)
+        # reading needs no CPU of its own (it never waits for the actors' CPUs), but each concurrent task is a
+        # worker process: as many readers as actors keep them ahead without a process per block
+        ds = ds.map(_read_content, num_cpus=0, concurrency=workers)
         ds = ds.map_batches(
             _StylizeWorker,
             fn_constructor_kwargs={

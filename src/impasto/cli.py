@@ -288,7 +288,8 @@ def _stylize_on_ray(jobs: list[Any], output: Path, *, method: str, stylizer_kwar
     nodes = ", ".join(f"{n[:8]} {k}" for n, k in sorted(result.images_per_node.items()))
     console.print(
         f"[dim]ray: {result.skipped} already written (skipped); {len(result.images_per_worker)} worker(s) on "
-        f"{len(result.images_per_node)} node(s) (images per node: {nodes or 'none'}); {result.seconds:.1f} s, "
+        f"{len(result.images_per_node)} node(s) (images per node: {nodes or 'none'}); paintings encoded per worker: "
+        f"{max(result.style_encodings.values(), default=0)} at most; {result.seconds:.1f} s, "
         f"{result.images_per_second:.2f} images/s[/]",
         highlight=False,
     )
