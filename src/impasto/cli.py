@@ -158,8 +158,23 @@ def stylize(
     device: str = _DEVICE_OPTION,
     precision: str = _PRECISION_OPTION,
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search content folders recursively."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local | ray (Ray Data on a cluster; skips outputs that exist; README: Ray)."
+    ),
+    address: str = typer.Option(None, "--address", help="--engine ray: cluster address, auto | HOST:PORT (default: "
+                                "RAY_ADDRESS, else a Ray started here)."),
+    workers: int = typer.Option(None, "--workers", min=1, help="--engine ray: actors (default: cluster CPUs / "
+                                "--worker-cpus)."),
+    worker_cpus: int = typer.Option(1, "--worker-cpus", min=1, help="--engine ray: CPUs (threads) per actor."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="--engine ray: redo outputs that already exist."),
 ) -> None:
     """Stylise photos with paintings. Exit code 1 if some inputs failed (the others are still written)."""
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        from impasto.bulk import require_ray
+
+        require_ray()
     from impasto.io.atomic import clean_stale_temporaries, file_in_the_way
     from impasto.io.images import frame_count, iter_image_files, save_image
 
@@ -196,6 +211,17 @@ def stylize(
         raise ConfigError(f"--output {output}: {blocker} is a file, not a folder; choose another output path")
     for p in clean_stale_temporaries(output.parent if single else output):
         console.print(f"[dim]removed {p}, left by an interrupted run[/]", highlight=False)
+    if engine == "ray":
+        from impasto.bulk import BulkJob
+
+        bulk = [BulkJob(str(c), tuple(map(str, ss)), str(output if single else output / _output_name(
+            c, None if mixed else ss[0], ".png"))) for c, ss in jobs]
+        _stylize_on_ray(bulk, output, method=method, address=address, workers=workers, worker_cpus=worker_cpus,
+                        overwrite=overwrite, stylizer_kwargs=dict(device=device, precision=precision,
+                                                                  style_size=style_size, **opts),
+                        stylize_kwargs=dict(alpha=alpha, style_weights=style_weight or None, mask=mask or None,
+                                            preserve_color=preserve_color, max_size=max_size, tile_size=tile_size))
+        return
 
     stylizer = _stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
@@ -243,6 +269,41 @@ def stylize(
                 console.print(f"[red]failed:[/] {c}: {exc}", highlight=False)
             prog.advance(task)
     console.print(f"wrote {written} image(s) to {output}" + (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        for c, msg in failures:
+            console.print(f"  - {c}: {msg.splitlines()[0]}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _stylize_on_ray(jobs: list[Any], output: Path, *, method: str, stylizer_kwargs: dict[str, Any],
+                    **kwargs: Any) -> None:
+    """``impasto stylize --engine ray``: the jobs on Ray Data (impasto.bulk), summarised as the local engine does,
+    plus the images skipped (already written) and where the work ran."""
+    from impasto.bulk import run_jobs
+
+    # fail fast (exit 2) on a bad method or options, and say what runs, as the local engine does
+    console.print(f"[dim]{_stylizer(method, **{**stylizer_kwargs, 'device': 'cpu'}).describe()}[/]", highlight=False)
+    with _progress() as prog:
+        task = prog.add_task("stylizing", total=len(jobs))
+
+        def on_result(row: dict[str, Any]) -> None:
+            if row["status"] == "failed" and not (row.get("config_error") and len(jobs) == 1):
+                console.print(f"[red]failed:[/] {escape(row['content'])}: {escape(row['error'])}", highlight=False)
+            prog.advance(task)
+
+        result = run_jobs(jobs, method=method, stylizer_kwargs=stylizer_kwargs, on_result=on_result, **kwargs)
+    if result.config_errors and len(jobs) == 1:
+        raise ConfigError(result.config_errors[0])
+    failures = result.failures
+    console.print(f"wrote {result.written} image(s) to {output}" + (f", {len(failures)} failed" if failures else ""))
+    nodes = ", ".join(f"{n[:8]} {k}" for n, k in sorted(result.images_per_node.items()))
+    console.print(
+        f"[dim]ray: {result.skipped} already written (skipped); {len(result.images_per_worker)} worker(s) on "
+        f"{len(result.images_per_node)} node(s) (images per node: {nodes or 'none'}); paintings encoded per worker: "
+        f"{max(result.style_encodings.values(), default=0)} at most; {result.seconds:.1f} s, "
+        f"{result.images_per_second:.2f} images/s[/]",
+        highlight=False,
+    )
     if failures:
         for c, msg in failures:
             console.print(f"  - {c}: {msg.splitlines()[0]}", highlight=False)
@@ -502,8 +563,21 @@ def video(
     fps: str = typer.Option(None, "--fps", help="Frame rate of a frame-folder input, e.g. 25 or 30000/1001."),
     audio: bool = typer.Option(True, "--audio/--no-audio", help="Copy the audio track into the video."),
     crf: int = typer.Option(18, "--crf", help="H.264 quality 0-51 (lower = better and larger)."),
+    engine: str = typer.Option("local", "--engine", help="local | ray (segments stylised in parallel on a Ray "
+                               "cluster; README: Ray)."),
+    address: str = typer.Option(None, "--address", help="--engine ray: cluster address, auto | HOST:PORT."),
+    workers: int = typer.Option(None, "--workers", min=1, help="--engine ray: actors (default: cluster CPUs)."),
+    segment_frames: int = typer.Option(48, "--segment-frames", min=1, help="--engine ray: frames per segment."),
+    overlap: int = typer.Option(8, "--overlap", min=0, help="--engine ray: warm-up frames before each segment "
+                                "for the temporal smoothing."),
 ) -> None:
     """Stylise a video (or a folder of frames) with paintings; keeps frame rate, size and audio."""
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        from impasto.bulk import require_ray
+
+        require_ray()
     import time
     from fractions import Fraction
 
@@ -535,23 +609,37 @@ def video(
             speed = done / max(time.perf_counter() - start, 1e-9)
             prog.update(task, completed=done, total=total, description=f"stylizing {speed:5.2f} frames/s")
 
-        result = stylize_video_file(
-            source,
-            output,
-            stylizer,
-            [str(s) for s in styles],
-            alpha=alpha,
-            style_weights=style_weight or None,
-            preserve_color=preserve_color,
-            max_size=max_size,
-            temporal=smoothing,
-            max_frames=max_frames,
-            fps=rate,
-            batch_size=1 if stylizer.method.iterative else 4,
-            progress=on_progress,
-            audio=audio,
-            crf=crf,
-        )
+        if engine == "ray":
+            from impasto.bulk_video import stylize_video_on_ray
+
+            result = stylize_video_on_ray(
+                source, output, method, [str(s) for s in styles], stylizer_kwargs=dict(
+                    device=device, precision=precision, style_size=style_size, **opts), alpha=alpha,
+                style_weights=style_weight or None, preserve_color=preserve_color, max_size=max_size,
+                temporal=smoothing, max_frames=max_frames, fps=rate, batch_size=1 if stylizer.method.iterative else 4,
+                segment_frames=segment_frames, overlap=overlap, address=address, workers=workers,
+                progress=on_progress, audio=audio, crf=crf)
+            console.print(f"[dim]ray: {len(result.segments)} worker(s) on {len(result.nodes)} node(s) (frames per "
+                          f"node: {', '.join(f'{n[:8]} {k}' for n, k in sorted(result.nodes.items()))})[/]",
+                          highlight=False)
+        else:
+            result = stylize_video_file(
+                source,
+                output,
+                stylizer,
+                [str(s) for s in styles],
+                alpha=alpha,
+                style_weights=style_weight or None,
+                preserve_color=preserve_color,
+                max_size=max_size,
+                temporal=smoothing,
+                max_frames=max_frames,
+                fps=rate,
+                batch_size=1 if stylizer.method.iterative else 4,
+                progress=on_progress,
+                audio=audio,
+                crf=crf,
+            )
     out = result.output
     details = f"{out.width}x{out.height} at {float(out.fps):.4g} fps"
     if result.processed_size and result.processed_size != (info.width, info.height):

@@ -12,6 +12,7 @@ server    fastapi, fastapi-offline, uvicorn,               ``impasto serve`` (we
 eval      matplotlib                                       ``impasto evaluate`` (report plots)
 peers     onnxruntime, opencv-python-headless              the ``magenta`` peer, the style-retrieval metric
 export    onnx, onnxscript, onnxruntime                    ``impasto export`` (onnxruntime: ``--int8``)
+ray       ray[data]                                        ``--engine ray`` (bulk stylisation and video on Ray)
 ========  ===============================================  ===================================================
 
 A module of impasto that needs one of them calls :func:`require_extra` where it would import it.
@@ -32,6 +33,7 @@ EXTRAS = {
     "eval": "the evaluation report (impasto evaluate)",
     "peers": "the magenta peer and the style-retrieval metric",
     "export": "ONNX export (impasto export)",
+    "ray": "--engine ray (bulk stylisation and video on a Ray cluster)",
 }
 
 

@@ -20,13 +20,14 @@ from impasto.errors import ImpastoError, MissingExtraError
 from impasto.extras import check_extra, require_extra
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTRA_MODULES = ("fastapi", "fastapi_offline", "uvicorn", "av", "cv2", "onnxruntime", "matplotlib")
+EXTRA_MODULES = ("fastapi", "fastapi_offline", "uvicorn", "av", "cv2", "onnxruntime", "matplotlib", "ray")
 
 
 def test_importing_impasto_and_stylizer_imports_no_extra():
     code = (
         "import sys\nimport impasto\nfrom impasto import Stylizer\nimport impasto.methods, impasto.models, "
-        "impasto.training, impasto.evaluation, impasto.server\n"
+        "impasto.training, impasto.evaluation, impasto.server, "
+        "impasto.bulk, impasto.cli\n"
         f"loaded = [m for m in {EXTRA_MODULES!r} if m in sys.modules]\nassert not loaded, loaded"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))

@@ -38,9 +38,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from impasto.errors import ConfigError
-from impasto.extras import check_extra, extra_error
+from impasto.extras import extra_error
 
 try:  # the [server] extra
+    import python_multipart  # noqa: F401  (the form uploads, >= 0.0.13; before the routes declare their forms)
     import uvicorn  # noqa: F401  (checked here, used by run_server)
     from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
@@ -56,8 +57,6 @@ from impasto.server.routes import STATIC_DIR, _version, router, uploads
 from impasto.server.state import ServerState
 
 __all__ = ["STATIC_DIR", "ServerConfig", "create_app", "run_server", "serve_in_thread"]
-
-check_extra("python_multipart", "server")  # the form uploads (python-multipart >= 0.0.13), read on each request
 
 logger = logging.getLogger(__name__)
 
