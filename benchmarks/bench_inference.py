@@ -12,15 +12,20 @@ measures, through the public :class:`impasto.pipeline.Stylizer` API only:
   (N = 1 for sides above 1024; a case whose warm-up run takes longer than ``--long-s`` is timed by that run
   alone, whose first-call overhead is then a few percent at most);
 * ``enc uncached`` / ``enc cached``: ``Stylizer.encode_style`` after ``st._cache.clear()`` / on a cache hit;
-* ``MACs``: multiply-adds of every convolution (forward and, for Gatys, backward) and matrix product actually
-  executed, counted at the ATen level by :class:`MacCounter` during the warm-up run (a ``TorchDispatchMode``;
-  it sees ``nn.Conv2d``/``nn.Linear`` modules and functional ``F.conv2d``/``@``/``torch.mm`` calls alike, and
-  costs a few microseconds per op); Magenta's int8 ONNX graph is counted from its weight shapes
-  (:func:`magenta_transform_macs`);
-* ``bound = MACs / R`` with ``R`` the MAC/s of a large well-shaped convolution (1 x 128 x 256 x 256, 3x3,
-  128 -> 128; the faster of a channels-first module and a channels-last conv, :func:`conv_throughput`)
-  measured in the same process right before and after the case (best of 3: the machine is shared, so the bound
-  follows its load), and ``ratio = time / bound`` (1.0 = the machine's conv speed);
+* ``FLOPs``: 2 x the multiply-adds of every convolution (forward and, for Gatys, backward) and matrix product
+  actually executed, counted by :class:`FlopCounter` (``torch.utils.flop_counter.FlopCounterMode``, a
+  ``TorchDispatchMode``: it sees ``nn.Conv2d``/``nn.Linear`` modules and functional ``F.conv2d``/``@``/``torch.mm``
+  calls alike; forward convs count their nonzero weights only, oneDNN's fused conv counts as a conv) during the
+  warm-up run; Magenta's int8 ONNX graph is counted from its weight shapes (:func:`magenta_transform_flops`);
+* ``bytes moved``: the bytes of every ATen op's tensor arguments and results (numel x element size; views move
+  nothing), summed over the same run by :class:`BytesCounter`: an estimate of the memory traffic that assumes no
+  cache reuse between ops;
+* ``bound`` (roofline) ``= max(FLOPs / F, bytes / B)`` with ``F`` the FLOP/s of a large well-shaped convolution
+  (1 x 128 x 256 x 256, 3x3, 128 -> 128, in the case's precision; the faster of a channels-first module and a
+  channels-last conv, :func:`conv_throughput`) and ``B`` the bytes/s of a 256 MiB ``dst.copy_(src)`` (read +
+  write, :func:`copy_bandwidth`), both measured in the same process right before and after the case (the better
+  of the two: the machine is shared, so the bound follows its load); ``by`` says which term is the larger, and
+  ``ratio = time / bound``;
 * ``peak MB``: the resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) during the
   timed stylisation runs minus the resident set just before them (model, inputs and cached style loaded);
   ``ru_maxrss`` where the reset is not possible.
@@ -49,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMPASTO_SHARED_DIR", ROOT.parent / "shared"))
@@ -79,93 +86,218 @@ REFERENCES: dict[tuple[str, int], tuple[float, float | None]] = {
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Counting multiply-adds
+# Counting FLOPs and bytes moved
 # ---------------------------------------------------------------------------------------------------------------
 def _numel(shape: Sequence[int]) -> int:
     return math.prod(int(s) for s in shape)
 
 
-def conv_macs(
-    out_shape: Sequence[int],
-    weight_shape: Sequence[int],
-    transposed: bool = False,
-    in_shape: Sequence[int] | None = None,
-) -> int:
-    """Multiply-adds of one convolution: every output value costs Cin/groups * prod(kernel) MACs.
+def _conv_flops_nonzero(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, transposed: bool) -> int:
+    """FLOPs (2 per multiply-add) of one forward convolution, as ``torch.utils.flop_counter`` counts them, scaled
+    by the share of nonzero weights: the structural zeros of rewritten convs (an unrolled conv to RGB, the
+    block-diagonal form of a grouped conv, phase kernels of an up-sampling conv) are executed but are not work
+    the method needs."""
+    flops = conv_flop_count(list(x.shape), list(w.shape), list(out.shape), transposed=transposed)
+    if w.layout != torch.strided:  # an opaque (e.g. oneDNN-blocked) weight: all of it
+        return flops
+    return flops * int(torch.count_nonzero(w)) // max(w.numel(), 1)
 
-    out_shape: N x Cout x H' x W' (any spatial rank); weight_shape: Cout x Cin/groups x k... (a transposed
-    convolution's weight is Cin x Cout/groups x k...: every *input* value is multiplied by Cout/groups * prod(k)
-    weights, so ``in_shape`` is needed then).
+
+def _aten_conv_flops(x: Any, w: Any, _bias: Any, _stride: Any, _padding: Any, _dilation: Any, transposed: Any,
+                     *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    return _conv_flops_nonzero(x, w, out_val, bool(transposed))
+
+
+def _pointwise_conv_flops(x: Any, w: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    """oneDNN's conv with a fused activation (``mkldnn._convolution_pointwise``, what impasto's fused CPU convs
+    and torch.compile's CPU backend call): a plain forward conv."""
+    return _conv_flops_nonzero(x, w, out_val, False)
+
+
+def _mv_flops(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    """``mv(a, x)`` / ``addmv(y, a, x)``: 2 FLOPs per element of the matrix."""
+    a = args[0] if args[0].dim() == 2 else args[1]
+    return 2 * a.numel()
+
+
+for _f in (_aten_conv_flops, _pointwise_conv_flops, _mv_flops):
+    _f._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode hands these the tensors, not their shapes
+
+
+def _custom_flop_formulas() -> dict[Any, Any]:
+    """FlopCounterMode's formulas overridden or added here: forward convs count their nonzero weights only,
+    oneDNN's fused conv counts as a conv, and matrix-vector products are counted (FlopCounterMode skips them)."""
+    aten = torch.ops.aten
+    mapping: dict[Any, Any] = {
+        aten.convolution: _aten_conv_flops,
+        aten._convolution: _aten_conv_flops,
+        aten.mv: _mv_flops,
+        aten.addmv: _mv_flops,
+    }
+    fused = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+    if fused is not None:
+        mapping[fused] = _pointwise_conv_flops
+    return mapping
+
+
+#: op name -> kind in the FLOP breakdowns
+_FLOP_KINDS = {
+    "convolution": "conv",
+    "_convolution": "conv",
+    "_convolution_pointwise": "conv",
+    "convolution_backward": "conv_backward",
+    "mm": "matmul",
+    "addmm": "matmul",
+    "bmm": "matmul",
+    "baddbmm": "matmul",
+    "mv": "matmul",
+    "addmv": "matmul",
+}
+
+
+class FlopCounter(FlopCounterMode):
+    """``torch.utils.flop_counter.FlopCounterMode`` (FLOPs = 2 x multiply-adds of every convolution, forward and
+    backward, and matrix product executed, seen at the ATen dispatch level: ``nn.Conv2d``/``nn.Linear`` and
+    functional ``F.conv2d``/``@``/``torch.mm`` alike; onnxruntime graphs are not), with the formulas of
+    :func:`_custom_flop_formulas`, no printed table, and each op's FLOPs also attributed to the innermost
+    :class:`PartTimer` part active (``by_part``; ``other`` outside any part). ``total``: all FLOPs; ``by_kind``:
+    conv / conv_backward / matmul. Element-wise ops, pooling, padding, im2col and eigendecompositions count 0.
     """
-    if transposed:
-        if in_shape is None:
-            raise ValueError("a transposed convolution needs in_shape")
-        return _numel(in_shape) * _numel(weight_shape[1:])
-    return _numel(out_shape) * _numel(weight_shape[1:])
+
+    def __init__(self, parts: PartTimer | None = None) -> None:
+        super().__init__(display=False, custom_mapping=_custom_flop_formulas())
+        self.parts = parts
+        self.by_part: Counter[str] = Counter()
+
+    def __enter__(self) -> FlopCounter:
+        self.by_part.clear()
+        super().__enter__()
+        return self
+
+    @property
+    def total(self) -> int:
+        return int(self.get_total_flops())
+
+    @property
+    def by_kind(self) -> Counter[str]:
+        kinds: Counter[str] = Counter()
+        for op, n in self.get_flop_counts().get("Global", {}).items():
+            name = getattr(op, "__name__", str(op))
+            kinds[_FLOP_KINDS.get(name, name)] += int(n)
+        return kinds
+
+    def _count_flops(self, func_packet: Any, out: Any, args: Any, kwargs: Any) -> Any:
+        # FlopCounterMode's per-op hook (torch 2.1+): the op's FLOPs are what it adds to the "Global" counts
+        counts = self.flop_counts["Global"]
+        before = counts.get(func_packet, 0)
+        out = super()._count_flops(func_packet, out, args, kwargs)
+        added = counts.get(func_packet, 0) - before
+        if added:
+            self.by_part[self.parts.current if self.parts is not None else "other"] += int(added)
+        return out
 
 
-def _op_macs(func: Any, args: Sequence[Any], out: Any) -> tuple[str, int]:
-    """(kind, MACs) of one ATen call; kind '' for ops without multiply-adds counted here."""
-    name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
-    if name in ("convolution", "_convolution_pointwise"):  # the latter: oneDNN conv + fused ReLU (impasto.layers)
-        x, w, transposed = args[0], args[1], name == "convolution" and bool(args[6])
-        macs = conv_macs(out.shape, w.shape, transposed, x.shape)
-        # structural zeros of impasto's rewritten convs (impasto.layers: the unrolled conv to RGB, the
-        # block-diagonal form of a grouped conv) are executed but are not work the method needs: not counted
-        return "conv", macs * int(torch.count_nonzero(w)) // max(w.numel(), 1)
-    if name == "convolution_backward":
-        grad_out, x, w, transposed, mask = args[0], args[1], args[2], bool(args[7]), args[10]
-        fwd = conv_macs(grad_out.shape, w.shape, transposed, x.shape)
-        return "conv_backward", fwd * (int(bool(mask[0])) + int(bool(mask[1])))
-    if name == "mm":
-        a, b = args[0], args[1]
-        return "matmul", a.shape[0] * a.shape[1] * b.shape[1]
-    if name == "addmm":
-        a, b = args[1], args[2]
-        return "matmul", a.shape[0] * a.shape[1] * b.shape[1]
-    if name == "bmm":
-        a, b = args[0], args[1]
-        return "matmul", a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
-    if name == "baddbmm":
-        a, b = args[1], args[2]
-        return "matmul", a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
-    if name in ("mv", "addmv"):
-        a = args[0] if name == "mv" else args[1]
-        return "matmul", a.shape[0] * a.shape[1]
-    return "", 0
+#: ops whose tensor arguments marked as written (``Tensor(a!)``) are only written, not read
+_WRITE_ONLY_OPS = {"copy_", "fill_", "zero_", "normal_", "uniform_", "random_", "bernoulli_", "exponential_"}
+#: ops that allocate or change metadata only: no data moved
+_NO_TRAFFIC_OPS = {
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "resize_", "resize_as_", "set_",
+    "_local_scalar_dense", "lift_fresh", "_to_dense",
+}
 
 
-class MacCounter(TorchDispatchMode):
-    """Count the multiply-adds of every convolution and matrix product executed inside ``with MacCounter():``.
+def _tensors_nbytes(value: Any, seen: set[int] | None = None) -> int:
+    """Sum of numel * element_size over the tensors in ``value`` (a tensor, a list of them, ...), each tensor
+    object once when ``seen`` is given."""
+    total = 0
+    for t in tree_leaves(value):
+        if isinstance(t, torch.Tensor):
+            if seen is not None:
+                if id(t) in seen:
+                    continue
+                seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
 
-    Works at the ATen dispatch level, so ``nn.Conv2d``, ``nn.Linear``, ``F.conv2d``, ``@``, ``torch.mm`` and
-    backward convolutions are all seen (onnxruntime graphs are not). ``total``: all MACs; ``by_kind``:
-    conv / conv_backward / matmul; ``by_part``: attributed to the innermost :class:`PartTimer` part active
-    (``other`` outside any part). Element-wise ops, pooling, padding, im2col and eigendecompositions count 0;
-    a forward convolution counts only its nonzero weights (out pixels x nonzero weights).
+
+def op_bytes(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> tuple[int, int]:
+    """(bytes read, bytes written) of one ATen call, estimated from its tensor arguments and results: every
+    tensor argument is read once, every tensor result written once, numel * element_size each (logical
+    elements, whatever the storage; a tensor passed twice to one op is read once). Views and aliases (results
+    annotated ``Tensor(a)``: view, permute, slice, expand, detach...), allocations and metadata ops move nothing;
+    an argument the op only writes (``out=``, the destination of ``copy_``/``fill_``/``zero_``) is not read; an
+    in-place op's argument is read and written."""
+    schema = getattr(func, "_schema", None)
+    name = getattr(getattr(func, "overloadpacket", None), "__name__", str(func))
+    if name in _NO_TRAFFIC_OPS:
+        return 0, 0
+    if schema is not None and any(
+        r.alias_info is not None and not r.alias_info.is_write for r in schema.returns
+    ):
+        return 0, 0  # a view of an input
+    seen: set[int] = set()
+    read = 0
+    if schema is None:
+        read = _tensors_nbytes((args, kwargs), seen)
+    else:
+        write_only = name in _WRITE_ONLY_OPS
+        for i, a in enumerate(schema.arguments):
+            if i < len(args) and not a.kwarg_only:
+                value = args[i]
+            elif a.name in kwargs:
+                value = kwargs[a.name]
+            else:
+                continue
+            info = a.alias_info
+            if info is not None and info.is_write and (a.kwarg_only or write_only):
+                continue
+            read += _tensors_nbytes(value, seen)
+    return read, _tensors_nbytes(out, set())
+
+
+class BytesCounter(TorchDispatchMode):
+    """Estimate the memory traffic of everything executed inside ``with BytesCounter():``: the bytes of every ATen
+    op's tensor arguments and results (:func:`op_bytes`), summed over the run. This assumes no cache reuse between
+    ops (each op reads its inputs from memory and writes its outputs back): an over-estimate for maps that stay in
+    cache, an under-estimate for ops that read their input several times (a conv's im2col, a large matrix
+    product's blocks). ``read`` / ``written`` / ``total`` in bytes; ``by_part`` as :class:`FlopCounter`'s.
+
+    Enter it inside (after) a :class:`FlopCounter`: it then sees the ops the program calls, not
+    FlopCounterMode's decompositions of them, nor the ``count_nonzero`` of its conv formulas.
     """
 
     def __init__(self, parts: PartTimer | None = None) -> None:
         super().__init__()
         self.parts = parts
-        self.by_kind: Counter[str] = Counter()
+        self.read = 0
+        self.written = 0
+        self.ops = 0
         self.by_part: Counter[str] = Counter()
 
     @property
     def total(self) -> int:
-        return sum(self.by_kind.values())
+        return self.read + self.written
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        kind, macs = _op_macs(func, args, out)
-        if macs:
-            self.by_kind[kind] += int(macs)
-            part = self.parts.current if self.parts is not None else "other"
-            self.by_part[part] += int(macs)
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        r, w = op_bytes(func, args, kwargs, out)
+        if r or w:
+            self.read += r
+            self.written += w
+            self.ops += 1
+            self.by_part[self.parts.current if self.parts is not None else "other"] += r + w
         return out
 
 
-def style_swap_matching_macs(
+@contextlib.contextmanager
+def count_work(parts: PartTimer | None = None) -> Iterator[tuple[FlopCounter, BytesCounter]]:
+    """``with count_work(timer) as (flops, traffic):`` both counters, in the order that keeps them apart."""
+    with FlopCounter(parts) as fc, BytesCounter(parts) as bc:
+        yield fc, bc
+
+
+def style_swap_matching_flops(
     content_hw: tuple[int, int],
     style_hw: tuple[int, int],
     channels: int,
@@ -173,7 +305,8 @@ def style_swap_matching_macs(
     stride: int = 1,
     style_stride: int = 1,
 ) -> int:
-    """Analytic MACs of style-swap's patch matching: content patches x style patches x C*k*k.
+    """Analytic FLOPs of style-swap's patch matching: 2 x content patches x style patches x C*k*k (2 FLOPs per
+    multiply-add, as FlopCounterMode counts the products).
 
     content_hw / style_hw: the feature-map sizes (h, w) at the swap layer. Content patches are counted as the
     transform takes them (the map padded at the bottom/right to a multiple of the stride).
@@ -182,7 +315,7 @@ def style_swap_matching_macs(
     ch, cw = content_hw
     n_content = (math.ceil((ch - k) / stride) + 1) * (math.ceil((cw - k) / stride) + 1)
     n_style = ((style_hw[0] - k) // style_stride + 1) * ((style_hw[1] - k) // style_stride + 1)
-    return n_content * n_style * channels * k * k
+    return 2 * n_content * n_style * channels * k * k
 
 
 #: Output resolution (fraction of the input side) of each conv of Magenta's transform network (Ghiasi et al.
@@ -226,9 +359,10 @@ def onnx_weight_shapes(path: str | Path) -> dict[str, list[int]]:
     return shapes
 
 
-def magenta_transform_macs(height: int, width: int, path: str | Path) -> int:
-    """MACs of Magenta's transform network on an H x W content (padded to a multiple of 4), from the weight
-    shapes in the ONNX file; the conditional-instance-norm 1x1 convs of the 100-d style vector are ignored."""
+def magenta_transform_flops(height: int, width: int, path: str | Path) -> int:
+    """FLOPs (2 x multiply-adds) of Magenta's transform network on an H x W content (padded to a multiple of 4),
+    from the weight shapes in the ONNX file; the conditional-instance-norm 1x1 convs of the 100-d style vector
+    are ignored."""
     h, w = -(-height // 4) * 4, -(-width // 4) * 4
     total = 0
     for name, dims in onnx_weight_shapes(path).items():
@@ -239,7 +373,7 @@ def magenta_transform_macs(height: int, width: int, path: str | Path) -> int:
             raise ValueError(f"unexpected Magenta weight {name}")
         s = _MAGENTA_SCALE[key]
         total += round(h * s) * round(w * s) * _numel(dims)  # dims = Cout x Cin x k x k
-    return total
+    return 2 * total
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -351,17 +485,17 @@ def attach_parts(timer: PartTimer, stylizer: Any) -> None:
 # Machine measurements
 # ---------------------------------------------------------------------------------------------------------------
 def conv_throughput(repeats: int = 3, size: int = 256, channels: int = 128, precision: str = "fp32") -> float:
-    """MAC/s of a 3x3 ``channels -> channels`` convolution on 1 x channels x size x size in float32 or bf16
-    (``precision`` as the Stylizer's): the best of ``repeats`` runs of each of two forms, the module on a
-    channels-first float32 input (under bf16 autocast for bf16) and the conv on a channels-last input with its
-    weights already in the precision's dtype, as impasto's methods run it. The faster form sets the bound (on this
-    machine the channels-last one, by 5-20%: a bound from the slower form would flatter every ratio)."""
+    """FLOP/s (2 per multiply-add) of a 3x3 ``channels -> channels`` convolution on 1 x channels x size x size in
+    float32 or bf16 (``precision`` as the Stylizer's): the best of ``repeats`` runs of each of two forms, the
+    module on a channels-first float32 input (under bf16 autocast for bf16) and the conv on a channels-last input
+    with its weights already in the precision's dtype, as impasto's methods run it. The faster form sets the bound
+    (on this machine the channels-last one, by 5-20%: a bound from the slower form would flatter every ratio)."""
     x = torch.randn(1, channels, size, size)
     conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     x_cl = x.to(dtype).contiguous(memory_format=torch.channels_last)
     w_cl = conv.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
-    macs = size * size * channels * channels * 9
+    flops = 2 * size * size * channels * channels * 9
     best = math.inf
     amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.no_grad():
@@ -372,12 +506,12 @@ def conv_throughput(repeats: int = 3, size: int = 256, channels: int = 128, prec
                     t0 = time.perf_counter()
                     run()
                     best = min(best, time.perf_counter() - t0)
-    return macs / best
+    return flops / best
 
 
 def matmul_throughput(repeats: int = 3, n: int = 2048, k: int = 2304, dtype: torch.dtype = torch.float32) -> float:
-    """MAC/s of an (n x k) @ (k x n) matrix product in ``dtype`` (best of ``repeats``); k = 256 * 3 * 3 as in
-    the style-swap matching at relu3_1."""
+    """FLOP/s (2 per multiply-add) of an (n x k) @ (k x n) matrix product in ``dtype`` (best of ``repeats``);
+    k = 256 * 3 * 3 as in the style-swap matching at relu3_1."""
     a, b = torch.randn(n, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b
     best = math.inf
@@ -385,7 +519,24 @@ def matmul_throughput(repeats: int = 3, n: int = 2048, k: int = 2304, dtype: tor
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
-    return n * n * k / best
+    return 2 * n * n * k / best
+
+
+def copy_bandwidth(repeats: int = 5, mib: int = 256) -> float:
+    """Memory bandwidth in bytes/s: ``dst.copy_(src)`` of two ``mib`` MiB float32 tensors (both touched first),
+    best of ``repeats``, counting the bytes read and written (2 x ``mib`` MiB per copy), on the threads
+    ``torch.set_num_threads`` gives."""
+    n = max(1, mib * 2**20 // 4)
+    src = torch.ones(n)
+    dst = torch.zeros(n)
+    dst.copy_(src)
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    del src, dst
+    return 2 * n * 4 / best
 
 
 def _status_kb(field_name: str) -> int | None:
@@ -546,6 +697,7 @@ def run_case(
     style_size: int = 512,
     calib_size: int = 256,
     save_dir: str | None = None,
+    bw_mib: int = 256,
 ) -> dict[str, Any]:
     """Measure one case in this process (see the module docstring); returns a flat dict of results. With
     ``save_dir``, the last output is saved there (float16) for the parent's PSNR of bf16 against fp32."""
@@ -562,8 +714,10 @@ def run_case(
         "precision": case.precision,
     }
     res["loadavg"] = _loadavg()
-    # the bound uses the conv rate of the case's own precision (int8 Magenta: the float32 rate)
+    # the roofline bound uses the conv rate of the case's own precision (int8 Magenta: the float32 rate) and the
+    # copy bandwidth, both measured in this process right before and after the case
     rate_pre = conv_throughput(throughput_repeats, calib_size, precision=case.precision)
+    bw_pre = copy_bandwidth(throughput_repeats + 1, bw_mib)
 
     t0 = time.perf_counter()
     opts = dict(case.options)
@@ -594,10 +748,11 @@ def run_case(
         )
     try:
         # -- style encoding: the first (cold, counted) call, then uncached and cached timings
-        with PeakMemory() as pm_enc, MacCounter(timer) as mc_enc:
+        with PeakMemory() as pm_enc, count_work(timer) as (fc_enc, bc_enc):
             st.encode_style(style)
         res["enc_peak_mb"] = pm_enc.peak_mb
-        res["enc_macs"] = mc_enc.total
+        res["enc_flops"] = fc_enc.total
+        res["enc_bytes"] = bc_enc.total
         unc, cached = [], []
         for _ in range(enc_repeats):
             st._cache.clear()
@@ -619,7 +774,7 @@ def run_case(
         encoder_calls[0] = 0
         times = []
         with PeakMemory() as pm:
-            with MacCounter(timer) as mc:
+            with count_work(timer) as (fc, bc):
                 t0 = time.perf_counter()
                 out = st.stylize_tensor(content, style)
                 first = time.perf_counter() - t0
@@ -641,9 +796,13 @@ def run_case(
             timed_runs=len(times),
             peak_mb=pm.peak_mb,
             peak_exact=pm.exact,
-            macs=mc.total,
-            macs_by_kind=dict(mc.by_kind),
-            macs_by_part=dict(mc.by_part),
+            flops=fc.total,
+            flops_by_kind=dict(fc.by_kind),
+            flops_by_part=dict(fc.by_part),
+            bytes=bc.total,
+            bytes_read=bc.read,
+            bytes_written=bc.written,
+            bytes_by_part=dict(bc.by_part),
             parts_s=parts,
             out_shape=list(out.shape),
         )
@@ -653,10 +812,12 @@ def run_case(
             from impasto import weights
 
             path = weights.resolve("magenta-transform")
-            res["macs"] = magenta_transform_macs(case.height, case.width, path)
-            res["macs_by_kind"] = {"int8 conv (onnx)": res["macs"]}
+            res["flops"] = magenta_transform_flops(case.height, case.width, path)
+            res["flops_by_kind"] = {"int8 conv (onnx)": res["flops"]}
+            # the bytes counted are those of the PyTorch ops around the ONNX graph only
+            res["bytes_note"] = "torch ops only, not the onnxruntime graph"
             if res["tiled"]:
-                res["macs_note"] = "untiled count"
+                res["flops_note"] = "untiled count"
         if case.method == "style-swap":
             m = st.method
             with torch.no_grad():
@@ -665,7 +826,7 @@ def run_case(
             hc = math.ceil(case.height / 4) if "relu3" in m.depth else None
             wc = math.ceil(case.width / 4) if "relu3" in m.depth else None
             if hc is not None:
-                res["match_macs_analytic"] = style_swap_matching_macs(
+                res["match_flops_analytic"] = style_swap_matching_flops(
                     (hc, wc),
                     tuple(fs.shape[-2:]),
                     fs.shape[1],
@@ -673,7 +834,7 @@ def run_case(
                     m.config.stride,
                     m.config.style_stride,
                 )
-            res["match_macs_counted"] = mc.by_part.get("match", 0)
+            res["match_flops_counted"] = fc.by_part.get("match", 0)
             if case.precision == "bf16" and case.width * case.height <= 512 * 512:
                 res.update(pick_agreement(fs, m.encoder.encode(content), m.config.patch_size))
         if save_dir:
@@ -683,8 +844,11 @@ def run_case(
             gatys_hook.remove()
         timer.close()
     rate_post = conv_throughput(1, calib_size, precision=case.precision)
-    res["conv_macs_per_s_pre"], res["conv_macs_per_s_post"] = rate_pre, rate_post
-    res["conv_macs_per_s"] = max(rate_pre, rate_post)
+    bw_post = copy_bandwidth(throughput_repeats + 1, bw_mib)
+    res["conv_flops_per_s_pre"], res["conv_flops_per_s_post"] = rate_pre, rate_post
+    res["conv_flops_per_s"] = max(rate_pre, rate_post)
+    res["copy_bytes_per_s_pre"], res["copy_bytes_per_s_post"] = bw_pre, bw_post
+    res["copy_bytes_per_s"] = max(bw_pre, bw_post)
     return res
 
 
@@ -716,20 +880,35 @@ def pick_agreement(style_feat: torch.Tensor, content_feat: torch.Tensor, patch_s
     }
 
 
-def derive(res: dict[str, Any], rate: float | None = None) -> dict[str, Any]:
-    """Add bound (MACs / conv rate), ratio and the per-iteration / matching figures to a result dict."""
+def roofline(flops: float, nbytes: float, flop_rate: float, bandwidth: float) -> tuple[float, float, float, str]:
+    """(bound s, compute term s, memory term s, which term bounds: 'compute' or 'memory'):
+    bound = max(flops / flop_rate, nbytes / bandwidth); NaN where there is nothing counted."""
+    comp = flops / flop_rate if flops else 0.0
+    mem = nbytes / bandwidth if nbytes else 0.0
+    if not comp and not mem:
+        return float("nan"), float("nan"), float("nan"), "-"
+    return max(comp, mem), comp, mem, ("compute" if comp >= mem else "memory")
+
+
+def derive(res: dict[str, Any], rate: float | None = None, bandwidth: float | None = None) -> dict[str, Any]:
+    """Add the roofline bound (max of FLOPs / compute rate and bytes moved / copy bandwidth, both measured in the
+    case's process), ratio = time / bound, which term bounds it, and the per-iteration / matching figures."""
     r = dict(res)
-    rate = rate or r["conv_macs_per_s"]
+    rate = rate or r["conv_flops_per_s"]
+    bw = bandwidth or r["copy_bytes_per_s"]
     per = r.get("iterations") or 1
     r["time_per_unit_s"] = r["time_s"] / per
-    r["macs_per_unit"] = r["macs"] / per
-    r["bound_s"] = r["macs_per_unit"] / rate if r["macs"] else float("nan")
-    r["ratio"] = r["time_per_unit_s"] / r["bound_s"] if r["macs"] else float("nan")
-    r["enc_bound_s"] = r["enc_macs"] / rate if r.get("enc_macs") else float("nan")
+    r["flops_per_unit"] = r["flops"] / per
+    r["bytes_per_unit"] = r.get("bytes", 0) / per
+    r["bound_s"], r["compute_bound_s"], r["memory_bound_s"], r["bound_by"] = roofline(
+        r["flops_per_unit"], r["bytes_per_unit"], rate, bw
+    )
+    r["ratio"] = r["time_per_unit_s"] / r["bound_s"] if r["bound_s"] > 0 else float("nan")
+    r["enc_bound_s"] = roofline(r.get("enc_flops", 0), r.get("enc_bytes", 0), rate, bw)[0]
     if r["method"] == "style-swap":
         ps = r.get("parts_s", {})
-        # the goal is stated against the matching FLOPs of the paper's conv formulation (analytic)
-        mm = r.get("match_macs_analytic") or r.get("match_macs_counted") or 0
+        # the goal is stated against the matching FLOPs of the paper's conv formulation (analytic), compute only
+        mm = r.get("match_flops_analytic") or r.get("match_flops_counted") or 0
         r["match_bound_s"] = mm / rate
         r["match_s"] = ps.get("match", float("nan"))
         r["swap_s"] = ps.get("swap", float("nan"))
@@ -759,6 +938,7 @@ def run_in_subprocess(case: Case, args: argparse.Namespace, timeout: float = 180
             "enc_repeats": args.enc_repeats,
             "style_size": args.style_size,
             "calib_size": args.calib_size,
+            "bw_mib": args.bw_mib,
             "save_dir": args.save_dir,
         }
     )
@@ -818,18 +998,27 @@ CSV_FIELDS = [
     "first_run_s",
     "peak_mb",
     "enc_peak_mb",
-    "macs",
-    "macs_per_unit",
-    "conv_macs_per_s",
+    "flops",
+    "flops_per_unit",
+    "bytes",
+    "bytes_per_unit",
+    "bytes_read",
+    "bytes_written",
+    "conv_flops_per_s",
+    "copy_bytes_per_s",
+    "compute_bound_s",
+    "memory_bound_s",
     "bound_s",
+    "bound_by",
     "ratio",
     "enc_uncached_s",
     "enc_cached_s",
-    "enc_macs",
+    "enc_flops",
+    "enc_bytes",
     "enc_bound_s",
     "load_s",
-    "match_macs_counted",
-    "match_macs_analytic",
+    "match_flops_counted",
+    "match_flops_analytic",
     "match_s",
     "swap_s",
     "match_bound_s",
@@ -841,8 +1030,10 @@ CSV_FIELDS = [
     "picks_changed_plain_bf16",
     "picks_changed_reranked",
     "parts_s",
-    "macs_by_kind",
-    "macs_by_part",
+    "flops_by_kind",
+    "flops_by_part",
+    "bytes_by_part",
+    "bytes_note",
     "loadavg",
     "shim",
     "describe",
@@ -885,16 +1076,31 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
     def verdict(ok: bool) -> str:
         return "**met**" if ok else "**NOT met**"
 
-    ff = [r for r in rows if "error" not in r and r["method"] not in ("gatys", "magenta", "style-swap")]
+    ff = [
+        r for r in rows
+        if "error" not in r and r["method"] not in ("gatys", "magenta", "style-swap") and math.isfinite(r["ratio"])
+    ]
     worst = max(ff, key=lambda r: r["ratio"], default=None)
     if worst:
-        bad = [f"{r['label']} {r['precision']} {r['size']} {r['ratio']:.2f}x" for r in ff if r["ratio"] > 1.5]
+        bad = [
+            f"{r['label']} {r['precision']} {r['size']} {r['ratio']:.2f}x ({r['bound_by']})"
+            for r in ff if r["ratio"] > 1.5
+        ]
+        mem = [r for r in ff if r["bound_by"] == "memory"]
         out.append(
-            f"- Feed-forward methods within 1.5x of their bound (each precision against its own conv rate): "
-            f"{verdict(not bad)} (worst {worst['label']} {worst['precision']} {worst['size']} {worst['ratio']:.2f}x"
+            "- Feed-forward methods within 1.5x of their roofline bound (max of FLOPs / the conv rate of the row's "
+            "precision and estimated bytes moved / the copy bandwidth, both measured in the case's process): "
+            f"{verdict(not bad)} (worst {worst['label']} {worst['precision']} {worst['size']} {worst['ratio']:.2f}x, "
+            f"{worst['bound_by']}-bound"
             + (f"; over 1.5x: {', '.join(bad)}" if bad else "")
-            + ")."
+            + f"; {len(mem)} of {len(ff)} rows memory-bound)."
         )
+        under = [f"{r['label']} {r['precision']} {r['size']} {r['ratio']:.2f}x" for r in ff if r["ratio"] < 1]
+        if under:
+            out.append(
+                "- Below their bound (the byte count assumes no cache reuse between ops, so it over-estimates the "
+                f"traffic of maps that stay in cache): {', '.join(under)}."
+            )
     sw = [r for r in rows if "error" not in r and r["method"] == "style-swap" and "match_ratio" in r]
     if sw:
         txt = ", ".join(
@@ -903,7 +1109,7 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
             for r in sw
         )
         out.append(
-            f"- Style-swap patch matching within 2x of its MACs: "
+            f"- Style-swap patch matching within 2x of its FLOPs (analytic, conv formulation; compute rate): "
             f"{verdict(all(r['match_ratio'] <= 2 for r in sw))} ({txt})."
         )
     a, mg = _find(rows, "adain-16x", "512x512"), _find(rows, "magenta", "512x512")
@@ -982,16 +1188,19 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         f"- Date: {meta['date']}; machine: {meta['cpu']}, {meta['threads']} threads (`torch.set_num_threads`), "
         f"torch {meta['torch']}, Python {meta['python']}, OMP_WAIT_POLICY {meta['omp']}; impasto at commit "
         f"{meta['commit']}.",
-        f"- Conv throughput (1x128x{meta['calib_size']}x{meta['calib_size']}, 3x3, 128->128; the faster of a "
-        "channels-first module and a channels-last conv, see `conv_throughput`), float32: "
-        f"run start {meta['rate_start'] / 1e9:.1f} GMAC/s, run end {meta['rate_end'] / 1e9:.1f} GMAC/s, best of "
-        f"all cases {meta['rate_best'] / 1e9:.1f} GMAC/s; bf16: run start "
-        f"{meta['rate_start_bf16'] / 1e9:.1f}, run end {meta['rate_end_bf16'] / 1e9:.1f} GMAC/s; matmul "
-        f"({meta['mm_n']}x2304 @ 2304x{meta['mm_n']}) {meta['mm_rate'] / 1e9:.1f} GMAC/s float32, "
-        f"{meta['mm_rate_bf16'] / 1e9:.1f} GMAC/s bfloat16.",
+        f"- Compute rate: conv throughput (1x128x{meta['calib_size']}x{meta['calib_size']}, 3x3, 128->128; the "
+        "faster of a channels-first module and a channels-last conv, see `conv_throughput`; 2 FLOPs per "
+        f"multiply-add), float32: run start {meta['rate_start'] / 1e9:.1f} GFLOP/s, run end "
+        f"{meta['rate_end'] / 1e9:.1f} GFLOP/s, best of all cases {meta['rate_best'] / 1e9:.1f} GFLOP/s; bf16: run "
+        f"start {meta['rate_start_bf16'] / 1e9:.1f}, run end {meta['rate_end_bf16'] / 1e9:.1f} GFLOP/s; matmul "
+        f"({meta['mm_n']}x2304 @ 2304x{meta['mm_n']}) {meta['mm_rate'] / 1e9:.1f} GFLOP/s float32, "
+        f"{meta['mm_rate_bf16'] / 1e9:.1f} GFLOP/s bfloat16.",
+        f"- Memory bandwidth: `dst.copy_(src)` of {meta['bw_mib']} MiB float32 tensors, read + write bytes, best "
+        f"of 5 (`copy_bandwidth`): run start {meta['bw_start'] / 1e9:.1f} GB/s, run end {meta['bw_end'] / 1e9:.1f} "
+        "GB/s.",
         f"- Load average (1 min) at start / end: {meta['load_start']} / {meta['load_end']} "
-        "(the machine is shared: every bound uses the conv rate measured inside the case's own process, right "
-        "before and after it, best of 3).",
+        "(the machine is shared: every bound uses the conv rate and copy bandwidth measured inside the case's own "
+        "process, right before and after it, the better of the two).",
         f"- Content `{meta['content']}` resized to each size; style `{meta['style']}` (Stylizer style_size "
         f"{meta['style_size']}), cached unless noted. Wall time of the whole run: "
         f"{meta['wall_s'] / 60:.1f} min.",
@@ -999,37 +1208,44 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         "time = median of the timed runs of `Stylizer.stylize_tensor` after a warm-up run (style cached; `runs` = "
         "how many; one for sides above 1024; a case whose warm-up run exceeds 5 s is timed by that run alone); "
         "peak MB = resident-memory high-water mark during those runs "
-        "above the loaded model, inputs and cached style (fresh process per case); GMACs = multiply-adds of "
-        "all convolutions and matrix products executed (tile overlaps included); bound = GMACs / conv "
-        "throughput of the case's precision (bf16 rows: the bf16 conv rate, measured in the case's process); "
-        "ratio = time / bound; enc = `encode_style` uncached (cache cleared) and cached (hit); prec = the "
+        "above the loaded model, inputs and cached style (fresh process per case); GFLOPs = 2 x multiply-adds of "
+        "all convolutions and matrix products executed (`torch.utils.flop_counter.FlopCounterMode`; convs count "
+        "their nonzero weights; tile overlaps included); GB moved = bytes of every ATen op's tensor inputs and "
+        "outputs summed over the run (an estimate assuming no cache reuse between ops; views move nothing); "
+        "compute s = GFLOPs / the conv rate of the case's precision (bf16 rows: the bf16 rate); memory s = GB "
+        "moved / the copy bandwidth; bound = the larger of the two (roofline), `by` = which; ratio = time / "
+        "bound; enc = `encode_style` uncached (cache cleared) and cached (hit); prec = the "
         "Stylizer's `precision` (`auto` picks bf16 on this CPU, which has AVX512-BF16); PSNR = the bf16 output "
-        "against the fp32 output of the same case (dB, pixels in [0, 1]).",
+        "against the fp32 output of the same case (dB, pixels in [0, 1]). Magenta: FLOPs from its ONNX weights, "
+        "bytes of the PyTorch ops around the ONNX graph only.",
         "",
-        "| method | options | prec | size | runs | time s | peak MB | GMACs | bound s | ratio | enc uncached s "
-        "| enc cached ms | PSNR vs fp32 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | options | prec | size | runs | time s | peak MB | GFLOPs | GB moved | compute s | memory s "
+        "| bound s | by | ratio | enc uncached s | enc cached ms | PSNR vs fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r:
             L.append(
                 f"| {r['label']} | {_opt_str(r.get('options', {}))} | {r.get('precision', '-')} | {r['size']} | - "
-                f"| error: {r['error'][:80]} | | | | | | | |"
+                f"| error: {r['error'][:80]} | | | | | | | | | | | |"
             )
             continue
         size = r["size"] + (f" (tiled, {r.get('tile_size') or 1024} px)" if r.get("tiled") else "")
         t = _fmt(r["time_per_unit_s"], 3)
-        gm = _fmt(r["macs_per_unit"] / 1e9, 1)
+        gf = _fmt(r["flops_per_unit"] / 1e9, 1)
+        gb = _fmt(r["bytes_per_unit"] / 1e9, 2)
         if r.get("iterations"):
             t += f" per iteration ({r['iterations']} in {r['time_s']:.1f} s)"
-            gm += " per iteration"
+            gf += " per iteration"
+            gb += " per iteration"
         opts = _opt_str(r.get("options", {}))
         prec = r.get("precision", "-")
         if r["method"] == "magenta":
             opts, prec = "-", "int8 ONNX"
         L.append(
             f"| {r['label']} | {opts} | {prec} | {size} | {r['timed_runs']} | {t} | {_fmt(r['peak_mb'], 0)} | "
-            f"{gm} | {_fmt(r['bound_s'], 3)} | {_fmt(r['ratio'], 2)} | {_fmt(r['enc_uncached_s'], 3)} | "
+            f"{gf} | {gb} | {_fmt(r['compute_bound_s'], 3)} | {_fmt(r['memory_bound_s'], 3)} | "
+            f"{_fmt(r['bound_s'], 3)} | {r['bound_by']} | {_fmt(r['ratio'], 2)} | {_fmt(r['enc_uncached_s'], 3)} | "
             f"{_fmt(r['enc_cached_s'] * 1000, 1)} | {_fmt(r.get('psnr_vs_fp32'), 1)} |"
         )
     L += [
@@ -1037,8 +1253,8 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         "Where the time goes (seconds per run; inclusive: `match` is inside `swap`; `other` = time outside "
         "the listed parts: tiling, blending, padding, clamping, copies):",
         "",
-        "| method | prec | size | parts (s) | MACs by part (G) |",
-        "|---|---|---|---|---|",
+        "| method | prec | size | parts (s) | GFLOPs by part | GB moved by part |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r or not r.get("parts_s"):
@@ -1047,18 +1263,20 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         top = sum(v for k, v in ps.items() if k not in ("match",))
         ps["other"] = max(0.0, r["time_s"] - top)
         parts = ", ".join(f"{k} {v:.3f}" for k, v in ps.items())
-        mp = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in r.get("macs_by_part", {}).items())
-        L.append(f"| {r['label']} | {r.get('precision', '-')} | {r['size']} | {parts} | {mp} |")
+        fp = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in r.get("flops_by_part", {}).items())
+        bp = ", ".join(f"{k} {v / 1e9:.3f}" for k, v in r.get("bytes_by_part", {}).items())
+        L.append(f"| {r['label']} | {r.get('precision', '-')} | {r['size']} | {parts} | {fp} | {bp} |")
     sw = [r for r in rows if "error" not in r and r["method"] == "style-swap"]
     if sw:
         L += [
             "",
-            "Style-swap matching. The matching FLOPs of the paper's conv formulation are content patches x style "
-            "patches x C*k*k multiply-adds (analytic); bound = those / the case's conv rate, ratio = matching s / "
-            "bound. impasto's default `correlation` algorithm (stride 1) executes about 1/9 of them (counted: its "
-            "C^T S products, block edges included) plus k*k shifted sums, in float32 whatever the precision:",
+            "Style-swap matching. The matching FLOPs of the paper's conv formulation are 2 x content patches x "
+            "style patches x C*k*k (analytic); bound = those / the case's conv rate (compute only), ratio = "
+            "matching s / bound. impasto's default `correlation` algorithm (stride 1) executes about 1/9 of them "
+            "(counted: its C^T S products, block edges included) plus k*k shifted sums, in float32 whatever the "
+            "precision:",
             "",
-            "| case | prec | size | style patches | matching GMACs executed (conv formulation) | matching s | swap s "
+            "| case | prec | size | style patches | matching GFLOPs executed (conv formulation) | matching s | swap s "
             "| bound s "
             "| matching ratio | swap ratio | style code MB |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -1066,7 +1284,8 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
         for r in sw:
             L.append(
                 f"| {r['label']} | {r.get('precision', '-')} | {r['size']} | {r.get('style_patches', '-')} | "
-                f"{r.get('match_macs_counted', 0) / 1e9:.1f} ({_fmt((r.get('match_macs_analytic') or 0) / 1e9, 1)}) "
+                f"{r.get('match_flops_counted', 0) / 1e9:.1f} "
+                f"({_fmt((r.get('match_flops_analytic') or 0) / 1e9, 1)}) "
                 f"| {_fmt(r.get('match_s'), 2)} | {_fmt(r.get('swap_s'), 2)} | {_fmt(r.get('match_bound_s'), 2)} | "
                 f"{_fmt(r.get('match_ratio'), 2)} | {_fmt(r.get('swap_ratio'), 2)} | "
                 f"{_fmt(r.get('style_code_mb'), 0)} |"
@@ -1097,13 +1316,13 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
     for r in rows:
         small = _find(rows, r.get("label", ""), "512x512")
         first = r is _find(rows, r.get("label", ""), r.get("size", ""), "fp32")  # one note per label and size
-        if r.get("tiled") and first and small and small["macs"] and r["method"] != "magenta":
-            ideal = small["macs"] * r["pixels"] / small["pixels"]
+        if r.get("tiled") and first and small and small["flops"] and r["method"] != "magenta":
+            ideal = small["flops"] * r["pixels"] / small["pixels"]
             notes.append(
                 f"- {r['label']} {r['size']}: the tiles (at most {r.get('tile_size') or 1024} px, 64 px overlap, "
                 "plus context margins or a "
                 "whole-image context pass) "
-                f"executed {r['macs'] / 1e9:.0f} GMACs, {r['macs'] / ideal:.2f}x the {ideal / 1e9:.0f} GMACs of "
+                f"executed {r['flops'] / 1e9:.0f} GFLOPs, {r['flops'] / ideal:.2f}x the {ideal / 1e9:.0f} GFLOPs of "
                 "the image processed untiled (the 512 case scaled by the pixel count)."
             )
     if notes:
@@ -1155,6 +1374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "spinning, which matters when other processes share the cores",
     )
     p.add_argument("--calib-size", type=int, default=256, help="side of the 128-channel throughput conv")
+    p.add_argument("--bw-mib", type=int, default=256, help="MiB of each tensor of the bandwidth copy")
     p.add_argument("--content", default=str(DEFAULT_CONTENT))
     p.add_argument("--style", default=str(DEFAULT_STYLE))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -1175,6 +1395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             style_size=spec["style_size"],
             calib_size=spec["calib_size"],
             save_dir=spec.get("save_dir"),
+            bw_mib=spec.get("bw_mib", 256),
         )
         print(RESULT_TAG + json.dumps(res, default=float), flush=True)
         return 0
@@ -1216,11 +1437,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     meta["rate_start"] = conv_throughput(5, args.calib_size)
     meta["rate_start_bf16"] = conv_throughput(5, args.calib_size, precision="bf16")
+    meta["bw_mib"] = args.bw_mib
+    meta["bw_start"] = copy_bandwidth(5, args.bw_mib)
     meta["mm_n"] = 8 * args.calib_size
     meta["mm_rate"] = matmul_throughput(3, n=meta["mm_n"])
     meta["mm_rate_bf16"] = matmul_throughput(3, n=meta["mm_n"], dtype=torch.bfloat16)
     print(
-        f"conv throughput {meta['rate_start'] / 1e9:.1f} GMAC/s, matmul {meta['mm_rate'] / 1e9:.1f} GMAC/s; "
+        f"conv throughput {meta['rate_start'] / 1e9:.1f} GFLOP/s, matmul {meta['mm_rate'] / 1e9:.1f} GFLOP/s, "
+        f"copy bandwidth {meta['bw_start'] / 1e9:.1f} GB/s; "
         f"{len(cases)} cases",
         flush=True,
     )
@@ -1233,7 +1457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"{case.label:16s} {case.size:>10s} {case.precision}  {res['time_per_unit_s']:8.3f} s  "
                 f"peak {res['peak_mb']:7.0f} MB"
-                f"  {res['macs_per_unit'] / 1e9:8.1f} GMAC  ratio {res['ratio']:5.2f}  "
+                f"  {res['flops_per_unit'] / 1e9:8.1f} GFLOP {res['bytes_per_unit'] / 1e9:6.2f} GB  "
+                f"ratio {res['ratio']:5.2f} ({res['bound_by']})  "
                 f"enc {res['enc_uncached_s']:.3f}/{res['enc_cached_s'] * 1e3:.1f}ms  "
                 f"[{time.perf_counter() - t0:.0f} s wall]",
                 flush=True,
@@ -1246,9 +1471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     save.cleanup()
     meta["rate_end"] = conv_throughput(3, args.calib_size)
     meta["rate_end_bf16"] = conv_throughput(3, args.calib_size, precision="bf16")
+    meta["bw_end"] = copy_bandwidth(5, args.bw_mib)
     meta["rate_best"] = max(
         [meta["rate_start"], meta["rate_end"]]
-        + [r["conv_macs_per_s"] for r in rows if "conv_macs_per_s" in r and r.get("precision") == "fp32"]
+        + [r["conv_flops_per_s"] for r in rows if "conv_flops_per_s" in r and r.get("precision") == "fp32"]
     )
     meta["load_end"] = _loadavg()
     meta["wall_s"] = time.perf_counter() - t_start

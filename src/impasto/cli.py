@@ -120,6 +120,10 @@ _DEVICE_OPTION = typer.Option("auto", "--device", help="auto | cpu | cuda.")
 _PRECISION_OPTION = typer.Option(
     "auto", "--precision", help="auto (bf16 where the hardware has it) | fp32 (exact) | bf16 (about 2x faster)."
 )
+_BACKEND_OPTION = typer.Option(
+    "auto", "--backend", help="How the networks run: auto (fused on a CPU with oneDNN, else eager) | eager (plain "
+    "PyTorch) | fused (faster exact CPU kernels) | compile (torch.compile; slow first call per size).",
+)
 
 
 @app.command()
@@ -157,6 +161,7 @@ def stylize(
     option: list[str] = _METHOD_OPTIONS,
     device: str = _DEVICE_OPTION,
     precision: str = _PRECISION_OPTION,
+    backend: str = _BACKEND_OPTION,
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search content folders recursively."),
     engine: str = typer.Option(
         "local", "--engine", help="local | ray (Ray Data on a cluster; skips outputs that exist; README: Ray)."
@@ -217,13 +222,13 @@ def stylize(
         bulk = [BulkJob(str(c), tuple(map(str, ss)), str(output if single else output / _output_name(
             c, None if mixed else ss[0], ".png"))) for c, ss in jobs]
         _stylize_on_ray(bulk, output, method=method, address=address, workers=workers, worker_cpus=worker_cpus,
-                        overwrite=overwrite, stylizer_kwargs=dict(device=device, precision=precision,
+                        overwrite=overwrite, stylizer_kwargs=dict(device=device, precision=precision, backend=backend,
                                                                   style_size=style_size, **opts),
                         stylize_kwargs=dict(alpha=alpha, style_weights=style_weight or None, mask=mask or None,
                                             preserve_color=preserve_color, max_size=max_size, tile_size=tile_size))
         return
 
-    stylizer = _stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
+    stylizer = _stylizer(method, device=device, precision=precision, backend=backend, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
     work = stylizer.method.work_size
     if work is not None and max_size is None:
@@ -552,6 +557,7 @@ def video(
     option: list[str] = _METHOD_OPTIONS,
     device: str = _DEVICE_OPTION,
     precision: str = _PRECISION_OPTION,
+    backend: str = _BACKEND_OPTION,
     temporal: bool = typer.Option(
         True, "--temporal/--no-temporal", help="Reduce flicker: blend in the previous output warped by optical flow."
     ),
@@ -599,7 +605,7 @@ def video(
         output = Path(_output_name(source, styles[0] if len(styles) == 1 else None, ".mp4"))
     info = check_video_paths(source, output, fps=rate)
     opts = method_options(option, encoder=encoder, depth=depth, checkpoint=checkpoint, optimize=optimize)
-    stylizer = _stylizer(method, device=device, precision=precision, style_size=style_size, **opts)
+    stylizer = _stylizer(method, device=device, precision=precision, backend=backend, style_size=style_size, **opts)
     console.print(f"[dim]{stylizer.describe()}[/]", highlight=False)
     with _progress() as prog:
         task = prog.add_task("stylizing", total=info.frames if max_frames is None else min(info.frames, max_frames))
@@ -614,7 +620,7 @@ def video(
 
             result = stylize_video_on_ray(
                 source, output, method, [str(s) for s in styles], stylizer_kwargs=dict(
-                    device=device, precision=precision, style_size=style_size, **opts), alpha=alpha,
+                    device=device, precision=precision, backend=backend, style_size=style_size, **opts), alpha=alpha,
                 style_weights=style_weight or None, preserve_color=preserve_color, max_size=max_size,
                 temporal=smoothing, max_frames=max_frames, fps=rate, batch_size=1 if stylizer.method.iterative else 4,
                 segment_frames=segment_frames, overlap=overlap, address=address, workers=workers,

@@ -3,7 +3,7 @@
 ``impasto export adain -o adain.onnx`` writes one graph with inputs ``content`` (1 x 3 x H x W, RGB in [0, 1]),
 ``style`` (1 x 3 x H' x W') and ``alpha`` (1 value in [0, 1], the style strength) and output ``image``
 (1 x 3 x H x W in [0, 1]); H, W, H', W' are dynamic (16 to 4096 px). The graph is the plain PyTorch module path of
-the method (the CPU fast paths of :mod:`impasto.layers` are inference-time forms of the same arithmetic), exported
+the method (backend ``eager``; the faster CPU forms of :mod:`impasto.accel` compute the same values), exported
 with ``torch.onnx.export(dynamo=True)``; ``--int8`` adds a dynamically quantised copy (onnxruntime's
 ``quantize_dynamic``: int8 weights, activations quantised at run time).
 
@@ -81,7 +81,7 @@ def export_module(method: str, **options: Any) -> nn.Module:
     if method not in EXPORTABLE:
         raise ConfigError(f"impasto export supports {', '.join(EXPORTABLE)}; {method!r} is not one of them "
                           f"(SANet's attention over every style position does not export with dynamic sizes yet)")
-    m = Stylizer(method, device="cpu", precision="fp32", **options).method
+    m = Stylizer(method, device="cpu", precision="fp32", backend="eager", **options).method
     graph = AdaINGraph(m.encoder, m.decoder) if method == "adain" else MicroASTGraph(m.model)
     return graph.eval()
 
@@ -104,12 +104,11 @@ def export_onnx(method: str, path: str | os.PathLike, int8: bool = False, opset:
     alpha = torch.ones(1)
     h, w = torch.export.Dim("height", min=16, max=4096), torch.export.Dim("width", min=16, max=4096)
     hs, ws = torch.export.Dim("style_height", min=16, max=4096), torch.export.Dim("style_width", min=16, max=4096)
-    with torch.enable_grad():  # the plain module path of every layer (the no-grad CPU fast paths are not exported)
-        program = torch.onnx.export(
-            graph, (content, style, alpha), input_names=["content", "style", "alpha"], output_names=["image"],
-            dynamic_shapes={"content": {2: h, 3: w}, "style": {2: hs, 3: ws}, "alpha": None},
-            opset_version=opset, dynamo=True, verbose=False,
-        )
+    program = torch.onnx.export(  # the plain modules (backend eager)
+        graph, (content, style, alpha), input_names=["content", "style", "alpha"], output_names=["image"],
+        dynamic_shapes={"content": {2: h, 3: w}, "style": {2: hs, 3: ws}, "alpha": None},
+        opset_version=opset, dynamo=True, verbose=False,
+    )
     with atomic_path(path) as tmp:
         program.save(str(tmp))
     files = [path]

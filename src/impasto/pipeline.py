@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from impasto.accel import accelerate, resolve_backend
 from impasto.errors import ConfigError
 from impasto.hardware import resolve_device, resolve_precision
 from impasto.io.images import DEFAULT_MAX_PIXELS, image_to_tensor, load_image, resize_max, tensor_to_image
@@ -235,6 +236,9 @@ class Stylizer:
         style_size: largest long side of the style images: larger ones are shrunk to it before encoding (None:
             keep); any with a side under ``MIN_SIDE`` are upscaled to it on that side (:func:`_fit_style`).
         cache_size: number of encoded styles kept.
+        backend: how the networks run (:mod:`impasto.accel`): ``auto`` (``fused`` on a CPU with oneDNN, else
+            ``eager``), ``eager`` (the plain modules), ``fused`` (exact faster CPU kernels) or ``compile``
+            (torch.compile; the first call of each image size compiles).
         **options: method options (e.g. ``encoder="vgg19-16x"``, ``depth="relu3_1"``, ``checkpoint=...``).
     """
 
@@ -246,6 +250,7 @@ class Stylizer:
         precision: str = "auto",
         style_size: int | None = 512,
         cache_size: int = 32,
+        backend: str = "auto",
         **options: Any,
     ) -> None:
         self.device = str(resolve_device(device))
@@ -253,7 +258,9 @@ class Stylizer:
             raise ConfigError(f"style_size must be an integer >= {MIN_SIZE_OPTION} (or None), got {style_size!r}")
         self.precision = resolve_precision(precision, self.device,
                                            supports_bf16=get_method_class(method).supports_bf16)
+        resolve_backend(backend, self.device)  # an unknown or unavailable backend fails before any loading
         self.method: Method = create_method(method, device=self.device, precision=self.precision, **options)
+        self.backend = accelerate(self.method, backend)
         self.style_size = style_size
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_size = cache_size
@@ -267,7 +274,7 @@ class Stylizer:
 
     def describe(self) -> str:
         """One line describing the method's resolved configuration and precision."""
-        return f"{self.method.describe()}, precision {self.precision}"
+        return f"{self.method.describe()}, precision {self.precision}, backend {self.backend}"
 
     # -- styles --------------------------------------------------------------------------------------------
     def encode_style(self, style: ImageInput) -> Any:

@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from typer.testing import CliRunner
 
 from impasto import Stylizer
+from impasto.accel import prepared
 from impasto.cli import app
 from impasto.errors import ConfigError
 from impasto.hardware import native_bf16
@@ -102,7 +103,7 @@ def photo(content_path) -> torch.Tensor:
     return F.interpolate(_as_tensor(content_path, "content"), size=(192, 256), mode="bilinear", antialias=True)
 
 
-# the ATen convs, and oneDNN's conv with a fused ReLU that impasto.layers.conv2d calls for CPU inference
+# the ATen convs, and oneDNN's conv with a fused ReLU that impasto.accel.kernels.conv2d calls (fused backend)
 _CONV_OPS = (torch.ops.aten.convolution, torch.ops.aten.mkldnn_convolution, torch.ops.mkldnn._convolution_pointwise)
 
 
@@ -206,14 +207,15 @@ def test_cli_precision_option(tmp_path, content_path, style_path) -> None:
     ("encoder", "depth"), [("vgg19-16x", "relu2_1"), ("vgg19-16x", "relu4_1"), ("vgg19", "relu3_1")]
 )
 def test_decoder_inference_path_equals_training_path(encoder: str, depth: str) -> None:
-    """Without autograd the VGG decoders fuse each up-sampling into the next conv and unroll the conv to RGB; the
-    values are the module path's (float32, up to summation order), and under bf16 as close to float32."""
+    """The fused backend (CPU, no autograd) fuses each decoder up-sampling into the next conv and unrolls the conv to
+    RGB; the values are the module path's (float32, up to summation order), and under bf16 as close to float32."""
     from impasto.backbones import load_decoder
 
     dec = load_decoder(encoder, depth)
+    fused = prepared(dec, "fused")
     feat = torch.rand(1, dec.in_channels, 21, 26, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        fast = dec(feat)
+        fast = fused(feat)
     with torch.enable_grad():
         plain = dec(feat.requires_grad_(True))
     assert plain.requires_grad and fast.shape == plain.shape
@@ -221,7 +223,7 @@ def test_decoder_inference_path_equals_training_path(encoder: str, depth: str) -
     ref = plain.detach()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         with torch.no_grad():
-            fast = dec(feat)
+            fast = fused(feat)
         plain = dec(feat)
     err_fast = float((fast.float() - ref).norm() / ref.norm())
     err_plain = float((plain.detach().float() - ref).norm() / ref.norm())
@@ -229,17 +231,18 @@ def test_decoder_inference_path_equals_training_path(encoder: str, depth: str) -
 
 
 @pytest.mark.bf16
-@pytest.mark.parametrize("size", [(45, 50), (400, 392)])  # pad + conv; zero padding + border fix (impasto.layers)
+@pytest.mark.parametrize("size", [(45, 50), (400, 392)])  # pad + conv; zero padding + border fix (kernels)
 def test_encoder_inference_path_equals_training_path(size: tuple[int, int]) -> None:
-    """Without autograd the VGG encoders fold the 1x1 colour conv into conv1_1, fuse the ReLUs and pool by strided
-    maxima; the features are the module path's."""
+    """The fused backend (CPU, no autograd) folds the encoder's 1x1 colour conv into conv1_1, fuses the ReLUs, pools
+    by strided maxima; the features are the module path's."""
     from impasto.backbones import load_encoder
 
     enc = load_encoder("vgg19-16x", "relu3_1")
+    fused = prepared(enc, "fused")
     img = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
     layers = ["relu1_1", "relu2_1", "relu3_1"]
     with torch.no_grad():
-        fast = enc(img, layers)
+        fast = fused(img, layers)
     with torch.enable_grad():
         plain = enc(img.requires_grad_(True), layers)
     for name in layers:
@@ -250,7 +253,7 @@ def test_encoder_inference_path_equals_training_path(size: tuple[int, int]) -> N
     # bf16 autocast: the fast path folds the colour conv into conv1_1; both paths are as close to float32
     with torch.autocast("cpu", dtype=torch.bfloat16):
         with torch.no_grad():
-            fast = enc(img, layers)
+            fast = fused(img, layers)
         plain = enc(img, layers)
     for name in layers:
         err_fast = float((fast[name].float() - ref[name]).norm() / ref[name].norm())
@@ -266,10 +269,11 @@ def test_encoder_keeps_channels_last_for_an_image_made_from_an_hwc_array(
     API build it) has batch stride 3, which ``contiguous(channels_last)`` keeps; the encoder used to run every layer
     channels-first on it (float32: pooling fell back to ``F.max_pool2d``, 1.5x slower at 1024 px). Every pooled map
     is channels-last and the features equal those of the contiguous image."""
-    import impasto.encoders.vgg as vgg
+    import impasto.accel.fused as vgg
+    from impasto.accel import prepared
     from impasto.backbones import load_encoder
 
-    enc = load_encoder("vgg19-16x", "relu3_1")
+    enc = prepared(load_encoder("vgg19-16x", "relu3_1"), "fused")
     hwc = torch.rand(96, 80, 3, generator=torch.Generator().manual_seed(2))
     img = hwc.permute(2, 0, 1)[None]
     assert img.stride() == (3, 1, 240, 3)
@@ -295,6 +299,7 @@ def test_decoder_folds_an_input_affine_map(depth: str) -> None:
     from impasto.backbones import load_decoder
 
     dec = load_decoder("vgg19-16x", depth)
+    fused = prepared(dec, "fused")
     g = torch.Generator().manual_seed(1)
     c_in = dec.in_channels
     feat = torch.rand(1, c_in, 23, 26, generator=g)
@@ -302,7 +307,7 @@ def test_decoder_folds_an_input_affine_map(depth: str) -> None:
     mapped = (torch.einsum("ji,bihw->bjhw", a, feat.double()) + c[None, :, None, None]).float()
     with torch.no_grad():
         ref = dec(mapped)
-        fast = dec(feat, in_affine=(a, c))
+        fast = fused(feat, in_affine=(a, c))
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-4)
     with torch.enable_grad():
         plain = dec(feat.requires_grad_(True), in_affine=(a, c))

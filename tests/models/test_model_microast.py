@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from impasto.accel import prepared
 from impasto.errors import ConfigError, ImageError, WeightsError
 from impasto.models.microast import (
     EPS,
@@ -330,31 +331,39 @@ def test_real_speed_512(real_model: MicroAST) -> None:
     assert min(times) < 10.0
 
 
-def test_cpu_inference_path_equals_the_module_path(tiny_model: MicroAST) -> None:
-    """Without autograd, MicroAST on CPU runs its grouped, 3-output and up-sampling layers in faster exact forms
-    (impasto.layers); with autograd, the plain modules. Both give the same image."""
+def test_fused_backend_equals_the_module_path(tiny_model: MicroAST) -> None:
+    """With the fused backend, MicroAST on CPU inference runs its grouped, 3-output and up-sampling layers in faster
+    exact forms (impasto.accel); with autograd it runs the plain modules. Both give the plain model's image, and the
+    model it was copied from stays plain."""
     g = torch.Generator().manual_seed(3)
     content, style = torch.rand(1, 3, 40, 52, generator=g), torch.rand(1, 3, 36, 36, generator=g)
+    fused = prepared(tiny_model, "fused")
+    assert sum("forward" in m.__dict__ for m in fused.modules()) > 10
+    assert not any("forward" in m.__dict__ for m in tiny_model.modules())
+    assert all(a is b for a, b in zip(fused.parameters(), tiny_model.parameters(), strict=True))
     with torch.no_grad():
-        fast = tiny_model(content, tiny_model.encode_style(style))
-    plain = tiny_model(content, tiny_model.encode_style(style))
-    assert plain.requires_grad
-    torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-5)
+        fast = fused(content, fused.encode_style(style))
+        plain = tiny_model(content, tiny_model.encode_style(style))
+    grad = fused(content, fused.encode_style(style))
+    assert grad.requires_grad
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
+    torch.testing.assert_close(grad.detach(), plain, rtol=0, atol=1e-6)
 
 
 @pytest.mark.bf16
 @pytest.mark.weights
 def test_real_bf16_output_borders_as_close_to_fp32_as_the_interior(real_model: MicroAST, real_pair: Pair) -> None:
     """bf16 on CPU keeps the image's edges: the stride-2 convs' first row and column are recomputed from strips
-    (impasto.layers.reflect_conv2d_stride2); a 1-pixel-wide strip conv returned garbage on a Xeon with AMX, which
+    (impasto.accel.kernels.reflect_conv2d_stride2); a 1-pixel-wide strip conv returned garbage on a Xeon with AMX, which
     darkened the left edge and, through the later layers, the whole image (measured against fp32 on chicago/udnie
     at 256 px: 13.4 dB in a 4-pixel frame, 11.7 dB inside it; fixed: 37.7 and 36.9 dB)."""
     content, style = real_pair
+    fused = prepared(real_model, "fused")
     with torch.no_grad():
-        code = real_model.encode_style(style)
+        code = fused.encode_style(style)
         ref = real_model(content, code)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = real_model(content, code).float()
+            out = fused(content, code).float()
     assert torch.isfinite(out).all()
     b = 4
     frame = torch.ones_like(ref, dtype=torch.bool)
@@ -370,18 +379,18 @@ def test_real_bf16_output_borders_as_close_to_fp32_as_the_interior(real_model: M
 def test_cpu_bf16_decoder_forms_stay_close_to_fp32(tiny_model: MicroAST, monkeypatch: pytest.MonkeyPatch,
                                                    amx: bool) -> None:
     """Under bf16 on CPU the decoder's up-samplings and grouped convs run as dense phase convs of the low-resolution
-    maps with AMX (impasto.layers.upsample_conv2d), in halves order without; either is as close to float32 as the
-    bf16 module path."""
-    import impasto.layers as layers
+    maps with AMX (impasto.accel.kernels.upsample_conv2d), in halves order without; either is as close to float32 as
+    the bf16 module path."""
+    import impasto.accel.kernels as kernels
 
-    monkeypatch.setattr(layers, "_HAS_AMX", amx)
+    monkeypatch.setattr(kernels, "_HAS_AMX", amx)
     g = torch.Generator().manual_seed(4)
     content, style = torch.rand(1, 3, 48, 60, generator=g), torch.rand(1, 3, 36, 36, generator=g)
     code = tiny_model.encode_style(style)
     ref = tiny_model(content, code).detach()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        with torch.no_grad():
-            fast = tiny_model(content, code).float()
-        plain = tiny_model(content, code).detach().float()
+    fused = prepared(tiny_model, "fused")
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        fast = fused(content, code).float()
+        plain = tiny_model(content, code).float()
     err_fast, err_plain = float((fast - ref).norm() / ref.norm()), float((plain - ref).norm() / ref.norm())
     assert err_fast < 2e-2 and err_fast < 1.5 * err_plain + 1e-3, (err_fast, err_plain)

@@ -9,7 +9,6 @@ reconstruction decoders, LinearStyleTransfer's decoders and the distilled ``kSD`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -17,20 +16,7 @@ from torch import nn
 
 from impasto.encoders.vgg import VGG19_WIDTHS, _block, conv_names, rename_convs
 from impasto.errors import WeightsError
-from impasto.layers import (
-    as_channels_last,
-    conv2d,
-    derived_weights,
-    fold_input_affine,
-    in_autocast_dtype,
-    phase_input_weight,
-    reflect_conv2d,
-    reflect_pad,
-    upsample_conv2d,
-    upsample_conv2d_pair,
-    upsample_phase_taps,
-    upsample_phase_weight,
-)
+from impasto.layers import as_channels_last, fold_input_affine, reflect_pad, upsample_nearest2x
 
 
 def _in_width(name: str, widths: Sequence[int], first_width: int | None) -> int:
@@ -74,61 +60,24 @@ class VGGDecoder(nn.Module):
 
         ``in_affine`` = (A, c) (C x C and C) decodes ``A f + c`` (per pixel) instead of ``feat``, with A and c folded
         into the first conv's weights and bias (exact: reflection padding commutes with a per-pixel map), so the
-        transformed features are never written (WCT: :func:`impasto.transforms.wct.wct_affine`).
+        transformed features are never written (WCT: :func:`impasto.transforms.wct.wct_affine`). Under autocast the
+        convs run in its dtype and the image is returned in feat's dtype. Faster forms: :mod:`impasto.accel`.
         """
-        # channels-last, as in the encoder: the 3x3 convs and reflection pads run 1.3-1.8x faster on CPU
-        # (benchmarks/README.md); values are unchanged
-        h = as_channels_last(feat)
-        if h.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            h = h.to(torch.get_autocast_dtype("cpu"))  # before the pad: the first conv would cast the padded copy
-        n = len(self.convs)
-        fast = h.device.type == "cpu" and not torch.is_grad_enabled()
-        upsampled = False  # h still has to be up-sampled (2x nearest) before the next conv
-        padded = False  # h is already reflection-padded by 1 for the next conv
+        h = as_channels_last(feat)  # channels-last: oneDNN's 3x3 convs run faster (values unchanged)
+        last = list(self.convs)[-1]
         for i, (name, conv) in enumerate(self.convs.items()):
-            last = i == n - 1
-            weight, bias = conv.weight, conv.bias
             if i == 0 and in_affine is not None:
-                weight, bias = fold_input_affine(weight, bias, *in_affine)
-            fuse = fast and upsampled and not last  # CPU inference: up-sampling, padding and conv as one conv
-            if upsampled and not fuse:
-                h = F.interpolate(h, scale_factor=2, mode="nearest")
-            if fuse:
-                h, weight, bias = in_autocast_dtype(h, weight, bias)
-                taps = 2 if i == n - 2 else upsample_phase_taps(h)  # the pair below runs the compact form
-                phase = derived_weights(  # the phase kernels, kept until the parameters change
-                    (conv.weight, conv.bias), ("nearest", h.dtype, taps),
-                    partial(upsample_phase_weight, weight, bias, taps=taps),
-                )
-            if fuse and i == n - 2:  # the up-sampling conv and the conv to RGB as one step (impasto.layers)
-                final = list(self.convs.values())[-1]
-                _, weight2, bias2 = in_autocast_dtype(h, final.weight, final.bias)
-                phase2 = derived_weights(
-                    (final.weight, final.bias), ("phase input", h.dtype), partial(phase_input_weight, weight2, bias2)
-                )
-                h = upsample_conv2d_pair(h, weight, bias, weight2, bias2, phase, phase2, dtype=feat.dtype)
-                upsampled = False  # done: the loop stops before its last conv, which the pair ran
-                break
-            if fuse:
-                b, j = _block(name)
-                padded = not (j == 1 and b > 1)  # the next conv (not the last: see the pair above) reads it padded
-                h = upsample_conv2d(h, weight, bias, relu=True, phase=phase, pad_output=padded)
-            elif fast and padded:  # the up-sampling conv wrote the reflection-padded map
-                h = conv2d(*in_autocast_dtype(h, weight, bias), relu=not last)
-                padded = False
-            elif fast:  # CPU inference: ReLU fused, no padded copy, the conv to RGB unrolled (impasto.layers)
-                h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=not last, narrow=last)
-            else:  # the module itself (hooks, autocast, gradients), or the folded weights through F.conv2d
-                h = conv(reflect_pad(h, 1)) if weight is conv.weight else F.conv2d(reflect_pad(h, 1), weight, bias)
-                h = h if last else F.relu(h, inplace=True)
+                h = F.conv2d(reflect_pad(h, 1), *fold_input_affine(conv.weight, conv.bias, *in_affine))
+            else:
+                h = conv(reflect_pad(h, 1))
+            if name != last:
+                h = F.relu(h, inplace=True)
             b, j = _block(name)
-            upsampled = j == 1 and b > 1
-        if upsampled:  # a decoder ending on an up-sampling (never for VGG mirrors, whose last conv is conv1_1's)
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            if j == 1 and b > 1:  # the mirror of a conv that followed a pooling
+                h = upsample_nearest2x(h)
         if size is not None and tuple(h.shape[-2:]) != tuple(size):
             h = _fit(h, size)
-        h = h.contiguous()  # the 3-channel image back in the default layout (cheap; callers may .view() it)
-        return h if h.dtype == feat.dtype else h.to(feat.dtype)  # bf16 autocast: back to the input's dtype
+        return h.contiguous().to(feat.dtype)  # the image in the default layout (callers may .view() it)
 
 
 def _fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -11,17 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from impasto.errors import ConfigError, WeightsError
-from impasto.layers import (
-    as_channels_last,
-    fold_input_affine,
-    in_autocast_dtype,
-    max_pool2x,
-    reflect_conv,
-    reflect_conv2d,
-)
+from impasto.layers import as_channels_last, reflect_pad
 
 BLOCK_CONVS = (2, 2, 4, 4, 4)
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
@@ -97,43 +91,32 @@ class VGGEncoder(nn.Module):
         return self.convs[layer.replace("relu", "conv")].out_channels
 
     def forward(self, x: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-        """Encode ``x`` (B x 3 x H x W in [0, 1]) and return {layer: features} for ``layers`` (default: depth)."""
+        """Encode ``x`` (B x 3 x H x W in [0, 1]) and return {layer: features} for ``layers`` (default: depth).
+
+        Stops after the deepest wanted layer. Under autocast the convs run in its dtype and the features are
+        returned in x's dtype. Faster forms of this forward: :mod:`impasto.accel`.
+        """
         wanted = set(layers) if layers is not None else {self.depth}
         self._check_layers(wanted)
         out: dict[str, torch.Tensor] = {}
-        # channels-last runs the 3x3 convs 1.3-1.6x faster on CPU (benchmarks/README.md); values are unchanged
-        # CPU inference under bf16 autocast folds the 1x1 colour conv into conv1_1: no pass over the image, features as
-        # close to float32 as the module path's (relative error 2-5e-3 for both; test). In float32 the colour conv
-        # runs as a module, as in training, which compares features of the two paths (equal below 384 px).
-        fold = x.device.type == "cpu" and not torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
-        # as_channels_last, not contiguous(): an image tensor made from an H x W x 3 array (``permute`` + ``[None]``) is
-        # accepted by contiguous() as channels-last with batch stride 3, and the convs then wrote channels-first maps
-        # (float32: every pooling fell back to F.max_pool2d; 1024 px distilled AdaIN ran 1.5x slower)
-        h = as_channels_last(x)
-        if not fold:
-            h = self.conv0(h)
-        prev_block = 1
-        for i, (name, conv) in enumerate(self.convs.items()):
-            if len(out) == len(wanted):  # every wanted layer computed: the deeper convs are not run
+        h = self.conv0(as_channels_last(x))  # channels-last: oneDNN's 3x3 convs run faster (values unchanged)
+        block = 1
+        for name, conv in self.convs.items():
+            if len(out) == len(wanted):
                 break
-            b, _ = _block(name)
-            if b != prev_block:
-                h = max_pool2x(h)
-                prev_block = b
-            if i == 0 and fold:
-                weight, bias = fold_input_affine(conv.weight, conv.bias, self.conv0.weight[:, :, 0, 0], self.conv0.bias)
-                h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=True)
-            else:
-                h = reflect_conv(conv, h, relu=True)  # CPU inference: ReLU fused, no padded copy (impasto.layers)
+            if _block(name)[0] != block:
+                h = F.max_pool2d(h, 2, 2, ceil_mode=True)
+                block = _block(name)[0]
+            h = F.relu(conv(reflect_pad(h, 1)), inplace=True)
             relu = name.replace("conv", "relu")
-            if relu in wanted:  # under bf16 autocast the convs run in bf16; features are returned in x's dtype
-                out[relu] = h if h.dtype == x.dtype else h.to(x.dtype)
+            if relu in wanted:
+                out[relu] = h.to(x.dtype)
         return out
 
     def encode(self, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
         """Features of one layer (default: the encoder's depth)."""
         layer = layer or self.depth
-        return self.forward(x, [layer])[layer]
+        return self(x, [layer])[layer]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -34,24 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from impasto.errors import ConfigError, ImageError, WeightsError
-from impasto.layers import (
-    Upsample,
-    amx_16bit,
-    as_channels_last,
-    block_diagonal_weight,
-    conv2d,
-    derived_weights,
-    grouped_conv2d,
-    halves_order,
-    in_autocast_dtype,
-    narrow_conv2d,
-    reflect_conv2d,
-    reflect_conv2d_stride2,
-    reflect_pad,
-    upsample_bilinear2x,
-    upsample_conv2d,
-    upsample_phase_weight,
-)
+from impasto.layers import Upsample, as_channels_last, reflect_pad
 from impasto.transforms.stats import mean_std
 
 __all__ = [
@@ -92,22 +75,9 @@ def adain(content: Tensor, style_mean: Tensor, style_std: Tensor, eps: float = E
     content: B x C x H x W; style_mean, style_std: B x C x 1 x 1 (or 1 x C x 1 x 1, broadcast).
     Returns B x C x H x W.
     """
-    b, c, h, w = content.shape
-    low = content.dtype in (torch.bfloat16, torch.float16)
-    if torch.is_grad_enabled() or not low or not content.is_contiguous(memory_format=torch.channels_last) or c == 1:
-        mean, std = mean_std(content, eps, keep_dtype=False)  # float32 statistics also for bf16 maps
-        scale = style_std / std
-        return (content * scale + (style_mean - mean * scale)).to(content.dtype)
-    # 16-bit channels-last inference: statistics and result on one float32 copy, centred in place (6 passes over the
-    # map instead of 10; the same two-pass float32 statistics as channel_mean_var). The sum of squares, not
-    # linalg.vector_norm: ATen's norm reduces over the strided pixel dimension without vectorising (about 8x
-    # slower here; benchmarks/README.md)
-    x = content.float()
-    flat = x.permute(0, 2, 3, 1).view(b, h * w, c)
-    flat.sub_(flat.mean(dim=1, keepdim=True))
-    var = flat.square().sum(dim=1) / max(h * w - 1, 1)
-    scale = style_std / (var + eps).sqrt().reshape(b, c, 1, 1)
-    return torch.addcmul(style_mean.expand(b, c, 1, 1), x, scale.to(x.dtype), out=x).to(content.dtype)
+    mean, std = mean_std(content, eps, keep_dtype=False)  # float32 statistics also for bf16 maps
+    scale = style_std / std
+    return (content * scale + (style_mean - mean * scale)).to(content.dtype)
 
 
 def modulated_residual(
@@ -140,69 +110,8 @@ class ReflectConv(nn.Module):
         self.pad = kernel_size // 2
         self.conv_layer = nn.Conv2d(cin, cout, kernel_size, stride, groups=groups)
 
-    def forward(
-        self,
-        x: Tensor,
-        halves_in: bool = False,
-        halves_out: bool = False,
-        relu: bool = False,
-        scale: Tensor | None = None,
-        skip: Tensor | None = None,
-        padded: bool = False,
-    ) -> Tensor:
-        """Conv of x, then ReLU if ``relu``.
-
-        CPU inference only (no autograd; elsewhere only ``relu`` may be given): ``halves_in``/``halves_out`` say
-        that x / the output hold their channels in :func:`~impasto.layers.halves_order` (the input order of the
-        fast 2-channels-per-group conv); ``scale`` and ``skip`` (C values, for a conv with C inputs and outputs)
-        turn the conv into ``scale * conv(x) + skip * x``, with both folded into the weights (MicroAST's filter
-        modulation: the skip term is an identity tap at the kernel centre, which never reads the padding);
-        ``padded``: x is already reflection-padded (grouped and 3-output convs).
-        """
-        conv = self.conv_layer
-        if x.device.type != "cpu" or torch.is_grad_enabled():
-            out = conv(reflect_pad(x, self.pad))
-            return F.relu(out) if relu else out
-        # CPU: the faster exact forms of grouped, 3-output and padded convs, ReLU fused (impasto.layers)
-        weight, bias = conv.weight, conv.bias
-        if scale is not None:
-            weight, bias = weight * scale.reshape(-1, 1, 1, 1), None if bias is None else bias * scale.reshape(-1)
-        if skip is not None:
-            idx = torch.arange(weight.shape[0], device=weight.device)
-            weight = weight.clone() if scale is None else weight
-            weight[idx, idx, self.pad, self.pad] += skip.reshape(-1).to(weight.dtype)
-        if halves_out:
-            order = halves_order(conv.out_channels).to(weight.device)
-            weight, bias = weight.index_select(0, order), None if bias is None else bias.index_select(0, order)
-        x, weight, bias = in_autocast_dtype(x, weight, bias)
-        pad = 0 if padded else self.pad
-        if conv.groups > 1 and conv.stride == (2, 2) and not (padded or halves_in) and self.pad == 1:
-            return reflect_conv2d_stride2(x, weight, bias, conv.groups, relu=relu)
-        if conv.groups > 1:
-            return grouped_conv2d(reflect_pad(x, pad), weight, bias, conv.stride[0], conv.groups, halves_in, relu)
-        if conv.out_channels <= 4 and conv.stride == (1, 1):
-            out = narrow_conv2d(x, weight, bias) if padded else reflect_conv2d(x, weight, bias, narrow=True)
-            return F.relu(out, inplace=True) if relu else out
-        if conv.stride == (1, 1):
-            return reflect_conv2d(x, weight, bias, relu=relu)
-        return conv2d(reflect_pad(x, pad), weight, bias, conv.stride[0], relu=relu)
-
-
-    def upsample_conv(self, x: Tensor, relu: bool = False) -> Tensor:
-        """2x bilinear up-sampling of x, then this 3x3 stride-1 conv (ReLU if ``relu``), as one dense conv of the
-        low-resolution map (:func:`~impasto.layers.upsample_conv2d`; a grouped conv with its block-diagonal weight).
-        CPU inference; B x Cin x h x w -> B x Cout x 2h x 2w, channels-last."""
-        conv = self.conv_layer
-
-        def build() -> tuple[Tensor, ...]:
-            weight = block_diagonal_weight(conv.weight, conv.groups) if conv.groups > 1 else conv.weight
-            _, weight, bias = in_autocast_dtype(x, weight, conv.bias)
-            return (weight, bias, *upsample_phase_weight(weight, bias, "bilinear"))
-
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        weight, bias, phase_w, phase_b = derived_weights((conv.weight, conv.bias), ("bilinear", dtype), build)
-        x = x.to(weight.dtype)
-        return upsample_conv2d(x, weight, bias, relu=relu, mode="bilinear", phase=(phase_w, phase_b))
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_layer(reflect_pad(x, self.pad))
 
 
 class ResBlock(nn.Module):
@@ -214,25 +123,7 @@ class ResBlock(nn.Module):
         self.conv2 = ReflectConv(channels, channels, 3)
 
     def forward(self, x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
-        if x.device.type != "cpu" or torch.is_grad_enabled() or (weight is not None and weight.shape[0] != 1):
-            return modulated_residual(x, self.conv1, self.conv2, weight, bias)
-        # CPU inference with one style: the modulation folded into the convs (ReflectConv's scale and skip),
-        # x2 = w*conv1(x) + b*x and w*conv2(x3) + b*x3 as two convs; 2 passes over the map instead of 9
-        modulated = weight is not None and bias is not None
-        scale, skip = (weight, bias) if modulated else (None, None)
-        out = self.conv2(self.conv1(x, relu=True, scale=scale, skip=skip), scale=scale, skip=skip)
-        return out.add_(x) if out.dtype == x.dtype else x + out
-
-
-def _run_fused(layers: nn.Sequential, x: Tensor) -> Tensor:
-    """Run a Sequential of ReflectConv / ReLU / other modules, each ReLU fused into the ReflectConv before it."""
-    mods = list(layers)
-    i = 0
-    while i < len(mods):
-        fuse = isinstance(mods[i], ReflectConv) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU)
-        x = mods[i](x, relu=True) if fuse else mods[i](x)
-        i += 2 if fuse else 1
-    return x
+        return modulated_residual(x, self.conv1, self.conv2, weight, bias)
 
 
 class MicroASTEncoder(nn.Module):
@@ -256,7 +147,7 @@ class MicroASTEncoder(nn.Module):
         self.enc2 = nn.Sequential(ResBlock(64))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        f1 = _run_fused(self.enc1, x)
+        f1 = self.enc1(x)
         return f1, self.enc2(f1)
 
 
@@ -344,25 +235,7 @@ class MicroASTDecoder(nn.Module):
         if alpha != 1.0:
             z = alpha * z + (1.0 - alpha) * y
         z = self.dec2(z, style.w1, style.b1)
-        if z.device.type != "cpu" or torch.is_grad_enabled():
-            return self.dec3(z)
-        up1, conv1, _, conv2, _, up2, conv3, _, conv4, _, conv5 = self.dec3
-        if amx_16bit(z):  # bf16 with AMX: each up-sampling and the grouped conv after it as one dense conv of the
-            # low-resolution map (MicroAST at 1024 px: 0.113 -> 0.103 s; at 512 px the same; benchmarks/README.md)
-            h = conv1.upsample_conv(z, relu=True)
-            h = conv3.upsample_conv(conv2(h, relu=True), relu=True)
-            return conv5(conv4(h, relu=True))
-        # CPU inference: the same layers with the grouped convs' inputs in halves order (see ReflectConv)
-        # halves order by a strided copy in channels-last memory (an index_select on dim 1 returned a channels-first
-        # map; along the last dim it was 3x slower); each up-sampling writes into the reflection-padded buffer that
-        # the next conv reads (no separate pad pass)
-        b, c, hh, ww = z.shape
-        h = as_channels_last(z).permute(0, 2, 3, 1).reshape(b, hh, ww, c // 2, 2).transpose(3, 4)
-        h = h.reshape(b, hh, ww, c).permute(0, 3, 1, 2)  # halves_order(c): channel 2g + k at position k * c/2 + g
-        h = conv1(upsample_bilinear2x(h, pad=conv1.pad), halves_in=True, relu=True, padded=True)
-        h = conv2(h, halves_out=True, relu=True)
-        h = conv3(upsample_bilinear2x(h, pad=conv3.pad), halves_in=True, relu=True, padded=True)
-        return conv5(conv4(h, relu=True))
+        return self.dec3(z)
 
 
 # ----------------------------------------------------------------------------------------------------------

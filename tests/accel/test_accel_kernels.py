@@ -1,4 +1,4 @@
-"""The faster forms of CPU ops in impasto.layers give the plain ops' values (float64 exact, bf16 within rounding)."""
+"""The faster CPU ops of impasto.accel.kernels give the plain ops' values (float64 exact, bf16 within rounding)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from impasto.layers import (
+from impasto.accel import prepare
+from impasto.accel.kernels import (
     BORDER_FIX_MIN_SIDE,
     BORDER_FIX_MIN_SIDE_AMX,
-    Upsample,
-    as_channels_last,
     block_diagonal_weight,
-    channel_mean_var,
     conv2d,
     derived_weights,
     grouped_conv2d,
@@ -23,13 +21,13 @@ from impasto.layers import (
     reflect_conv,
     reflect_conv2d,
     reflect_conv2d_stride2,
-    reflect_pad,
     upsample_bilinear2x,
     upsample_conv2d,
     upsample_conv2d_pair,
     upsample_phase_taps,
     upsample_phase_weight,
 )
+from impasto.layers import Upsample, as_channels_last, channel_mean_var, reflect_pad
 
 CL = torch.channels_last
 
@@ -204,7 +202,7 @@ def test_upsample_hand_computed_and_module_paths() -> None:
     x = torch.tensor([[[[0.0, 4.0]]]])
     # columns: 0, 0.25*0+0.75*4... edges repeated: [0, 1, 3, 4]
     assert upsample_bilinear2x(x)[0, 0, 0].tolist() == [0.0, 1.0, 3.0, 4.0]
-    up = Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+    up = prepare(Upsample(scale_factor=2, mode="bilinear", align_corners=False), "fused")
     y = _rand(1, 4, 6, 5).float().requires_grad_(True)
     out = up(y)  # with autograd: ATen's kernel (the lerp form writes into views)
     out.sum().backward()
@@ -292,8 +290,8 @@ def test_narrow_conv2d_zero_padding_equals_conv2d() -> None:
 
 
 def test_conv_forms_without_onednn_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Builds without oneDNN's fused conv (``impasto.layers._FUSED_CONV`` None) run F.conv2d + ReLU, pad + conv."""
-    import impasto.layers as layers
+    """Builds without oneDNN's fused conv (``kernels._FUSED_CONV`` None) run F.conv2d + ReLU, pad + conv."""
+    import impasto.accel.kernels as layers
 
     monkeypatch.setattr(layers, "_FUSED_CONV", None)
     n = BORDER_FIX_MIN_SIDE
@@ -325,7 +323,7 @@ def test_reflect_conv2d_bf16_equals_pad_then_bf16_conv() -> None:
 def test_reflect_conv2d_narrow_bf16_equals_pad_then_bf16_conv(cin: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The conv to RGB in bf16, by either form (padded copy, or zero padding + border fix), equals pad-then-conv
     within bf16 rounding, also at the first and last rows and columns; under AMX the form follows the map's size."""
-    import impasto.layers as layers
+    import impasto.accel.kernels as layers
 
     x = (_rand(1, cin, 260, 250, dtype=torch.float32).abs()).to(torch.bfloat16).contiguous(memory_format=CL)
     w, b = (_rand(3, cin, 3, 3, seed=1) / (3 * cin**0.5)).to(torch.bfloat16), _rand(3, seed=2).to(torch.bfloat16)
@@ -441,7 +439,7 @@ def test_upsample_phase_weight_hand_computed() -> None:
 
 def test_upsample_phase_taps_policy() -> None:
     """Compact kernels for nearest (float32, float64), 3 x 3 for bilinear; bf16 under AMX only from 64 channels."""
-    import impasto.layers as layers
+    import impasto.accel.kernels as layers
 
     assert upsample_phase_taps(torch.zeros(1, 16, 4, 4)) == 2
     assert upsample_phase_taps(torch.zeros(1, 64, 4, 4, dtype=torch.float64)) == 2
@@ -540,15 +538,21 @@ def test_derived_weights_cached_until_a_source_changes() -> None:
         calls.append(1)
         return upsample_phase_weight(w, b)
 
-    first = derived_weights((w, b), ("t",), build)
-    assert derived_weights((w, b), ("t",), build) is first and len(calls) == 1
-    derived_weights((w, b), ("other",), build)  # another tag: its own entry
+    owner, other_owner = torch.nn.Module(), torch.nn.Module()
+    first = derived_weights(owner, (w, b), ("t",), build)
+    assert derived_weights(owner, (w, b), ("t",), build) is first and len(calls) == 1
+    derived_weights(owner, (w, b), ("other",), build)  # another tag: its own entry
     assert len(calls) == 2
+    derived_weights(other_owner, (w, b), ("t",), build)  # kept per module: no process-wide cache
+    assert len(calls) == 3
     with torch.no_grad():
         w.mul_(2)  # in place (an optimizer step, load_state_dict): rebuilt
-    again = derived_weights((w, b), ("t",), build)
-    assert len(calls) == 3 and again is not first
+    again = derived_weights(owner, (w, b), ("t",), build)
+    assert len(calls) == 4 and again is not first
     torch.testing.assert_close(again[0], upsample_phase_weight(w, b)[0])
+    w2 = w.clone()  # another tensor (load_state_dict(assign=True), .to()): rebuilt
+    derived_weights(owner, (w2, b), ("t",), build)
+    assert len(calls) == 5
 
 
 @pytest.mark.weights
@@ -558,7 +562,7 @@ def test_decoder_uses_new_weights_after_load_state_dict() -> None:
 
     from impasto.backbones import load_decoder
 
-    dec = copy.deepcopy(load_decoder("vgg19-16x", "relu2_1"))  # load_decoder's module is shared: modify a copy
+    dec = prepare(copy.deepcopy(load_decoder("vgg19-16x", "relu2_1")), "fused")  # shared module: modify a copy
     feat = torch.rand(1, dec.in_channels, 12, 14, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = dec(feat)
