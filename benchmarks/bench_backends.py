@@ -391,13 +391,24 @@ def table_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     return L
 
 
+def _verdict(rows: list[dict], what: str) -> str:
+    """One line: how many of ``rows`` are within PASS_RATIO of the old code, and which are not."""
+    if not rows:
+        return ""
+    fails = [r for r in rows if r["ratio"] > PASS_RATIO]
+    ratios = [r["ratio"] for r in rows]
+    return (f"Verdict, {what}: {len(rows) - len(fails)} of {len(rows)} rows within {PASS_RATIO:.2f}x of the old "
+            f"code (new/old {min(ratios):.2f}-{max(ratios):.2f})"
+            + ("; over it: " + ", ".join(_row_name(r) + f" {r['ratio']:.2f}x" for r in fails) if fails else "")
+            + ".\n")
+
+
 def _row_name(r: dict[str, Any]) -> str:
     return f"{r['label']} {r['precision']} {r['size']} backend {r['backend']}"
 
 
 def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, meta: dict[str, Any]) -> None:
     ok = [r for r in rows if "error" not in r]
-    fails = [r for r in ok if r["verdict"] == "FAIL"]
     L = [
         "# impasto: old against new code, in one process",
         "",
@@ -446,10 +457,9 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, command: str, met
             else "no case ran."
         ),
         "",
-        f"Verdict: {len(ok) - len(fails)} of {len(ok)} rows within {PASS_RATIO:.2f}x of the old code"
-        + ("; over it: " + ", ".join(_row_name(r) + f" {r['ratio']:.2f}x" for r in fails) if fails else "")
-        + (f"; {len(rows) - len(ok)} rows with errors" if len(rows) > len(ok) else "")
-        + ".",
+        _verdict([r for r in ok if r["backend"] == "auto"], "the default backend (auto)"),
+        _verdict([r for r in ok if r["backend"] != "auto"], "the other backends (opt-in, for information)"),
+        (f"{len(rows) - len(ok)} rows with errors." if len(rows) > len(ok) else ""),
         "",
         "Resolved configurations (`describe()`):",
         "",

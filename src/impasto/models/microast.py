@@ -227,15 +227,20 @@ class MicroASTDecoder(nn.Module):
         )
 
     def forward(self, c2: Tensor, style: MicroASTStyle, alpha: float = 1.0) -> Tensor:
-        y = adain(c2, style.mean2, style.std2)
+        return self.dec3(self.stylize_features(c2, style, alpha))
+
+    def stylize_features(self, c2: Tensor, style: MicroASTStyle, alpha: float = 1.0,
+                         adain_fn: Callable[[Tensor, Tensor, Tensor], Tensor] = adain) -> Tensor:
+        """The two stages before up-sampling: AdaIN (blended by ``alpha``), then a filter-modulated residual block;
+        B x 64 x h x w -> B x 64 x h x w. ``adain_fn`` computes AdaIN (impasto.accel passes a faster form)."""
+        y = adain_fn(c2, style.mean2, style.std2)
         if alpha != 1.0:
             y = alpha * y + (1.0 - alpha) * c2
         y = self.dec1(y, style.w2, style.b2)
-        z = adain(y, style.mean1, style.std1)
+        z = adain_fn(y, style.mean1, style.std1)
         if alpha != 1.0:
             z = alpha * z + (1.0 - alpha) * y
-        z = self.dec2(z, style.w1, style.b1)
-        return self.dec3(z)
+        return self.dec2(z, style.w1, style.b1)
 
 
 # ----------------------------------------------------------------------------------------------------------
