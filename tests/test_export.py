@@ -22,7 +22,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / ((a - b) ** 2).mean().clamp_min(1e-20)))
 
 
-@pytest.mark.parametrize("method", ["adain", "microast"])
+@pytest.mark.parametrize("method", ["adain", "microast", "sanet"])
 def test_exported_graph_gives_pytorchs_image(method: str, tmp_path: Path, content_path: Path, style_path: Path
                                              ) -> None:
     from impasto.export import export_onnx
@@ -47,7 +47,7 @@ def test_exported_graph_gives_pytorchs_image(method: str, tmp_path: Path, conten
 def test_export_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     from impasto.export import export_onnx
 
-    with pytest.raises(ConfigError, match="supports adain, microast"):
-        export_onnx("sanet", tmp_path / "s.onnx")
+    with pytest.raises(ConfigError, match="supports adain, microast, sanet, iecontraast; 'wct' is not one"):
+        export_onnx("wct", tmp_path / "s.onnx")
     with pytest.raises(ConfigError, match="NAME.onnx"):
         export_onnx("adain", tmp_path / "s.bin")

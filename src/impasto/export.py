@@ -13,6 +13,7 @@ Needs the ``onnx`` and ``onnxscript`` packages (``pip install "impasto[export]"`
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from impasto.errors import ConfigError
 from impasto.extras import check_extra, extra_error
 from impasto.io.atomic import atomic_path
 
-EXPORTABLE = ("adain", "microast")
+EXPORTABLE = ("adain", "microast", "sanet", "iecontraast")
 __all__ = ["EXPORTABLE", "export_onnx", "export_module"]
 
 
@@ -44,6 +45,23 @@ class AdaINGraph(nn.Module):
         # the encoder pools in ceil mode, so the decoder's map is never smaller than the photo: crop (as VGGDecoder
         # does for a given size, written here without a shape test so that it stays in the dynamic graph)
         out = self.decoder(t)[..., : content.shape[-2], : content.shape[-1]]
+        return out.clamp(0, 1)
+
+
+class SANetGraph(nn.Module):
+    """content, style, alpha -> image with a SANet-family method (SANet, IEContraAST): attention at relu4_1 and
+    relu5_1 over every style position (no query chunks, so the graph has no size-dependent loop)."""
+
+    def __init__(self, encoder: nn.Module, transform: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.transform, self.decoder = encoder, transform, decoder
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        layers = ["relu4_1", "relu5_1"]
+        fc, fs = self.encoder(content, layers), self.encoder(style, layers)
+        t = self.transform(fc["relu4_1"], fs["relu4_1"], fc["relu5_1"], fs["relu5_1"])
+        t = alpha * t + (1 - alpha) * fc["relu4_1"]
+        out = self.decoder(t)[..., : content.shape[-2], : content.shape[-1]]  # crop, as AdaINGraph
         return out.clamp(0, 1)
 
 
@@ -80,9 +98,16 @@ def export_module(method: str, **options: Any) -> nn.Module:
 
     if method not in EXPORTABLE:
         raise ConfigError(f"impasto export supports {', '.join(EXPORTABLE)}; {method!r} is not one of them "
-                          f"(SANet's attention over every style position does not export with dynamic sizes yet)")
+                          "(optimisation methods and WCT's eigendecompositions have no ONNX graph)")
     m = Stylizer(method, device="cpu", precision="fp32", backend="eager", **options).method
-    graph = AdaINGraph(m.encoder, m.decoder) if method == "adain" else MicroASTGraph(m.model)
+    if method == "adain":
+        graph: nn.Module = AdaINGraph(m.encoder, m.decoder)
+    elif method == "microast":
+        graph = MicroASTGraph(m.model)
+    else:
+        transform = copy.deepcopy(m.transform)
+        transform.query_chunk = None  # one attention product per level: no loop over chunks in the graph
+        graph = SANetGraph(m.encoder, transform, m.decoder)
     return graph.eval()
 
 
