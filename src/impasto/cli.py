@@ -352,11 +352,11 @@ def _warning_lines() -> Iterator[None]:
 @app.command()
 @user_errors
 def export(
-    method: str = typer.Argument(..., help="Method to export: adain or microast."),
+    method: str = typer.Argument(..., help="Method to export: adain, microast, sanet or iecontraast."),
     output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
     fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
     int8: bool = typer.Option(False, "--int8", help="Also write NAME.int8.onnx, dynamically quantised to int8."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained model file for the method (adain)."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained model file (adain, sanet, iecontraast)."),
 ) -> None:
     """Export a feed-forward model for deployment (dynamic image sizes; inputs content, style, alpha)."""
     from impasto.export import export_onnx

@@ -1,11 +1,11 @@
 """Export impasto's feed-forward models to ONNX for deployment (onnxruntime, onnxruntime-web, mobile runtimes).
 
-``impasto export adain -o adain.onnx`` writes one graph with inputs ``content`` (1 x 3 x H x W, RGB in [0, 1]),
-``style`` (1 x 3 x H' x W') and ``alpha`` (1 value in [0, 1], the style strength) and output ``image``
-(1 x 3 x H x W in [0, 1]); H, W, H', W' are dynamic (16 to 4096 px). The graph is the plain PyTorch module path of
-the method (backend ``eager``; the faster CPU forms of :mod:`impasto.accel` compute the same values), exported
-with ``torch.onnx.export(dynamo=True)``; ``--int8`` adds a dynamically quantised copy (onnxruntime's
-``quantize_dynamic``: int8 weights, activations quantised at run time).
+``impasto export adain -o adain.onnx`` (or microast, sanet, iecontraast) writes one graph with inputs ``content``
+(1 x 3 x H x W, RGB in [0, 1]), ``style`` (1 x 3 x H' x W') and ``alpha`` (1 value in [0, 1], the style strength)
+and output ``image`` (1 x 3 x H x W in [0, 1]); H, W, H', W' are dynamic (16 to 4096 px; from 32 px for SANet and
+IEContraAST). The graph is the plain PyTorch module path of the method (backend ``eager``; the faster CPU forms of
+:mod:`impasto.accel` compute the same values), exported with ``torch.onnx.export(dynamo=True)``; ``--int8`` adds a
+dynamically quantised copy (onnxruntime's ``quantize_dynamic``: int8 weights, activations quantised at run time).
 
 Needs the ``onnx`` and ``onnxscript`` packages (``pip install "impasto[export]"``) to export, and ``onnxruntime``
 (in the same extra) for ``--int8`` and to check or run the result.
@@ -26,6 +26,9 @@ from impasto.extras import check_extra, extra_error
 from impasto.io.atomic import atomic_path
 
 EXPORTABLE = ("adain", "microast", "sanet", "iecontraast")
+#: smallest image side a graph takes where it is not 16 px: SANet's relu5_1 (1/16 scale) needs 2 x 2 positions for
+#: its mean-variance normalisation
+MIN_SIDE = {"sanet": 32, "iecontraast": 32}
 __all__ = ["EXPORTABLE", "export_onnx", "export_module"]
 
 
@@ -127,8 +130,9 @@ def export_onnx(method: str, path: str | os.PathLike, int8: bool = False, opset:
     graph = export_module(method, **options)
     content, style = torch.rand(1, 3, 200, 264), torch.rand(1, 3, 232, 216)
     alpha = torch.ones(1)
-    h, w = torch.export.Dim("height", min=16, max=4096), torch.export.Dim("width", min=16, max=4096)
-    hs, ws = torch.export.Dim("style_height", min=16, max=4096), torch.export.Dim("style_width", min=16, max=4096)
+    lo = MIN_SIDE.get(method, 16)
+    h, w = torch.export.Dim("height", min=lo, max=4096), torch.export.Dim("width", min=lo, max=4096)
+    hs, ws = torch.export.Dim("style_height", min=lo, max=4096), torch.export.Dim("style_width", min=lo, max=4096)
     program = torch.onnx.export(  # the plain modules (backend eager)
         graph, (content, style, alpha), input_names=["content", "style", "alpha"], output_names=["image"],
         dynamic_shapes={"content": {2: h, 3: w}, "style": {2: hs, 3: ws}, "alpha": None},
