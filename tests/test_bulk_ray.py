@@ -93,7 +93,9 @@ def photos(tmp_path, data_dir):
     c = tmp_path / "in"
     c.mkdir()
     for i, p in enumerate(src):
-        Image.open(p).convert("RGB").resize((96 + 8 * i, 72)).save(c / f"photo{i}.jpg")
+        # large enough that stylising, not reading, sets the pace: with tiny images the blocks arrived one at a
+        # time and the actor on the reading node took every one of them (Ray Data prefers local actors)
+        Image.open(p).convert("RGB").resize((320 + 8 * i, 240)).save(c / f"photo{i}.jpg")
     Image.open(src[0]).convert("RGBA").resize((61, 77)).save(c / "alpha.png")
     (c / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     styles = []

@@ -330,7 +330,9 @@ def run_jobs(
                 "overwrite": overwrite,
                 "threads": max(1, int(worker_cpus)),
             },
-            compute=ray.data.ActorPoolStrategy(size=workers),
+            # one block in flight per actor: an actor that started first cannot queue the blocks of a small job
+            # before the others are ready for them (a two-node test saw one actor take all 8 under load)
+            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
             batch_size=batch_size,
             batch_format="numpy",
             num_cpus=worker_cpus,
@@ -381,6 +383,7 @@ def stylize_dataset(
     tile_size: int | None = None,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "auto",
     style_size: int | None = 512,
     address: str | None = None,
     workers: int | None = None,
@@ -406,7 +409,8 @@ def stylize_dataset(
     return run_jobs(
         jobs,
         method=method,
-        stylizer_kwargs={"device": device, "precision": precision, "style_size": style_size, **method_options},
+        stylizer_kwargs={"device": device, "precision": precision, "backend": backend, "style_size": style_size,
+                         **method_options},
         stylize_kwargs={
             "alpha": alpha,
             "style_weights": list(style_weights) if style_weights else None,

@@ -43,10 +43,14 @@ def model_dir() -> Path:
     return Path(env).expanduser() if env else webassets.cache_root() / "onnx"
 
 
-def _exportable() -> tuple[str, ...]:
-    from impasto.export import EXPORTABLE
+#: the methods the page runs in the visitor's browser: exported graphs tested there (tests/server/
+#: test_server_browser_local.py). SANet and IEContraAST export too (impasto export), but their attention over every
+#: style position has not been tried in onnxruntime-web's wasm backend, so the page offers them on the server only.
+BROWSER_METHODS = ("adain", "microast")
 
-    return EXPORTABLE
+
+def _exportable() -> tuple[str, ...]:
+    return BROWSER_METHODS
 
 
 def _fingerprint(module: Any, method: str) -> str:
