@@ -206,3 +206,25 @@ def test_onnxruntime_backend_without_the_extra_says_what_to_install(monkeypatch:
     assert reason is not None and 'pip install "impasto[export]"' in reason
     with pytest.raises(ConfigError, match=r'backend .onnxruntime.: .*pip install "impasto\[export\]"'):
         resolve_backend("onnxruntime")
+
+
+@pytest.mark.weights
+@pytest.mark.slow
+def test_stylizer_onnxruntime_backend_runs_microast_as_eager(tmp_path, monkeypatch: pytest.MonkeyPatch, content_path,
+                                                             style_path) -> None:
+    """MicroAST's four networks (two encoders, modulator, decoder) as onnxruntime graphs give the eager image."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from impasto import Stylizer
+    from impasto.pipeline import _as_tensor
+
+    monkeypatch.setenv("IMPASTO_CACHE_DIR", str(tmp_path))
+    ort_st = Stylizer("microast", precision="fp32", backend="onnxruntime")
+    ref_st = Stylizer("microast", precision="fp32", backend="eager")
+    style = _as_tensor(style_path, "style", 256)
+    for size in [(180, 244), (301, 203)]:
+        photo = torch.nn.functional.interpolate(_as_tensor(content_path, "content"), size=size, mode="area")
+        out, ref = ort_st.stylize_tensor(photo, style), ref_st.stylize_tensor(photo, style)
+        psnr = float(10 * torch.log10(1 / (out - ref).square().mean().clamp_min(1e-20)))
+        assert out.shape == ref.shape and psnr > 80, psnr
+    assert len(list((tmp_path / "onnx").glob("MicroAST*.onnx"))) == 4  # content + style encoder, modulator, decoder
