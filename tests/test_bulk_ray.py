@@ -126,23 +126,32 @@ def test_ray_on_two_nodes_matches_the_local_engine_byte_for_byte(cluster, photos
     common = [str(c), "-s", str(styles[0]), "-s", str(styles[1]), "--precision", "fp32"]
     local = _impasto(*common, "-o", str(tmp_path / "local"), threads=1)  # the actors run 1 thread each
     assert local.returncode == 1, local.stderr
-    res = _impasto(*common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--address", cluster, "--workers", "2",
-                   "--worker-cpus", "1")
-    out = _summary(res.stderr)
-    assert res.returncode == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    # same summary line and per-file report as the local engine
-    assert "wrote 16 image(s) to " in out and ", 2 failed" in out
-    assert out.count("- " + str(c / "broken.jpg")) == 2
     assert re.search(r"wrote \d+ image\(s\) to \S+, 2 failed", _summary(local.stderr))
     local_files = sorted(p.name for p in (tmp_path / "local").iterdir())
-    ray_files = sorted(p.name for p in (tmp_path / "ray").iterdir())
-    assert ray_files == local_files and len(ray_files) == 16
-    for name in local_files:
-        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
-    # both nodes did work, by two actors
-    m = re.search(r"(\d+) worker\(s\) on (\d+) node\(s\)", out)
-    assert m and m.group(1) == "2" and m.group(2) == "2", out
+    # Ray Data does not promise every actor of a pool work in a short job: an actor that comes up late can find the
+    # blocks taken (here 2 of 5 jobs of these 18 images ran on one actor while the other was still starting). Every
+    # run must give the local engine's bytes; within 5 runs one must show both nodes at work.
+    seen = []
+    for attempt in range(5):
+        dest = tmp_path / f"ray{attempt}"
+        res = _impasto(*common, "-o", str(dest), "--engine", "ray", "--address", cluster, "--workers", "2",
+                       "--worker-cpus", "1")
+        out = _summary(res.stderr)
+        assert res.returncode == 1, res.stderr
+        assert "Traceback" not in res.stderr
+        # same summary line and per-file report as the local engine
+        assert "wrote 16 image(s) to " in out and ", 2 failed" in out
+        assert out.count("- " + str(c / "broken.jpg")) == 2
+        ray_files = sorted(p.name for p in dest.iterdir())
+        assert ray_files == local_files and len(ray_files) == 16
+        for name in local_files:
+            assert (dest / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+        m = re.search(r"(\d+) worker\(s\) on (\d+) node\(s\)", out)
+        assert m, out
+        seen.append((m.group(1), m.group(2)))
+        if seen[-1] == ("2", "2"):
+            break
+    assert seen[-1] == ("2", "2"), seen  # both nodes did work, by two actors
     assert "paintings encoded per worker: 2 at most" in out, out  # once per actor, not per image
 
 

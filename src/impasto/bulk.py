@@ -96,6 +96,22 @@ def require_ray() -> Any:
     return ray
 
 
+def _pool_size(ray: Any, workers: int | None, worker_cpus: float, jobs: int) -> int:
+    """Set up Ray Data for a job (quiet, and the whole actor pool started before the first batch, so that the work
+    spreads over every worker from the start) and return the pool's size: ``workers``, or the cluster's CPUs /
+    ``worker_cpus``; at most one actor per job."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    ctx.wait_for_min_actors_s = 600
+    if workers is None:
+        workers = max(1, int(float(ray.cluster_resources().get("CPU", 1)) // worker_cpus))
+    return max(1, min(workers, jobs))
+
+
 def output_name(content: Path, style: Path | None, suffix: str = ".png") -> str:
     """``PHOTO__PAINTING.png`` (or ``PHOTO__stylized.png`` for a mix): the local engine's names."""
     return f"{content.stem}__{style.stem}{suffix}" if style else f"{content.stem}__stylized{suffix}"
@@ -301,18 +317,7 @@ def run_jobs(
     styles = sorted({s for j in todo for s in j.styles})
     owns = _connect(ray, address, ray_init_kwargs)
     try:
-        from ray.data import DataContext
-
-        ctx = DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        ctx.enable_auto_log_stats = False
-        # start the whole pool before the first batch, so that the work spreads over every worker from the start
-        ctx.wait_for_min_actors_s = 600
-        if workers is None:
-            cpus = float(ray.cluster_resources().get("CPU", 1))
-            workers = max(1, int(cpus // worker_cpus))
-        workers = max(1, min(workers, len(todo)))
+        workers = _pool_size(ray, workers, worker_cpus, len(todo))
         rows = [{"content": j.content, "styles": list(j.styles), "dest": j.dest} for j in todo]
         # blocks of about two batches: the read tasks stay small and results stream back as they are done
         blocks = min(len(rows), max(workers * 4, -(-len(rows) // (2 * batch_size))), 2000)
@@ -336,6 +341,7 @@ def run_jobs(
             batch_size=batch_size,
             batch_format="numpy",
             num_cpus=worker_cpus,
+            scheduling_strategy="SPREAD",  # one actor per node before two on one
             runtime_env={"env_vars": _worker_env()},
         )
         nodes: Counter[str] = Counter()

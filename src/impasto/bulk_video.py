@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from impasto.bulk import _connect, _worker_env, require_ray
+from impasto.bulk import _connect, _pool_size, _worker_env, require_ray
 from impasto.errors import ConfigError, VideoError
 from impasto.video import VideoResult
 
@@ -200,17 +200,7 @@ def stylize_video_on_ray(
     owns = False
     try:
         owns = _connect(ray, address, ray_init_kwargs)
-        from ray.data import DataContext
-
-        ctx = DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        ctx.enable_auto_log_stats = False
-        # start the whole pool before the first batch, so that the work spreads over every worker from the start
-        ctx.wait_for_min_actors_s = 600
-        if workers is None:
-            workers = max(1, int(float(ray.cluster_resources().get("CPU", 1)) // worker_cpus))
-        workers = max(1, min(workers, len(segments)))
+        workers = _pool_size(ray, workers, worker_cpus, len(segments))
         frame_kwargs = {"styles": [str(s) for s in styles], "alpha": alpha,
                         "style_weights": list(style_weights) if style_weights else None,
                         "preserve_color": preserve_color, "max_size": max_size, "temporal": temporal}
