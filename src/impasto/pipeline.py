@@ -237,8 +237,9 @@ class Stylizer:
             keep); any with a side under ``MIN_SIDE`` are upscaled to it on that side (:func:`_fit_style`).
         cache_size: number of encoded styles kept.
         backend: how the networks run (:mod:`impasto.accel`): ``auto`` (``fused`` on a CPU with oneDNN, else
-            ``eager``), ``eager`` (the plain modules), ``fused`` (exact faster CPU kernels) or ``compile``
-            (torch.compile; the first call of each image size compiles).
+            ``eager``), ``eager`` (the plain modules), ``fused`` (exact faster CPU kernels), ``compile``
+            (torch.compile; the first call of each image size compiles) or ``onnxruntime`` (float32 ONNX graphs,
+            exported once and cached).
         **options: method options (e.g. ``encoder="vgg19-16x"``, ``depth="relu3_1"``, ``checkpoint=...``).
     """
 
