@@ -122,7 +122,8 @@ _PRECISION_OPTION = typer.Option(
 )
 _BACKEND_OPTION = typer.Option(
     "auto", "--backend", help="How the networks run: auto (fused on a CPU with oneDNN, else eager) | eager (plain "
-    "PyTorch) | fused (faster exact CPU kernels) | compile (torch.compile; slow first call per size).",
+    "PyTorch) | fused (faster exact CPU kernels) | compile (torch.compile; slow first call per size) | onnxruntime "
+    "(float32 ONNX graphs, exported once and cached).",
 )
 
 
