@@ -267,7 +267,7 @@ def microast_decoder_forward(self: MicroASTDecoder, c2: Tensor, style: MicroASTS
         return type(self).forward(self, c2, style, alpha)
     z = self.stylize_features(c2, style, alpha, adain_fn=adain_inference)
     up1, conv1, _, conv2, _, up2, conv3, _, conv4, _, conv5 = self.dec3
-    if amx_16bit(z):  # MicroAST at 1024 px: 0.113 -> 0.103 s; at 512 px the same (benchmarks/README.md)
+    if amx_16bit(z):  # faster with AMX only (benchmarks/README.md, item 27)
         h = upsample_reflect_conv(conv1, z, relu=True)
         h = upsample_reflect_conv(conv3, conv2(h, relu=True), relu=True)
         return conv5(conv4(h, relu=True))
