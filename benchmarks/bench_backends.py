@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import gc
 import importlib
 import inspect
 import io
-import json
 import math
 import os
 import platform
@@ -51,7 +49,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -157,19 +154,6 @@ def accepts_backend(stylizer_cls: Any) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs and statistics
 # ---------------------------------------------------------------------------------------------------------------
-def load_rgb(path: str | Path, width: int, height: int) -> torch.Tensor:
-    """An image file resized (bicubic) to exactly width x height: 1 x 3 x H x W float32 in [0, 1]. Read with PIL
-    and NumPy only, so both versions get the very same tensor."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if img.size != (width, height):
-            img = img.resize((width, height), Image.Resampling.BICUBIC)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
 def load_style(path: str | Path, style_size: int) -> torch.Tensor:
     """The style image with its long side shrunk to ``style_size`` (as ``bench_inference.py`` passes it)."""
     from PIL import Image
@@ -177,11 +161,7 @@ def load_style(path: str | Path, style_size: int) -> torch.Tensor:
     with Image.open(path) as im:
         sw, sh = im.size
     scale = min(1.0, style_size / max(sw, sh))
-    return load_rgb(path, max(1, round(sw * scale)), max(1, round(sh * scale)))
-
-
-def median(xs: Sequence[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
+    return _bench_inference().load_rgb(path, max(1, round(sw * scale)), max(1, round(sh * scale)))
 
 
 def iqr_rel(xs: Sequence[float]) -> float:
@@ -198,7 +178,7 @@ def halves_ratio(xs: Sequence[float]) -> float:
     if len(xs) < 2:
         return float("nan")
     h = len(xs) // 2
-    return median(xs[len(xs) - h :]) / median(xs[:h])
+    return statistics.median(xs[len(xs) - h :]) / statistics.median(xs[:h])
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -319,8 +299,8 @@ def run_case(
             rows.append(row)
             continue
         row.update(
-            old_s=median(old.times),
-            new_s=median(side.times),
+            old_s=_bench_inference()._median(old.times),
+            new_s=_bench_inference()._median(side.times),
             old_iqr=iqr_rel(old.times),
             new_iqr=iqr_rel(side.times),
             old_halves=halves_ratio(old.times),
@@ -356,19 +336,7 @@ CSV_FIELDS = [
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            out = {}
-            for k in CSV_FIELDS:
-                v = r.get(k)
-                if isinstance(v, list):
-                    v = json.dumps(v)
-                elif isinstance(v, float):
-                    v = f"{v:.6g}"
-                out[k] = "" if v is None else v
-            w.writerow(out)
+    _bench_inference().write_rows(rows, path, CSV_FIELDS)
 
 
 def table_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -582,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label in labels:
             method, options = bi.CONFIGS[label]
             for w, h in sizes:
-                content = load_rgb(args.content, w, h)
+                content = bi.load_rgb(args.content, w, h)
                 for prec in precisions:
                     case = Case(label, method, dict(options), w, h, prec)
                     t0 = time.perf_counter()

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1041,21 +1041,30 @@ CSV_FIELDS = [
 ]
 
 
-def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+def csv_cell(v: Any) -> Any:
+    """One CSV cell: dicts and lists as JSON (floats in dicts rounded to 4 places), floats to 6 significant digits,
+    None as empty."""
+    if isinstance(v, dict):
+        return json.dumps({a: (round(b, 4) if isinstance(b, float) else b) for a, b in v.items()})
+    if isinstance(v, list):
+        return json.dumps(v)
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else v
+
+
+def write_rows(rows: Sequence[dict[str, Any]], path: Path, fields: Sequence[str],
+               override: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """``rows`` as a CSV of ``fields`` (:func:`csv_cell`); ``override(row)`` gives cells that replace the default."""
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            out = {}
-            for k in CSV_FIELDS:
-                v = r.get(k)
-                if isinstance(v, dict):
-                    v = json.dumps({a: (round(b, 4) if isinstance(b, float) else b) for a, b in v.items()})
-                elif isinstance(v, float):
-                    v = f"{v:.6g}"
-                out[k] = "" if v is None else v
-            out["options"] = _opt_str(r.get("options", {}))
-            w.writerow(out)
+            w.writerow({k: csv_cell(r.get(k)) for k in fields} | (override(r) if override else {}))
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    write_rows(rows, path, CSV_FIELDS, lambda r: {"options": _opt_str(r.get("options", {}))})
 
 
 def _find(rows: Sequence[dict[str, Any]], label: str, size: str, precision: str | None = None) -> dict[str, Any] | None:

@@ -259,7 +259,7 @@ class Stylizer:
             raise ConfigError(f"style_size must be an integer >= {MIN_SIZE_OPTION} (or None), got {style_size!r}")
         self.precision = resolve_precision(precision, self.device,
                                            supports_bf16=get_method_class(method).supports_bf16)
-        resolve_backend(backend, self.device)  # an unknown or unavailable backend fails before any loading
+        backend = resolve_backend(backend, self.device)  # an unknown or unavailable one fails before any loading
         self.method: Method = create_method(method, device=self.device, precision=self.precision, **options)
         self.backend = accelerate(self.method, backend)
         self.style_size = style_size

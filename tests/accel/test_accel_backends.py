@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -62,6 +61,14 @@ def test_backend_names_resolve_or_say_why_not() -> None:
         resolve_backend("fused", "cuda")
     assert resolve_backend("auto", "cuda") == "eager"
     assert resolve_backend("auto", "cpu") == ("fused" if available("fused", "cpu") is None else "eager")
+
+
+def test_compile_without_a_cpp_compiler_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import impasto.accel as accel
+
+    monkeypatch.setattr(accel.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match=r"backend 'compile': .*needs a C\+\+ compiler"):
+        resolve_backend("compile", "cpu")
 
 
 def test_without_onednn_fusion_auto_is_eager(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,8 +161,7 @@ def test_accelerate_gives_each_method_its_own_prepared_copies() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                    reason="torch.compile's CPU backend needs a C++ compiler (none on PATH)")
+@pytest.mark.skipif(available("compile") is not None, reason=str(available("compile")))
 def test_compile_backend_matches_eager() -> None:
     dec = _tiny_decoder()
     comp = prepared(dec, "compile")

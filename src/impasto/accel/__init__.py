@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import shutil
 from typing import Any
 
 import torch
@@ -58,8 +59,11 @@ def available(backend: str, device: str | torch.device = "cpu") -> str | None:
             return f"the fused backend runs on the CPU only (device is {dev}); use eager or compile"
         if _FUSED_CONV is None:
             return "this PyTorch build has no oneDNN fused convolution; use eager"
-    if backend == "compile" and not hasattr(torch, "compile"):
-        return "this PyTorch has no torch.compile; use eager"
+    if backend == "compile":
+        if not hasattr(torch, "compile"):
+            return "this PyTorch has no torch.compile; use eager"
+        if dev == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+            return "torch.compile's CPU backend needs a C++ compiler (none on PATH: install g++); use fused or eager"
     if backend == "onnxruntime":
         if dev != "cpu":
             return f"the onnxruntime backend runs on the CPU only (device is {dev}); use eager or compile"
