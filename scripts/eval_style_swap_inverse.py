@@ -8,11 +8,23 @@ natural and swapped activations. The pretrained relu3_1 reconstruction decoder (
 is the baseline.
 
     python scripts/eval_style_swap_inverse.py runs/style_swap_inverse/model.pt --photos 8 --paintings 8
+
+With ``--pairs N`` it instead measures what a user sees, on impasto's validation split (``docs/models``; no
+inverse network trains on it): N photo-painting pairs at ``--size`` px (long side), the style-swap image of
+each decoder (``D(swap(E(photo), E(painting)))``, as ``impasto stylize -m style-swap`` makes it), scored by
+sharpness (mean Sobel gradient magnitude), the swapped-activation loss of that image, edge correlation with the
+photo and the grid score, plus each decoder's reconstruction PSNR of the photo itself; every model is compared
+with the reconstruction decoder pair by pair (Wilcoxon signed-rank). ``--out`` writes quality.md, quality.csv and
+a side-by-side sheet:
+
+    python scripts/eval_style_swap_inverse.py docs/training/style_swap_inverse/model.pt --pairs 48 --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import statistics
 import sys
 from pathlib import Path
 
@@ -25,6 +37,9 @@ from impasto.io.images import iter_image_files, load_tensor
 from impasto.methods.adain import load_model_decoder
 from impasto.methods.common import load_impasto_checkpoint
 from impasto.training.tasks.style_swap_inverse import swap_activations
+from impasto.transforms.style_swap import style_swap, style_swap_patches
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def square(path: Path, side: int) -> torch.Tensor:
@@ -52,6 +67,112 @@ def activation_losses(decoder: torch.nn.Module, encoder: torch.nn.Module, photos
             / (len(nat) + len(swp))}
 
 
+@torch.no_grad()
+def pair_rows(decoders: list[tuple[str, torch.nn.Module]], encoder: torch.nn.Module, photos: list[torch.Tensor],
+              paintings: list[torch.Tensor], pairs: list[tuple[int, int]], depth: str = "relu3_1") -> list[dict]:
+    """One row per decoder and pair: sharpness, swapped-activation loss, edges and grid of the style-swap image,
+    and the decoder's reconstruction PSNR of the photo. Images 1 x 3 x H x W in [0, 1]."""
+    from impasto.evaluation.metrics import edge_correlation, psnr, sharpness
+    from impasto.evaluation.quality import grid_to_noise
+
+    rows = []
+    for i, j in pairs:
+        c, s = photos[i], paintings[j]
+        fc = encoder.encode(c, depth)
+        target = style_swap(fc, style_swap_patches(encoder.encode(s, depth), 3))
+        size = tuple(c.shape[-2:])
+        for label, dec in decoders:
+            out = dec(target, size=size).clamp(0, 1)
+            rec = dec(fc, size=size).clamp(0, 1)
+            rows.append({
+                "decoder": label, "photo": i, "painting": j,
+                "sharpness": float(sharpness(out)[0]), "photo_sharpness": float(sharpness(c)[0]),
+                "swap_loss": float(((encoder.encode(out, depth) - target) ** 2).mean()),
+                "edges": float(edge_correlation(out, c)[0]), "grid": float(grid_to_noise(out)[0]),
+                "reconstruction_psnr": float(psnr(rec, c)[0]),
+            })
+    return rows
+
+
+MEASURES = (("sharpness", True), ("swap_loss", False), ("edges", True), ("grid", False),
+            ("reconstruction_psnr", True))
+
+
+def paired_table(rows: list[dict], a: str, b: str) -> list[str]:
+    """Markdown lines: medians of decoder a and b over the same pairs, how often a is better, Wilcoxon p."""
+    from scipy.stats import wilcoxon
+
+    def values(label: str, key: str) -> list[float]:
+        return [r[key] for r in sorted((r for r in rows if r["decoder"] == label),
+                                       key=lambda r: (r["photo"], r["painting"]))]
+
+    lines = [f"| measure | median {a} | median {b} | {a} better in | p |", "|---|---|---|---|---|"]
+    for key, higher in MEASURES:
+        va, vb = values(a, key), values(b, key)
+        better = sum((x > y) if higher else (x < y) for x, y in zip(va, vb))
+        p = wilcoxon(va, vb).pvalue if any(x != y for x, y in zip(va, vb)) else 1.0
+        lines.append(f"| {key} ({'higher' if higher else 'lower'} is better) | {statistics.median(va):.4g} | "
+                     f"{statistics.median(vb):.4g} | {better}/{len(va)} | {p:.3g} |")
+    return lines
+
+
+def validation_report(args: argparse.Namespace, decoders: list[tuple[str, torch.nn.Module]],
+                      encoder: torch.nn.Module, argv: list[str]) -> int:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from eval_models import SPLIT, make_pairs, read_split, resize_long
+
+    photo_files, painting_files = read_split(SPLIT, Path(args.data) / "corpus")
+    photos = [resize_long(load_tensor(p), args.size) for p in photo_files]
+    paintings = [resize_long(load_tensor(p), args.size) for p in painting_files]
+    pairs = make_pairs(len(photos), len(paintings), args.pairs)
+    rows = pair_rows(decoders, encoder, photos, paintings, pairs)
+    base = decoders[0][0]
+    lines = [f"Command: `IMPASTO_WEIGHTS_DIR=../shared/weights python scripts/eval_style_swap_inverse.py "
+             f"{' '.join(argv)}`", "",
+             f"{len(pairs)} validation pairs ({len(photos)} photos x {len(paintings)} paintings of "
+             f"docs/models/validation_split.txt) at {args.size} px, vgg19 relu3_1, 3 x 3 patches. Median photo "
+             f"sharpness {statistics.median(r['photo_sharpness'] for r in rows if r['decoder'] == base):.4g}.", ""]
+    for label, _ in decoders[1:]:
+        lines += [f"**{label}** vs **{base}**, paired over the same pairs (Wilcoxon signed-rank, two-sided):", "",
+                  *paired_table(rows, label, base), ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "quality.md").write_text(text)
+        with open(out / "quality.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        write_sheet(decoders, encoder, photos, paintings, pairs[:4], out / "sheet.jpg")
+    return 0
+
+
+@torch.no_grad()
+def write_sheet(decoders: list[tuple[str, torch.nn.Module]], encoder: torch.nn.Module, photos: list[torch.Tensor],
+                paintings: list[torch.Tensor], pairs: list[tuple[int, int]], path: Path, side: int = 256) -> None:
+    """A JPEG with one row per pair: photo, painting, then each decoder's style-swap image (centre squares)."""
+    from PIL import Image
+
+    def square(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = min(h, w)
+        x = x[..., (h - m) // 2 : (h - m) // 2 + m, (w - m) // 2 : (w - m) // 2 + m]
+        return F.interpolate(x, size=(side, side), mode="area") if m > side else F.interpolate(x, size=(side, side))
+
+    rows = []
+    for i, j in pairs:
+        c, s = photos[i], paintings[j]
+        target = style_swap(encoder.encode(c, "relu3_1"), style_swap_patches(encoder.encode(s, "relu3_1"), 3))
+        tiles = [square(c), square(s)] + [square(d(target, size=tuple(c.shape[-2:])).clamp(0, 1)) for _, d in decoders]
+        rows.append(torch.cat(tiles, dim=-1))
+    sheet = torch.cat(rows, dim=-2)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+    tmp = path.with_suffix(".tmp.jpg")
+    Image.fromarray(sheet).save(tmp, quality=92)
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("models", nargs="*", help="model files written by `impasto train style-swap-inverse`")
@@ -59,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", type=int, default=8)
     p.add_argument("--paintings", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
+    p.add_argument("--pairs", type=int, help="score N validation pairs of style-swap images instead (see above)")
+    p.add_argument("--out", help="with --pairs: folder for quality.md, quality.csv and sheet.jpg")
     args = p.parse_args(argv)
+    if args.pairs is not None and args.pairs < 1:
+        p.error("--pairs must be >= 1")
     torch.manual_seed(0)
     data = Path(args.data)
     photos = torch.cat([square(f, args.size) for f in iter_image_files([str(data / "content")])[: args.photos]])
@@ -71,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.models:
         ck = load_impasto_checkpoint(m)
         rows.append((f"{m} (step {ck.get('step', '?')})", load_model_decoder(ck, m)))
+    if args.pairs:
+        return validation_report(args, [(n.split(" (")[0] if i == 0 else n, d.eval()) for i, (n, d) in
+                                         enumerate(rows)], encoder, sys.argv[1:] if argv is None else argv)
     print(f"{n} photos x {n} paintings in groups of 2 + 2 ({n // 2 * 8} activations), {args.size} px, vgg19 relu3_1")
     print("| decoder | natural | swapped | all |")
     print("|---|---|---|---|")

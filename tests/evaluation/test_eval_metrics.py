@@ -18,6 +18,7 @@ from impasto.evaluation.metrics import (
     luminance,
     mean_std_style_distance,
     psnr,
+    sharpness,
     ssim,
 )
 
@@ -122,6 +123,34 @@ def test_psnr_known_values():
     p = psnr(x, y)
     assert p[0].item() == pytest.approx(20.0, abs=1e-4)
     assert p[1].item() == pytest.approx(10 * math.log10(12.0), abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- sharpness
+def test_sharpness_of_a_step_edge_by_hand():
+    # a vertical step of height 0.5 in a 10-wide image: the two valid columns beside it see |gx| = 4 * 0.5
+    x = torch.zeros(1, 1, 6, 10)
+    x[..., 5:] = 0.5
+    assert sharpness(x).item() == pytest.approx(4 * 0.5 * 2 / 8)
+    grey = x.expand(1, 3, 6, 10)  # grey RGB: the same luma
+    assert sharpness(grey).item() == pytest.approx(4 * 0.5 * 2 / 8, rel=1e-6)
+
+
+def test_sharpness_drops_with_blur_ignores_offset_scales_with_contrast():
+    x = _smooth_image(seed=3) + 0.05 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = x.clamp(0, 1)
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    s = sharpness(x)
+    assert s.shape == (2,) and (s > 0).all()
+    assert (sharpness(blurred) < s).all()
+    assert torch.allclose(sharpness(0.5 * x + 0.2), 0.5 * s, rtol=1e-5)
+    assert torch.equal(sharpness(torch.full((1, 3, 8, 8), 0.3)), torch.zeros(1))
+
+
+def test_sharpness_rejects_bad_shapes():
+    with pytest.raises(ConfigError, match="sharpness"):
+        sharpness(torch.zeros(1, 3, 2, 9))
+    with pytest.raises(ConfigError, match="sharpness"):
+        sharpness(torch.zeros(3, 8, 8))
 
 
 # ---------------------------------------------------------------------------------------------- edges

@@ -104,6 +104,26 @@ def test_style_swap_inverse(weights_dir: Path, tmp_path: Path) -> None:
     assert (state["method"], state["encoder"], state["depth"]) == ("style-swap", "vgg19", "relu3_1")
 
 
+def test_style_swap_inverse_init_checkpoint(weights_dir: Path, tmp_path: Path) -> None:
+    """init_checkpoint continues from a trained inverse network (the committed one); a model of another layout
+    is refused with the option's name."""
+    from impasto.errors import ConfigError
+    from impasto.methods.common import load_model_decoder
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "training" / "style_swap_inverse" / "model.pt"
+    task = built(StyleSwapInverseTask, tmp_path / "a", init_checkpoint=str(committed))
+    want = load_model_decoder(load_impasto_checkpoint(committed), committed).state_dict()
+    got = task.decoder.state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    assert all(p.requires_grad for p in task.decoder.parameters())
+    pretrained = built(StyleSwapInverseTask, tmp_path / "b").decoder.state_dict()
+    assert any(not torch.equal(got[k], pretrained[k]) for k in want)  # not the pretrained decoder
+    sanet = built(SANetTask, tmp_path / "c")
+    sanet.model_state()
+    with pytest.raises(ConfigError, match="init_checkpoint"):
+        built(StyleSwapInverseTask, tmp_path / "d", init_checkpoint=str(tmp_path / "c" / "run" / "model.pt"))
+
+
 def test_sanet_passthrough_init_returns_the_content_features(weights_dir: Path, tmp_path: Path) -> None:
     """init_transform=passthrough (the default): the untrained transform gives c4 + up(c5), and training moves it."""
     torch.manual_seed(0)

@@ -22,6 +22,7 @@ from impasto.evaluation.metrics import (
     luminance,
     mean_std_style_distance,
     psnr,
+    sharpness,
     ssim,
 )
 from impasto.evaluation.retrieval import MagentaStyleEncoder, load_artists, retrieval_rate
@@ -43,5 +44,6 @@ __all__ = [
     "mean_std_style_distance",
     "psnr",
     "retrieval_rate",
+    "sharpness",
     "ssim",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "luminance",
     "mean_std_style_distance",
     "psnr",
+    "sharpness",
     "ssim",
 ]
 
@@ -218,6 +219,28 @@ def edge_correlation(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
     b = b - b.mean(dim=1, keepdim=True)
     den = a.norm(dim=1) * b.norm(dim=1)
     return ((a * b).sum(dim=1) / den.clamp_min(eps)).to(out_dtype)
+
+
+def sharpness(x: Tensor) -> Tensor:
+    """Mean Sobel gradient magnitude of an image's luminance: how much fine edge contrast it has.
+
+    ``mean |grad Y|`` over the 'valid' pixels (no padding), with the 3 x 3 Sobel kernels of
+    :func:`edge_correlation` on BT.601 luma. Blurring lowers it, a brightness offset leaves it unchanged and a
+    contrast factor ``k`` scales it by ``k``; compare images of the same scene (e.g. two decoders' outputs for
+    the same input), not across scenes. A vertical step of height ``h`` in an image of width ``W`` scores
+    ``4 h * 2 / (W - 2)`` (two valid columns see the step, each with magnitude ``4 h``).
+
+    Args:
+        x: B x 3 x H x W (or B x 1 x H x W) in [0, 1], H, W >= 3.
+    Returns:
+        Tensor[B], >= 0.
+    """
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ConfigError(f"sharpness: expected B x 3 x H x W, got {tuple(x.shape)}")
+    if min(x.shape[-2:]) < 3:
+        raise ConfigError(f"sharpness: images must be at least 3x3, got {tuple(x.shape[-2:])}")
+    out_dtype = _float(x).dtype
+    return _sobel_magnitude(luminance(x).double()).mean(dim=(1, 2, 3)).to(out_dtype)
 
 
 def grid_artifact_score(x: Tensor, period: int = 8, eps: float = 1e-12) -> Tensor:

@@ -20,6 +20,7 @@ from impasto.training.tasks.common import (
     ModelFileMixin,
     check_backbone,
     fresh_decoder,
+    init_model_decoder,
     model_file,
     task_options,
     trainable_decoder,
@@ -34,6 +35,7 @@ SWAP_DEFAULTS: dict[str, Any] = {
     "patch_size": 3,
     "tv_weight": 1e-6,
     "init_decoder": "pretrained",
+    "init_checkpoint": "",  # a style-swap model file whose decoder starts the run (overrides init_decoder)
 }
 SWAP_CHOICES = {"init_decoder": ("pretrained", "random")}
 
@@ -64,8 +66,11 @@ class StyleSwapInverseTask(ModelFileMixin, Task):
         check_backbone(self.backbone, self.depth, ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
         self.encoder = load_encoder(self.backbone, self.depth, device=device)
         dec = load_decoder(self.backbone, self.depth)
-        self.decoder = (trainable_decoder(dec) if self.opts["init_decoder"] == "pretrained"
-                        else fresh_decoder(dec)).to(device)
+        if self.opts["init_checkpoint"]:
+            self.decoder = trainable_decoder(init_model_decoder(self.opts["init_checkpoint"], dec)).to(device)
+        else:
+            self.decoder = (trainable_decoder(dec) if self.opts["init_decoder"] == "pretrained"
+                            else fresh_decoder(dec)).to(device)
         self.ddp_decoder = self.wrap_ddp(self.decoder)
         self.opt = torch.optim.Adam(self.decoder.parameters(), lr=config.lr)
         self.step_done = 0
