@@ -109,8 +109,8 @@ def paired_table(rows: list[dict], a: str, b: str) -> list[str]:
     lines = [f"| measure | median {a} | median {b} | {a} better in | p |", "|---|---|---|---|---|"]
     for key, higher in MEASURES:
         va, vb = values(a, key), values(b, key)
-        better = sum((x > y) if higher else (x < y) for x, y in zip(va, vb))
-        p = wilcoxon(va, vb).pvalue if any(x != y for x, y in zip(va, vb)) else 1.0
+        better = sum((x > y) if higher else (x < y) for x, y in zip(va, vb, strict=True))
+        p = wilcoxon(va, vb).pvalue if any(x != y for x, y in zip(va, vb, strict=True)) else 1.0
         lines.append(f"| {key} ({'higher' if higher else 'lower'} is better) | {statistics.median(va):.4g} | "
                      f"{statistics.median(vb):.4g} | {better}/{len(va)} | {p:.3g} |")
     return lines
@@ -197,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         ck = load_impasto_checkpoint(m)
         rows.append((f"{m} (step {ck.get('step', '?')})", load_model_decoder(ck, m)))
     if args.pairs:
-        return validation_report(args, [(n.split(" (")[0] if i == 0 else n, d.eval()) for i, (n, d) in
-                                         enumerate(rows)], encoder, sys.argv[1:] if argv is None else argv)
+        labels = ["reconstruction decoder"] + [f"inverse net step {load_impasto_checkpoint(m).get('step', '?')}"
+                                               for m in args.models]
+        return validation_report(args, [(lab, d.eval()) for lab, (_, d) in zip(labels, rows, strict=True)],
+                                 encoder, sys.argv[1:] if argv is None else argv)
     print(f"{n} photos x {n} paintings in groups of 2 + 2 ({n // 2 * 8} activations), {args.size} px, vgg19 relu3_1")
     print("| decoder | natural | swapped | all |")
     print("|---|---|---|---|")
