@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video-styles", type=int, default=8, help="validation paintings per clip")
     ap.add_argument("--video-frames", type=int, default=12)
     ap.add_argument("--video-size", type=int, default=256)
+    ap.add_argument("--self-edges", action="store_true",
+                    help="also stylise every validation photo with itself as the style: the edge correlation a "
+                         "model keeps when there is no style to transfer (its decoder's ceiling)")
     ap.add_argument("--compare", action="append", default=[],
                     help="A,B: paired comparison of two labels (Wilcoxon signed-rank over the same pairs)")
     ap.add_argument("--out", required=True)
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             "grid": statistics.median(r["grid"] for r in mine),
             "top1": ret["top1"], "top5": ret["top5"], "sec": secs,
         })
+        if args.self_edges:
+            summary[-1]["self_edges"] = statistics.median(
+                float(edge_correlation(st.stylize_tensor(c, c).float().clamp(0, 1), c)[0]) for c in contents)
         print(summary[-1], file=sys.stderr)
         if args.grids:
             write_grid(st, photos, paintings, out / f"grid_{label}.jpg")
@@ -154,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     for s in summary:
         lines.append(f"| {s['model']} | {s['moved']:.3f} | {s['edges']:.3f} | {s['grid']:.1f} | {s['top1']:.3f} "
                      f"| {s['top5']:.3f} | {s['sec']:.2f} |")
+    if args.self_edges:
+        lines += ["", f"Edges kept with no style to transfer: median edge correlation of each of the {len(photos)} "
+                  "validation photos stylised with itself as the style (the ceiling of the edges column).", "",
+                  "| model | self-stylised edges |", "|---|---|"]
+        lines += [f"| {s['model']} | {s['self_edges']:.3f} |" for s in summary]
     if args.video:
         lines += ["", f"Temporal stability: median warping error (L1, RGB in [0, 1]; lower = steadier) of "
                   f"{args.video_frames} frames at {args.video_size} px, every clip x {args.video_styles} validation "
