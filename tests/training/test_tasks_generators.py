@@ -142,6 +142,32 @@ def test_sanet_passthrough_init_returns_the_content_features(weights_dir: Path, 
     assert tr.sanet4_1.f.weight.grad.abs().sum() > 0  # and the attention behind it from the next step
 
 
+def test_sanet_content_layers_option(weights_dir: Path, tmp_path: Path) -> None:
+    """task_options.content_layers sets the normalised content loss's layers (default: the papers' relu4_1 + relu5_1);
+    the content term is then the hand-computed sum over those layers; a bad name fails at build with the option."""
+    from impasto.errors import ConfigError
+    from impasto.losses import content_loss
+    from impasto.training.tasks.sanet import LAYERS5, sanet_losses
+
+    torch.manual_seed(0)
+    task = built(SANetTask, tmp_path / "a", init_transform="default")
+    c, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    fc, fs = task.encoder(c, LAYERS5), task.encoder(s, LAYERS5)
+    with torch.no_grad():
+        default, out, out_feats = sanet_losses(task.generator, task.encoder, c, s, fc, fs, task.opts, identity=False)
+        three, _, _ = sanet_losses(task.generator, task.encoder, c, s, fc, fs,
+                                   {**task.opts, "content_layers": "relu3_1, relu4_1,relu5_1"}, identity=False)
+    per = {k: float(content_loss(out_feats, fc, normalize=True, layers=[k])) for k in ("relu3_1", "relu4_1", "relu5_1")}
+    assert float(default["content"]) == pytest.approx(per["relu4_1"] + per["relu5_1"], rel=1e-5)
+    assert float(three["content"]) == pytest.approx(sum(per.values()), rel=1e-5)
+    task3 = built(IEContraASTTask, tmp_path / "b", crop=64, batch=4, discriminator_scales=2,
+                  content_layers="relu3_1,relu4_1,relu5_1")
+    assert task3.opts["content_layers"] == "relu3_1,relu4_1,relu5_1"
+    for bad in ("relu3_2", "", "relu4_1,relu4_1"):
+        with pytest.raises(ConfigError, match="content_layers"):
+            built(SANetTask, tmp_path / "c", content_layers=bad)
+
+
 def test_sanet_freeze_decoder_steps_and_init_checkpoint(weights_dir: Path, tmp_path: Path) -> None:
     """freeze_decoder_steps keeps the decoder fixed while the transform trains; init_checkpoint starts from a file."""
     torch.manual_seed(0)

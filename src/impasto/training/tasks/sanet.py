@@ -48,6 +48,9 @@ SANET_DEFAULTS: dict[str, Any] = {
     "init_transform": "passthrough",
     "freeze_decoder_steps": 0,  # train only the transform for this many first steps (decoder warm-up)
     "query_chunk": None,
+    # the layers of the (mean-variance normalised) content loss, comma-separated: the papers' relu4_1 + relu5_1;
+    # adding relu3_1 asks the output to keep finer structure of the photo
+    "content_layers": "relu4_1,relu5_1",
 }
 SANET_CHOICES = {"init_decoder": ("pretrained", "random"), "init_transform": ("passthrough", "default")}
 
@@ -66,6 +69,16 @@ class SANetGenerator(nn.Module):
         return self.decoder(t, size=size)
 
 
+def content_layers(opts: dict[str, Any]) -> list[str]:
+    """The layers of ``opts["content_layers"]`` (comma-separated names from relu1_1..relu5_1; ConfigError if not)."""
+    names = [n.strip() for n in str(opts.get("content_layers", "relu4_1,relu5_1")).split(",") if n.strip()]
+    bad = [n for n in names if n not in LAYERS5]
+    if not names or bad or len(set(names)) != len(names):
+        raise ConfigError(f"task_options.content_layers={opts.get('content_layers')!r}: give distinct layer names "
+                          f"from {', '.join(LAYERS5)} separated by commas, e.g. relu4_1,relu5_1")
+    return names
+
+
 def sanet_losses(generator: nn.Module, loss_encoder: VGGEncoder, content: torch.Tensor, style: torch.Tensor,
                  fc: dict[str, torch.Tensor], fs: dict[str, torch.Tensor], weights: dict[str, float],
                  identity: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
@@ -78,7 +91,7 @@ def sanet_losses(generator: nn.Module, loss_encoder: VGGEncoder, content: torch.
     size = tuple(content.shape[-2:])
     out = generator(fc, fs, size)
     out_feats = loss_encoder(out, LAYERS5)
-    lc = content_loss(out_feats, fc, normalize=True, layers=["relu4_1", "relu5_1"])
+    lc = content_loss(out_feats, fc, normalize=True, layers=content_layers(weights))
     ls = mean_std_style_loss(out_feats, fs, layers=LAYERS5)
     terms = {"content": lc, "style": ls}
     total = weights["content_weight"] * lc + weights["style_weight"] * ls
@@ -112,6 +125,7 @@ def passthrough_init(transform: SANetTransform) -> SANetTransform:
 def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) -> tuple[VGGEncoder, SANetGenerator]:
     """(frozen encoder to relu5_1, trainable SANetGenerator with ``C = channels(relu4_1)``)."""
     check_backbone(encoder, "relu4_1")
+    content_layers(opts)  # a bad option fails here, before any weights load
     enc = load_encoder(encoder, "relu5_1", device=device)
     pretrained = load_decoder(encoder, "relu4_1")
     decoder = trainable_decoder(pretrained) if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
