@@ -219,6 +219,15 @@ def paired(rows: list[dict], a: str, b: str) -> list[str]:
     return lines
 
 
+def centre_square(x: torch.Tensor, cell: int) -> np.ndarray:
+    """The centre square of a 1 x 3 x H x W image in [0, 1], resized to cell x cell: a uint8 H x W x 3 tile."""
+    h, w = x.shape[-2:]
+    s = min(h, w)
+    x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    x = F.interpolate(x.float(), size=(cell, cell), mode="area")
+    return (x[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+
 def write_grid(st: Stylizer, photos: list[Path], paintings: list[Path], path: Path, n: int = 6, size: int = 256
                ) -> None:
     """Rows: n validation photos; columns: n validation paintings; first row/column the originals."""
@@ -228,22 +237,16 @@ def write_grid(st: Stylizer, photos: list[Path], paintings: list[Path], path: Pa
     ph = [photos[round(k * (len(photos) - 1) / (n - 1))] for k in range(n)]
     pa = [paintings[round(k * (len(paintings) - 1) / (n - 1))] for k in range(n)]
 
-    def square(x: torch.Tensor) -> np.ndarray:
-        h, w = x.shape[-2:]
-        s = min(h, w)
-        x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-        x = F.interpolate(x.float(), size=(cell, cell), mode="area")
-        return (x[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-
     canvas = np.full(((n + 1) * cell, (n + 1) * cell, 3), 255, np.uint8)
     cs = [resize_long(load_tensor(p), size) for p in ph]
     ss = [resize_long(load_tensor(p), size) for p in pa]
     for j, s in enumerate(ss):
-        canvas[:cell, (j + 1) * cell:(j + 2) * cell] = square(s)
+        canvas[:cell, (j + 1) * cell:(j + 2) * cell] = centre_square(s, cell)
     for i, c in enumerate(cs):
-        canvas[(i + 1) * cell:(i + 2) * cell, :cell] = square(c)
+        canvas[(i + 1) * cell:(i + 2) * cell, :cell] = centre_square(c, cell)
         for j, s in enumerate(ss):
-            canvas[(i + 1) * cell:(i + 2) * cell, (j + 1) * cell:(j + 2) * cell] = square(st.stylize_tensor(c, s))
+            tile = centre_square(st.stylize_tensor(c, s), cell)
+            canvas[(i + 1) * cell:(i + 2) * cell, (j + 1) * cell:(j + 2) * cell] = tile
     Image.fromarray(canvas).save(path, quality=88, optimize=True)
 
 

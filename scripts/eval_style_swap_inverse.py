@@ -69,29 +69,36 @@ def activation_losses(decoder: torch.nn.Module, encoder: torch.nn.Module, photos
 
 @torch.no_grad()
 def pair_rows(decoders: list[tuple[str, torch.nn.Module]], encoder: torch.nn.Module, photos: list[torch.Tensor],
-              paintings: list[torch.Tensor], pairs: list[tuple[int, int]], depth: str = "relu3_1") -> list[dict]:
+              paintings: list[torch.Tensor], pairs: list[tuple[int, int]], depth: str = "relu3_1", keep: int = 0
+              ) -> tuple[list[dict], list[list[torch.Tensor]]]:
     """One row per decoder and pair: sharpness, swapped-activation loss, edges and grid of the style-swap image,
-    and the decoder's reconstruction PSNR of the photo. Images 1 x 3 x H x W in [0, 1]."""
+    and the decoder's reconstruction PSNR of the photo. Images 1 x 3 x H x W in [0, 1]. Also returns, for the
+    first ``keep`` pairs, [photo, painting, each decoder's style-swap image] (for the picture sheet)."""
     from impasto.evaluation.metrics import edge_correlation, psnr, sharpness
     from impasto.evaluation.quality import grid_to_noise
 
-    rows = []
-    for i, j in pairs:
+    rows, kept = [], []
+    for k, (i, j) in enumerate(pairs):
         c, s = photos[i], paintings[j]
         fc = encoder.encode(c, depth)
         target = style_swap(fc, style_swap_patches(encoder.encode(s, depth), 3))
         size = tuple(c.shape[-2:])
+        photo_sharpness = float(sharpness(c)[0])
+        images = [c, s]
         for label, dec in decoders:
             out = dec(target, size=size).clamp(0, 1)
             rec = dec(fc, size=size).clamp(0, 1)
+            images.append(out)
             rows.append({
                 "decoder": label, "photo": i, "painting": j,
-                "sharpness": float(sharpness(out)[0]), "photo_sharpness": float(sharpness(c)[0]),
+                "sharpness": float(sharpness(out)[0]), "photo_sharpness": photo_sharpness,
                 "swap_loss": float(((encoder.encode(out, depth) - target) ** 2).mean()),
                 "edges": float(edge_correlation(out, c)[0]), "grid": float(grid_to_noise(out)[0]),
                 "reconstruction_psnr": float(psnr(rec, c)[0]),
             })
-    return rows
+        if k < keep:
+            kept.append(images)
+    return rows, kept
 
 
 MEASURES = (("sharpness", True), ("swap_loss", False), ("edges", True), ("grid", False),
@@ -125,7 +132,7 @@ def validation_report(args: argparse.Namespace, decoders: list[tuple[str, torch.
     photos = [resize_long(load_tensor(p), args.size) for p in photo_files]
     paintings = [resize_long(load_tensor(p), args.size) for p in painting_files]
     pairs = make_pairs(len(photos), len(paintings), args.pairs)
-    rows = pair_rows(decoders, encoder, photos, paintings, pairs)
+    rows, sheet = pair_rows(decoders, encoder, photos, paintings, pairs, keep=4 if args.out else 0)
     base = decoders[0][0]
     lines = [f"Command: `IMPASTO_WEIGHTS_DIR=../shared/weights python scripts/eval_style_swap_inverse.py "
              f"{' '.join(argv)}`", "",
@@ -145,29 +152,17 @@ def validation_report(args: argparse.Namespace, decoders: list[tuple[str, torch.
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-        write_sheet(decoders, encoder, photos, paintings, pairs[:4], out / "sheet.jpg")
+        write_sheet(sheet, out / "sheet.jpg")
     return 0
 
 
-@torch.no_grad()
-def write_sheet(decoders: list[tuple[str, torch.nn.Module]], encoder: torch.nn.Module, photos: list[torch.Tensor],
-                paintings: list[torch.Tensor], pairs: list[tuple[int, int]], path: Path, side: int = 256) -> None:
-    """A JPEG with one row per pair: photo, painting, then each decoder's style-swap image (centre squares)."""
+def write_sheet(rows: list[list[torch.Tensor]], path: Path, side: int = 256) -> None:
+    """A JPEG with one row of centre squares per pair (photo, painting, each decoder's style-swap image)."""
+    import numpy as np
+    from eval_models import centre_square
     from PIL import Image
 
-    def square(x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        m = min(h, w)
-        x = x[..., (h - m) // 2 : (h - m) // 2 + m, (w - m) // 2 : (w - m) // 2 + m]
-        return F.interpolate(x, size=(side, side), mode="area") if m > side else F.interpolate(x, size=(side, side))
-
-    rows = []
-    for i, j in pairs:
-        c, s = photos[i], paintings[j]
-        target = style_swap(encoder.encode(c, "relu3_1"), style_swap_patches(encoder.encode(s, "relu3_1"), 3))
-        tiles = [square(c), square(s)] + [square(d(target, size=tuple(c.shape[-2:])).clamp(0, 1)) for _, d in decoders]
-        rows.append(torch.cat(tiles, dim=-1))
-    sheet = torch.cat(rows, dim=-2)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+    sheet = np.concatenate([np.concatenate([centre_square(x, side) for x in row], axis=1) for row in rows])
     tmp = path.with_suffix(".tmp.jpg")
     Image.fromarray(sheet).save(tmp, quality=92)
     tmp.replace(path)
@@ -186,25 +181,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.pairs is not None and args.pairs < 1:
         p.error("--pairs must be >= 1")
     torch.manual_seed(0)
+    encoder = load_encoder("vgg19", "relu3_1")
+    rows = [("pretrained relu3_1 reconstruction decoder (step 0)", "reconstruction decoder",
+             load_decoder("vgg19", "relu3_1"))]
+    for m in args.models:
+        ck = load_impasto_checkpoint(m)
+        step = ck.get("step", "?")
+        rows.append((f"{m} (step {step})", f"inverse net step {step}", load_model_decoder(ck, m)))
+    if args.pairs:
+        return validation_report(args, [(short, d.eval()) for _, short, d in rows], encoder,
+                                 sys.argv[1:] if argv is None else argv)
     data = Path(args.data)
     photos = torch.cat([square(f, args.size) for f in iter_image_files([str(data / "content")])[: args.photos]])
     paintings = torch.cat([square(f, args.size) for f in iter_image_files([str(data / "style")])[: args.paintings]])
     n = min(photos.shape[0], paintings.shape[0]) // 2 * 2
     photos, paintings = photos[:n], paintings[:n]
-    encoder = load_encoder("vgg19", "relu3_1")
-    rows = [("pretrained relu3_1 reconstruction decoder (step 0)", load_decoder("vgg19", "relu3_1"))]
-    for m in args.models:
-        ck = load_impasto_checkpoint(m)
-        rows.append((f"{m} (step {ck.get('step', '?')})", load_model_decoder(ck, m)))
-    if args.pairs:
-        labels = ["reconstruction decoder"] + [f"inverse net step {load_impasto_checkpoint(m).get('step', '?')}"
-                                               for m in args.models]
-        return validation_report(args, [(lab, d.eval()) for lab, (_, d) in zip(labels, rows, strict=True)],
-                                 encoder, sys.argv[1:] if argv is None else argv)
     print(f"{n} photos x {n} paintings in groups of 2 + 2 ({n // 2 * 8} activations), {args.size} px, vgg19 relu3_1")
     print("| decoder | natural | swapped | all |")
     print("|---|---|---|---|")
-    for name, dec in rows:
+    for name, _, dec in rows:
         r = activation_losses(dec.eval(), encoder, photos, paintings)
         print(f"| {name} | {r['natural']:.4f} | {r['swapped']:.4f} | {r['all']:.4f} |", flush=True)
     return 0

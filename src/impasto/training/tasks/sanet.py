@@ -71,10 +71,11 @@ class SANetGenerator(nn.Module):
 
 def content_layers(opts: dict[str, Any]) -> list[str]:
     """The layers of ``opts["content_layers"]`` (comma-separated names from relu1_1..relu5_1; ConfigError if not)."""
-    names = [n.strip() for n in str(opts.get("content_layers", "relu4_1,relu5_1")).split(",") if n.strip()]
+    given = opts.get("content_layers", SANET_DEFAULTS["content_layers"])  # (refine-encoder's options lack it)
+    names = [n.strip() for n in str(given).split(",") if n.strip()]
     bad = [n for n in names if n not in LAYERS5]
     if not names or bad or len(set(names)) != len(names):
-        raise ConfigError(f"task_options.content_layers={opts.get('content_layers')!r}: give distinct layer names "
+        raise ConfigError(f"task_options.content_layers={given!r}: give distinct layer names "
                           f"from {', '.join(LAYERS5)} separated by commas, e.g. relu4_1,relu5_1")
     return names
 
