@@ -73,7 +73,7 @@ def test_unparsable_request_gets_the_json_error_shape() -> None:
 def test_slow_clients_cannot_hold_the_upload_slots(n_slow: int) -> None:
     """Clients trickling their bodies held every upload slot: a valid upload waited 58 s behind four of them (152 s
     behind 100). Bodies are now received without a slot and cut when slower than the minimum rate after the grace."""
-    with instant_server(intake_slots=2, min_upload_rate=16 * 1024, upload_grace=1.0, slot_wait=5.0) as url, \
+    with instant_server(intake_slots=2, min_upload_rate=16 * 1024, upload_grace=5.0, slot_wait=5.0) as url, \
             httpx.Client(base_url=url, timeout=30) as c:
         host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
         stop = threading.Event()
@@ -97,8 +97,14 @@ def test_slow_clients_cannot_hold_the_upload_slots(n_slow: int) -> None:
         threads = [threading.Thread(target=trickle) for _ in range(n_slow)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
-        health = c.get("/healthz").json()
+        # wait until every slow client is connected and sending (100 threads can take seconds to start on a loaded
+        # 2-core machine; a fixed sleep made this flaky), then check the server holds them all without a slot
+        deadline = time.monotonic() + 20
+        while True:
+            health = c.get("/healthz").json()
+            if health["uploads"]["receiving"] >= n_slow or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert health["uploads"]["receiving"] == n_slow and health["uploads"]["decoding"] == 0
         t0 = time.monotonic()
         r = c.post("/v1/stylize", files=files(tiny_png(1), tiny_png(2)), data={"method": "adain"})
