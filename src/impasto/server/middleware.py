@@ -62,6 +62,7 @@ class RequestGuard:
             extra += [(b"content-security-policy", PAGE_CSP.encode()), (b"x-frame-options", b"DENY")]
         host = headers.get("host", "")
         if not self.config.host_allowed(host):  # DNS rebinding: a page of another site reaching a local server
+            await self._drain_small_body(headers, receive)
             await _send_json(send, 400, {"error": f"this server does not answer to the host name {host!r}; start it "
                                                   f"with --allow-host {host_name(host) or 'NAME'} to allow it"},
                              extra, close=True)
@@ -69,6 +70,7 @@ class RequestGuard:
         origin = headers.get("origin")
         if origin is not None and scope.get("method") not in ("GET", "HEAD", "OPTIONS") \
                 and not self.config.origin_allowed(origin, host):
+            await self._drain_small_body(headers, receive)
             await _send_json(send, 403, {"error": f"cross-origin requests from {origin} are not allowed; start the "
                                                   f"server with --allow-origin {origin} to allow that site"},
                              extra, close=True)
@@ -118,10 +120,13 @@ class RequestGuard:
             return message
 
         async def guarded_send(message: dict[str, Any]) -> None:
-            nonlocal started
+            nonlocal started, body_done
             if (too_large or too_slow) and not started:
                 return  # the app's answer to the aborted read is replaced by the 413 / 408 below
             if message["type"] == "http.response.start":
+                if not body_done:  # an answer before the upload was read (415, 503, ...): read the rest first
+                    await self._drain_small_body(headers, receive, received)
+                    body_done = True
                 started = True
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
@@ -139,6 +144,19 @@ class RequestGuard:
         if too_large and not started:
             await _drain(receive, self.drain_limit - received)
             await _send_json(send, 413, {"error": self._message(None)}, extra, close=True)
+
+    async def _drain_small_body(self, headers: dict[str, str], receive: Callable, received: int = 0) -> None:
+        """Before answering a request whose body was not read (refused on its headers, or answered early), read and
+        discard the rest of a body of up to ``limit`` bytes: closing a socket with unread bytes in it makes the
+        kernel reset the connection, and the client (which sends its whole body before reading) would lose the
+        answer. Bounded in time by the upload grace period so that a slow client cannot hold the server with it;
+        skipped for ``Expect: 100-continue`` clients, which wait for the answer before sending."""
+        declared = headers.get("content-length", "")
+        if not declared.isdigit() or not 0 < int(declared) <= self.limit or received >= int(declared) \
+                or headers.get("expect", "").lower() == "100-continue":
+            return
+        with anyio.move_on_after(max(self.config.upload_grace, 0.1)):
+            await _drain(receive, int(declared) - received)
 
     def _message(self, size: int | None) -> str:
         got = f" ({size / 2**20:.1f} MB)" if size is not None else ""
