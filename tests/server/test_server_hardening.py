@@ -72,8 +72,8 @@ def test_early_answers_reach_a_client_that_sent_its_whole_body(bad: str, status:
         host_header = "evil.example" if bad == "host" else f"{host}:{port}"
         origin = "Origin: http://evil.example\r\n" if bad == "origin" else ""
         ctype = "application/octet-stream" if bad == "content-type" else "multipart/form-data; boundary=b"
-        head = (f"POST /v1/stylize HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n{origin}Content-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        head = (f"POST /v1/stylize HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n{origin}"
+                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
         for _ in range(3):
             with socket.create_connection((host, int(port)), timeout=10) as s:
                 s.sendall(head + body)
