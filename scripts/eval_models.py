@@ -10,7 +10,12 @@ Writes ``OUT/quality.csv`` (one row per model and pair), ``OUT/quality.md`` (med
     IMPASTO_WEIGHTS_DIR=../shared/weights python scripts/eval_models.py --out docs/models \\
         --model adain --model sanet --model iecontraast --model magenta --model microast --pairs 96 --grids
 
-A model is ``LABEL=METHOD[:CHECKPOINT]`` or just ``METHOD`` (label = method).
+A model is ``LABEL=METHOD[:CHECKPOINT]`` or just ``METHOD`` (label = method). Outputs are deterministic, so a
+candidate can be paired with a model measured in an earlier run without stylising again: ``--with-rows`` adds that
+run's ``quality.csv`` rows (made with the same split, pairs, size and video settings) to the ``--compare`` tests:
+
+    python scripts/eval_models.py --out runs/eval --model next=sanet:runs/sanet/model.pt --video ../shared/data/video \
+        --with-rows docs/models/session17/quality.csv --compare next,sanet
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def parse_model(spec: str) -> tuple[str, str, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", required=True, help="LABEL=METHOD[:CHECKPOINT] or METHOD")
+    ap.add_argument("--model", action="append", default=[], help="LABEL=METHOD[:CHECKPOINT] or METHOD")
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "corpus"))
     ap.add_argument("--split", default=str(SPLIT))
     ap.add_argument("--pairs", type=int, default=96)
@@ -89,10 +94,40 @@ def main(argv: list[str] | None = None) -> int:
                          "model keeps when there is no style to transfer (its decoder's ceiling)")
     ap.add_argument("--compare", action="append", default=[],
                     help="A,B: paired comparison of two labels (Wilcoxon signed-rank over the same pairs)")
+    ap.add_argument("--with-rows", action="append", default=[], metavar="CSV",
+                    help="quality.csv of an earlier run with the same settings: its models join --compare")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    if not args.model and not args.with_rows:
+        ap.error("give at least one --model to measure (or --with-rows to compare earlier runs)")
+    earlier = [r for path in args.with_rows for r in read_rows(Path(path))]
+    measured = {r["model"] for r in earlier}
+    again = measured & {parse_model(m)[0] for m in args.model}
+    if again:
+        ap.error(f"{', '.join(sorted(again))}: measured now and in --with-rows; give the new model another label "
+                 "(LABEL=METHOD[:CHECKPOINT])")
+    for spec in args.compare:
+        labels = spec.split(",")
+        known = measured | {parse_model(m)[0] for m in args.model}
+        if len(labels) != 2 or not set(labels) <= known:
+            ap.error(f"--compare {spec}: give two labels of measured models, A,B (known: {', '.join(sorted(known))})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rows, summary = measure(args, out) if args.model else ([], [])
+    write_report(args, argv, out, rows, summary, earlier)
+    return 0
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an earlier run's quality.csv, empty cells dropped (a pair row has no clip, a clip row no photo)."""
+    if not path.is_file():
+        raise SystemExit(f"--with-rows {path}: no such file; give the quality.csv an earlier eval_models run wrote")
+    with open(path, newline="") as f:
+        return [{k: v for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+
+
+def measure(args: argparse.Namespace, out: Path) -> tuple[list[dict], list[dict]]:
+    """Stylise the pairs (and clips) with every ``--model``: per-pair rows and per-model medians."""
     photos, paintings = read_split(Path(args.split), Path(args.corpus))
     pairs = make_pairs(len(photos), len(paintings), args.pairs)
     contents = [resize_long(load_tensor(p), args.size) for p in photos]
@@ -146,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(r)
             werr = [r["warping_error"] for r in rows if r["model"] == label and "warping_error" in r]
             summary[-1]["warping"] = statistics.median(werr)
+    return rows, summary
+
+
+def write_report(args: argparse.Namespace, argv: list[str] | None, out: Path, rows: list[dict],
+                 summary: list[dict], earlier: list[dict]) -> None:
+    """``OUT/quality.csv`` (this run's rows) and ``OUT/quality.md`` (medians, paired tests, the command)."""
+    photos, paintings = read_split(Path(args.split), Path(args.corpus))
+    pairs = make_pairs(len(photos), len(paintings), args.pairs)
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "quality.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -170,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.video_frames} frames at {args.video_size} px, every clip x {args.video_styles} validation "
                   "paintings, each frame stylised alone.", "", "| model | warping error |", "|---|---|"]
         lines += [f"| {s['model']} | {s['warping']:.4f} |" for s in summary]
+    if args.with_rows:
+        lines += ["", "Paired against rows of earlier runs (same settings; outputs are deterministic): "
+                  + ", ".join(f"`{p}`" for p in args.with_rows)]
     for spec in args.compare:
-        lines += ["", *paired(rows, *spec.split(","))]
+        lines += ["", *paired(rows + earlier, *spec.split(","))]
     (out / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 def video_rows(st: Stylizer, label: str, video: Path, paintings: list[Path], args: argparse.Namespace

@@ -1,0 +1,66 @@
+"""scripts/eval_models.py's paired comparisons: hand-made rows, and earlier runs' committed rows (--with-rows)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "eval_models.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("eval_models", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rows(label: str, moved: list[float], warping: list[float]) -> list[dict]:
+    rows = [{"model": label, "photo": f"p{k}", "painting": f"s{k}", "moved": m, "edges": 0.5, "retrieval_rank": 0}
+            for k, m in enumerate(moved)]
+    return rows + [{"model": label, "clip": f"c{k}", "painting": "s0", "warping_error": w}
+                   for k, w in enumerate(warping)]
+
+
+def test_paired_counts_wins_by_direction_and_skips_ties() -> None:
+    mod = _module()
+    a = _rows("a", [0.5, 0.6, 0.7, 0.8, 0.9, 1.0], [0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    b = _rows("b", [0.4, 0.5, 0.6, 0.7, 0.8, 1.1], [0.2, 0.2, 0.2, 0.2, 0.05, 0.2])
+    lines = mod.paired(a + b, "a", "b")
+    table = {line.split(" |")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    moved = table["moved (higher is better)"]
+    assert moved[1] == "6" and moved[4] == "5/6"  # a moved further on 5 of 6 pairs
+    assert float(moved[2]) == pytest.approx(0.75) and float(moved[3]) == pytest.approx(0.65)
+    warping = table["warping_error (lower is better)"]
+    assert warping[4] == "5/6"  # lower is better: a steadier on 5 of 6 clips
+    assert table["edges (higher is better)"][-1] == "1 |"  # identical values: p = 1, no test run
+    assert table["edges (higher is better)"][4] == "0/6"
+
+
+def test_with_rows_pairs_two_committed_runs_without_stylising(tmp_path: Path, data_dir: Path) -> None:
+    """Stage 6 against SANet from their committed per-pair rows: the numbers the model card quotes."""
+    mod = _module()
+    stage6 = ROOT / "docs" / "models" / "iecontraast" / "cpu_stage6" / "quality.csv"
+    s17 = ROOT / "docs" / "models" / "session17" / "quality.csv"
+    with open(stage6, newline="") as f:
+        assert {r["model"] for r in csv.DictReader(f)} == {"ie-c3"}  # stage 6's label in its own run
+    assert mod.main(["--with-rows", str(stage6), "--with-rows", str(s17), "--compare", "ie-c3,sanet",
+                     "--corpus", str(data_dir / "corpus"), "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "quality.md").read_text()
+    edges = next(line for line in md.splitlines() if line.startswith("| edges"))
+    assert edges.split(" | ")[1] == "96" and edges.split(" | ")[4] == "95/96"  # as docs/models.md says
+    assert "Paired against rows of earlier runs" in md
+
+
+def test_bad_arguments_say_what_to_give(tmp_path: Path) -> None:
+    mod = _module()
+    with pytest.raises(SystemExit):
+        mod.main(["--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no such file"):
+        mod.main(["--with-rows", str(tmp_path / "missing.csv"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        mod.main(["--model", "adain", "--compare", "adain,nope", "--out", str(tmp_path)])
