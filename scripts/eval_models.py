@@ -198,17 +198,19 @@ def write_report(args: argparse.Namespace, argv: list[str] | None, out: Path, ro
     lines = [f"Command: `IMPASTO_WEIGHTS_DIR=../shared/weights {cmd}`", "",
              f"Validation split {Path(args.split).name}: {len(pairs)} pairs of {len(photos)} photos x "
              f"{len(paintings)} paintings at {args.size} px, precision {args.precision}. Medians over pairs; "
-             "retrieval among the 48 validation paintings (Magenta style encoder).", "",
-             "| model | moved | edges | grid | retrieval top-1 | top-5 | s/image |", "|---|---|---|---|---|---|---|"]
+             "retrieval among the 48 validation paintings (Magenta style encoder)."]
+    if summary:
+        lines += ["", "| model | moved | edges | grid | retrieval top-1 | top-5 | s/image |",
+                  "|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['model']} | {s['moved']:.3f} | {s['edges']:.3f} | {s['grid']:.1f} | {s['top1']:.3f} "
                      f"| {s['top5']:.3f} | {s['sec']:.2f} |")
-    if args.self_edges:
+    if args.self_edges and summary:
         lines += ["", f"Edges kept with no style to transfer: median edge correlation of each of the {len(photos)} "
                   "validation photos stylised with itself as the style (the ceiling of the edges column).", "",
                   "| model | self-stylised edges |", "|---|---|"]
         lines += [f"| {s['model']} | {s['self_edges']:.3f} |" for s in summary]
-    if args.video:
+    if args.video and summary:
         lines += ["", f"Temporal stability: median warping error (L1, RGB in [0, 1]; lower = steadier) of "
                   f"{args.video_frames} frames at {args.video_size} px, every clip x {args.video_styles} validation "
                   "paintings, each frame stylised alone.", "", "| model | warping error |", "|---|---|"]

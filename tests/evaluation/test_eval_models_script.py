@@ -42,7 +42,7 @@ def test_paired_counts_wins_by_direction_and_skips_ties() -> None:
 
 
 def test_with_rows_pairs_two_committed_runs_without_stylising(tmp_path: Path, data_dir: Path) -> None:
-    """Stage 6 against SANet from their committed per-pair rows: the numbers the model card quotes."""
+    """Stage 6 against session 17's SANet from their committed per-pair rows: the numbers docs/models.md quotes."""
     mod = _module()
     stage6 = ROOT / "docs" / "models" / "iecontraast" / "cpu_stage6" / "quality.csv"
     s17 = ROOT / "docs" / "models" / "session17" / "quality.csv"
