@@ -101,20 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model and not args.with_rows:
         ap.error("give at least one --model to measure (or --with-rows to compare earlier runs)")
     earlier = [r for path in args.with_rows for r in read_rows(Path(path))]
-    measured = {r["model"] for r in earlier}
-    again = measured & {parse_model(m)[0] for m in args.model}
+    measured, now = {r["model"] for r in earlier}, {parse_model(m)[0] for m in args.model}
+    again = measured & now
     if again:
         ap.error(f"{', '.join(sorted(again))}: measured now and in --with-rows; give the new model another label "
                  "(LABEL=METHOD[:CHECKPOINT])")
     for spec in args.compare:
         labels = spec.split(",")
-        known = measured | {parse_model(m)[0] for m in args.model}
+        known = measured | now
         if len(labels) != 2 or not set(labels) <= known:
             ap.error(f"--compare {spec}: give two labels of measured models, A,B (known: {', '.join(sorted(known))})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, summary = measure(args, out) if args.model else ([], [])
-    write_report(args, argv, out, rows, summary, earlier)
+    photos, paintings = read_split(Path(args.split), Path(args.corpus))
+    pairs = make_pairs(len(photos), len(paintings), args.pairs)
+    rows, summary = measure(args, out, photos, paintings, pairs) if args.model else ([], [])
+    write_report(args, argv, out, rows, summary, earlier, (len(photos), len(paintings), len(pairs)))
     return 0
 
 
@@ -126,10 +128,9 @@ def read_rows(path: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
 
 
-def measure(args: argparse.Namespace, out: Path) -> tuple[list[dict], list[dict]]:
+def measure(args: argparse.Namespace, out: Path, photos: list[Path], paintings: list[Path],
+            pairs: list[tuple[int, int]]) -> tuple[list[dict], list[dict]]:
     """Stylise the pairs (and clips) with every ``--model``: per-pair rows and per-model medians."""
-    photos, paintings = read_split(Path(args.split), Path(args.corpus))
-    pairs = make_pairs(len(photos), len(paintings), args.pairs)
     contents = [resize_long(load_tensor(p), args.size) for p in photos]
     styles = [resize_long(load_tensor(p), args.size) for p in paintings]
     vgg = load_encoder("vgg19", "relu3_1")
@@ -185,10 +186,10 @@ def measure(args: argparse.Namespace, out: Path) -> tuple[list[dict], list[dict]
 
 
 def write_report(args: argparse.Namespace, argv: list[str] | None, out: Path, rows: list[dict],
-                 summary: list[dict], earlier: list[dict]) -> None:
-    """``OUT/quality.csv`` (this run's rows) and ``OUT/quality.md`` (medians, paired tests, the command)."""
-    photos, paintings = read_split(Path(args.split), Path(args.corpus))
-    pairs = make_pairs(len(photos), len(paintings), args.pairs)
+                 summary: list[dict], earlier: list[dict], sizes: tuple[int, int, int]) -> None:
+    """``OUT/quality.csv`` (this run's rows) and ``OUT/quality.md`` (medians, paired tests, the command);
+    ``sizes`` = (photos, paintings, pairs)."""
+    n_photos, n_paintings, n_pairs = sizes
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "quality.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -196,8 +197,8 @@ def write_report(args: argparse.Namespace, argv: list[str] | None, out: Path, ro
         w.writerows(rows)
     cmd = "python scripts/eval_models.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [f"Command: `IMPASTO_WEIGHTS_DIR=../shared/weights {cmd}`", "",
-             f"Validation split {Path(args.split).name}: {len(pairs)} pairs of {len(photos)} photos x "
-             f"{len(paintings)} paintings at {args.size} px, precision {args.precision}. Medians over pairs; "
+             f"Validation split {Path(args.split).name}: {n_pairs} pairs of {n_photos} photos x "
+             f"{n_paintings} paintings at {args.size} px, precision {args.precision}. Medians over pairs; "
              "retrieval among the 48 validation paintings (Magenta style encoder)."]
     if summary:
         lines += ["", "| model | moved | edges | grid | retrieval top-1 | top-5 | s/image |",
@@ -206,7 +207,7 @@ def write_report(args: argparse.Namespace, argv: list[str] | None, out: Path, ro
         lines.append(f"| {s['model']} | {s['moved']:.3f} | {s['edges']:.3f} | {s['grid']:.1f} | {s['top1']:.3f} "
                      f"| {s['top5']:.3f} | {s['sec']:.2f} |")
     if args.self_edges and summary:
-        lines += ["", f"Edges kept with no style to transfer: median edge correlation of each of the {len(photos)} "
+        lines += ["", f"Edges kept with no style to transfer: median edge correlation of each of the {n_photos} "
                   "validation photos stylised with itself as the style (the ceiling of the edges column).", "",
                   "| model | self-stylised edges |", "|---|---|"]
         lines += [f"| {s['model']} | {s['self_edges']:.3f} |" for s in summary]

@@ -59,6 +59,7 @@ def test_foreign_host_headers_and_cross_origin_posts_are_refused() -> None:
                    headers={"Origin": "https://tool.example"})
         assert r.status_code == 202, r.text
 
+
 @pytest.mark.parametrize(("bad", "status", "says"), [("origin", 403, b"--allow-origin"), ("host", 400, b"--allow-host"),
                                                       ("content-type", 415, b"multipart/form-data")])
 def test_early_answers_reach_a_client_that_sent_its_whole_body(bad: str, status: int, says: bytes) -> None:

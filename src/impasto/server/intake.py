@@ -72,9 +72,10 @@ class UploadRoute(APIRoute):
     """A POST route whose multipart form (one ``Annotated[Model, Form()]`` parameter) becomes a job.
 
     Before FastAPI validates the form against its model, the request is checked in the order that costs the server
-    least: the content type (415), room in the job queue (429, the body read and discarded so the client gets the
-    answer), then the body is received within ``upload_timeout`` (408) with the model's multipart limits and each
-    field sent at most once, text fields as text. Validation errors become one 422 message worded from the model.
+    least: the content type (415), room in the job queue (429; RequestGuard reads and discards the body so that the
+    client gets the answer), then the body is received within ``upload_timeout`` (408) with the model's multipart
+    limits and each field sent at most once, text fields as text. Validation errors become one 422 message worded
+    from the model.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -91,9 +92,7 @@ class UploadRoute(APIRoute):
                                     f"{ctype or 'no content type'!r}")
             manager = state.jobs()
             if not manager.has_room():
-                manager.record_rejection()
-                async for _ in request.stream():  # read (bounded by RequestGuard) so the client gets the answer
-                    pass
+                manager.record_rejection()  # RequestGuard reads the unread body before the answer goes out
                 raise ApiError(429, busy_message(manager), headers={"Retry-After": "2"})
             state.intake.receiving += 1
             try:
