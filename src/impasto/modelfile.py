@@ -117,6 +117,36 @@ def _load_safetensors(p: Path) -> dict[str, Any]:
     return state
 
 
+def average_models(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The weight average of several impasto model dicts of one run (checkpoint averaging, as in SWA).
+
+    Every state must be the same method, encoder and depth with the same tensor names and shapes in
+    ``decoder`` / ``transform`` / ``encoder_state``; each tensor of the result is the float32 mean of the inputs'
+    tensors, cast back to the first input's dtype. Everything else (layout keys, ``config``) is the last input's;
+    ``step`` is the largest step and ``card`` is dropped (it described one file). WeightsError says what differs.
+    """
+    if not states:
+        raise WeightsError("average_models: give at least one model file")
+    ref = states[-1]
+    for i, st in enumerate(states):
+        for key in ("method", "encoder", "depth"):
+            if st.get(key) != ref.get(key):
+                raise WeightsError(f"average_models: model {i + 1} has {key} {st.get(key)!r}, the last has "
+                                   f"{ref.get(key)!r}; average only snapshots of one run")
+        for group in TENSOR_GROUPS:
+            a, b = st.get(group) or {}, ref.get(group) or {}
+            if set(a) != set(b) or any(tuple(a[k].shape) != tuple(b[k].shape) for k in a):
+                raise WeightsError(f"average_models: model {i + 1}'s {group} tensors differ in names or shapes "
+                                   "from the last model's; average only snapshots of one run")
+    out = {k: v for k, v in ref.items() if k != "card"}
+    for group in TENSOR_GROUPS:
+        if ref.get(group):
+            out[group] = {name: (sum(st[group][name].float() for st in states) / len(states)).to(t.dtype)
+                          for name, t in ref[group].items()}
+    out["step"] = max(int(st.get("step") or 0) for st in states)
+    return out
+
+
 def is_official_transformer(ck: dict[str, Any]) -> bool:
     """Is ``ck`` the state dict of an official SANet/IEContraAST ``transformer_iter_N.pth``?"""
     return any(str(k).startswith(("sanet4_1.", "sanet5_1.")) for k in ck)

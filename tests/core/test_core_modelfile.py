@@ -10,7 +10,15 @@ from typer.testing import CliRunner
 
 from impasto.cli import app
 from impasto.errors import WeightsError
-from impasto.modelfile import card_warning, check_kind, default_card, describe_model, load_model, save_model
+from impasto.modelfile import (
+    average_models,
+    card_warning,
+    check_kind,
+    default_card,
+    describe_model,
+    load_model,
+    save_model,
+)
 
 
 def tiny_state(method: str = "adain") -> dict:
@@ -38,6 +46,53 @@ def test_round_trip(tmp_path: Path, suffix: str) -> None:
         meta = json.loads((tmp_path / "m.json").read_text())
         assert meta["method"] == "adain" and "decoder" not in meta
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_average_is_the_elementwise_mean_and_refuses_other_runs() -> None:
+    a, b, c = tiny_state(), tiny_state(), tiny_state()
+    b["step"], c["step"] = 20, 30
+    c["card"] = {"scale": "trained"}
+    b["transform"]["merge_conv.weight"] = b["transform"]["merge_conv.weight"].to(torch.bfloat16)
+    avg = average_models([a, b, c])
+    for group in ("decoder", "transform"):
+        for k in a[group]:
+            want = (a[group][k].float() + b[group][k].float() + c[group][k].float()) / 3
+            assert torch.allclose(avg[group][k].float(), want.to(c[group][k].dtype).float())
+            assert avg[group][k].dtype == c[group][k].dtype
+    assert avg["step"] == 30 and "card" not in avg and avg["config"] == c["config"]
+    assert torch.equal(average_models([a])["decoder"]["convs.conv1_1.bias"], a["decoder"]["convs.conv1_1.bias"])
+    with pytest.raises(WeightsError, match="method 'sanet'.*one run"):
+        average_models([tiny_state("sanet"), a])
+    d = tiny_state()
+    d["decoder"]["convs.conv1_1.weight"] = torch.randn(3, 8, 3, 3)
+    with pytest.raises(WeightsError, match="decoder tensors differ"):
+        average_models([a, d])
+    with pytest.raises(WeightsError, match="at least one"):
+        average_models([])
+
+
+def test_average_script_writes_a_loadable_model_with_its_lineage(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    paths = []
+    for step in (10, 20):
+        st = tiny_state()
+        st["step"] = step
+        paths.append(str(save_model(st, tmp_path / f"m{step}.pt")))
+    script = Path(__file__).resolve().parents[2] / "scripts" / "average_models.py"
+    out = tmp_path / "avg.safetensors"
+    done = subprocess.run([sys.executable, str(script), *paths, "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    back = load_model(out)
+    want = (load_model(paths[0])["decoder"]["convs.conv1_1.weight"]
+            + load_model(paths[1])["decoder"]["convs.conv1_1.weight"]) / 2
+    assert torch.allclose(back["decoder"]["convs.conv1_1.weight"], want)
+    assert back["step"] == 20 and back["card"]["averaged"]["steps"] == [10, 20]
+    bad = subprocess.run([sys.executable, str(script), paths[0], str(tmp_path / "missing.pt"), "-o",
+                          str(tmp_path / "x.pt")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "missing.pt does not exist" in bad.stderr
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_damaged_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
