@@ -6,7 +6,12 @@ __version__ = "0.1.0"
 
 from impasto.errors import ConfigError, ImageError, ImpastoError, VideoError, WeightsError
 
+#: The method ``impasto stylize``, ``Stylizer()``, the video and bulk tools and the web page use when none is named:
+#: the one of impasto's own trained models that measures best on the validation split (docs/models.md).
+DEFAULT_METHOD = "iecontraast"
+
 __all__ = [
+    "DEFAULT_METHOD",
     "ConfigError",
     "ImageError",
     "ImpastoError",

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from impasto import DEFAULT_METHOD
 from impasto.errors import ConfigError, ImpastoError, MissingExtraError
 from impasto.extras import missing_extra, require_extra
 
@@ -270,7 +271,7 @@ def _connect(ray: Any, address: str | None, init_kwargs: dict[str, Any] | None) 
 def run_jobs(
     jobs: Sequence[BulkJob],
     *,
-    method: str = "adain",
+    method: str = DEFAULT_METHOD,
     stylizer_kwargs: dict[str, Any] | None = None,
     stylize_kwargs: dict[str, Any] | None = None,
     address: str | None = None,
@@ -379,7 +380,7 @@ def stylize_dataset(
     styles: Sequence[str | Path] | str | Path,
     output: str | Path,
     *,
-    method: str = "adain",
+    method: str = DEFAULT_METHOD,
     pairs: str = "all",
     recursive: bool = False,
     alpha: float = 1.0,

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from impasto import DEFAULT_METHOD
 from impasto.errors import ConfigError, ImpastoError
 
 #: impasto.pipeline.MIN_SIZE_OPTION, for typer's range check of --max-size/--style-size (not imported: the
@@ -135,7 +136,7 @@ def stylize(
     output: Path = typer.Option(
         Path("stylized"), "--output", "-o", help="Output file (one result) or folder (several results)."
     ),
-    method: str = typer.Option("adain", "--method", "-m", help="Method (see 'impasto methods')."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help="Method (see 'impasto methods')."),
     alpha: float = typer.Option(1.0, "--alpha", "-a", help="Style strength in [0, 1]."),
     style_weight: list[float] = typer.Option(
         None, "--style-weight", "-w", help="Mix all styles into one result with these weights."
@@ -538,7 +539,7 @@ def video(
         "-o",
         help="Output .mp4 (or .m4v, .mov, .mkv), or a folder for PNG frames (default: IN__STYLE.mp4 here).",
     ),
-    method: str = typer.Option("adain", "--method", "-m", help="Method (see 'impasto methods')."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help="Method (see 'impasto methods')."),
     alpha: float = typer.Option(1.0, "--alpha", "-a", help="Style strength in [0, 1]."),
     style_weight: list[float] = typer.Option(
         None, "--style-weight", "-w", help="Weights of the styles in the mix (default: equal)."

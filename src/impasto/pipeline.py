@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from impasto import DEFAULT_METHOD
 from impasto.accel import accelerate, resolve_backend
 from impasto.errors import ConfigError
 from impasto.hardware import resolve_device, resolve_precision
@@ -245,7 +246,7 @@ class Stylizer:
 
     def __init__(
         self,
-        method: str = "adain",
+        method: str = DEFAULT_METHOD,
         *,
         device: str = "auto",
         precision: str = "auto",

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from impasto import DEFAULT_METHOD
 from impasto.errors import ConfigError
 from impasto.server.app import STATIC_DIR, ServerConfig, create_app, serve_in_thread
 
@@ -113,7 +114,16 @@ def test_methods_lists_every_registered_method(client: httpx.Client) -> None:
         assert row["available"] is ok
         assert row["summary"] and row["paper"]
         assert (row["reason"] == why) if not ok else row["reason"] is None
-    assert rows["adain"]["available"] and body["default"] == "adain"
+    assert rows[DEFAULT_METHOD]["available"] and body["default"] == DEFAULT_METHOD == "iecontraast"
+
+
+def test_default_method_falls_back_to_adain_then_to_any_that_runs() -> None:
+    from impasto.server.routes import default_method
+
+    assert default_method(["adain", "wct", "iecontraast"]) == "iecontraast"
+    assert default_method(["wct", "adain"]) == "adain"  # the trained default's weights are missing here
+    assert default_method(["wct", "style-swap"]) == "wct"
+    assert default_method([]) is None
 
 
 def test_page_and_docs(client: httpx.Client) -> None:
@@ -330,7 +340,7 @@ def _check_409_then_result(client: httpx.Client, gate: threading.Event, created:
     assert time.monotonic() - t0 < 1.0
     assert_json_error(client.get(job["result_url"]), 409, "not done")
     # The queue holds one waiting job; the next one is refused with 429 and a JSON message.
-    r2 = client.post("/v1/stylize", files=files(tiny_png(3), tiny_png(4)))
+    r2 = client.post("/v1/stylize", files=files(tiny_png(3), tiny_png(4)), data={"method": "adain"})
     assert r2.status_code == 202
     assert client.get(r2.json()["status_url"]).json()["status"] == "queued"
     r3 = client.post("/v1/stylize", files=files(tiny_png(5), tiny_png(6)))

@@ -14,6 +14,7 @@ import anyio
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from impasto import DEFAULT_METHOD
 from impasto.server.intake import UploadRoute, check_image_type, load_images
 from impasto.server.jobs import DONE, QueueFull
 from impasto.server.middleware import ApiError
@@ -61,9 +62,12 @@ async def healthz(state: State) -> dict[str, Any]:
 @router.get("/v1/methods", summary="The style-transfer methods and whether each runs here")
 async def methods(state: State) -> dict[str, Any]:
     rows = await anyio.to_thread.run_sync(state.catalog.rows)
-    default = "adain" if any(r["name"] == "adain" and r["available"] for r in rows) else next(
-        (r["name"] for r in rows if r["available"]), None)
-    return {"methods": rows, "default": default}
+    return {"methods": rows, "default": default_method([r["name"] for r in rows if r["available"]])}
+
+
+def default_method(available: list[str]) -> str | None:
+    """The method the page preselects: impasto's default, else adain (its fallback), else the first that runs here."""
+    return next((m for m in (DEFAULT_METHOD, "adain") if m in available), available[0] if available else None)
 
 
 @uploads.post("/v1/stylize", status_code=202, summary="Queue a stylize job (multipart upload)",

@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from impasto import DEFAULT_METHOD
+
 #: Largest accepted ``max_size`` (pixels on the long side); larger values would mean "no cap" anyway.
 MAX_SIZE_LIMIT = 16384
 #: Largest text field of a multipart form (bytes).
@@ -32,7 +34,7 @@ class StylizeForm(BaseModel):
 
     content: UploadFile = Field(description="the photo to stylize")
     style: UploadFile = Field(description="the painting whose style to use")
-    method: str = Field("adain", description="the style-transfer method (see GET /v1/methods)")
+    method: str = Field(DEFAULT_METHOD, description="the style-transfer method (see GET /v1/methods)")
     alpha: float = Field(1.0, ge=0, le=1, allow_inf_nan=False,
                          description="the style strength, from 0 (the photo) to 1 (full style)")
     preserve_color: bool = Field(False, description="whether to keep the photo's colours (true or false)")
