@@ -8,7 +8,7 @@ from impasto.errors import ConfigError, ImageError, ImpastoError, VideoError, We
 
 #: The method ``impasto stylize``, ``Stylizer()``, the video and bulk tools and the web page use when none is named:
 #: the one of impasto's own trained models that measures best on the validation split (docs/models.md).
-DEFAULT_METHOD = "iecontraast"
+DEFAULT_METHOD = "sanet"
 
 __all__ = [
     "DEFAULT_METHOD",

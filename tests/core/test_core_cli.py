@@ -37,15 +37,15 @@ def test_single_file(small, tmp_path):
     assert Image.open(out).size == (150, 100)
 
 
-def test_the_default_method_is_the_trained_iecontraast(small, tmp_path):
+def test_the_default_method_is_the_trained_sanet(small, tmp_path):
     c, s = small
     outs = {}
-    for name, extra in (("default", ()), ("iecontraast", ("-m", "iecontraast")), ("adain", ("-m", "adain"))):
+    for name, extra in (("default", ()), ("sanet", ("-m", "sanet")), ("adain", ("-m", "adain"))):
         outs[name] = tmp_path / f"{name}.png"
         res = run("stylize", str(c / "a.jpg"), "-s", str(s), "-o", str(outs[name]), *extra)
         assert res.exit_code == 0, res.output
     pixels = {k: np.asarray(Image.open(v)) for k, v in outs.items()}
-    assert np.array_equal(pixels["default"], pixels["iecontraast"])
+    assert np.array_equal(pixels["default"], pixels["sanet"])
     assert not np.array_equal(pixels["default"], pixels["adain"])
 
 

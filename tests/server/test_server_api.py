@@ -114,13 +114,13 @@ def test_methods_lists_every_registered_method(client: httpx.Client) -> None:
         assert row["available"] is ok
         assert row["summary"] and row["paper"]
         assert (row["reason"] == why) if not ok else row["reason"] is None
-    assert rows[DEFAULT_METHOD]["available"] and body["default"] == DEFAULT_METHOD == "iecontraast"
+    assert rows[DEFAULT_METHOD]["available"] and body["default"] == DEFAULT_METHOD == "sanet"
 
 
 def test_default_method_falls_back_to_adain_then_to_any_that_runs() -> None:
     from impasto.server.routes import default_method
 
-    assert default_method(["adain", "wct", "iecontraast"]) == "iecontraast"
+    assert default_method(["adain", "wct", "sanet"]) == "sanet"
     assert default_method(["wct", "adain"]) == "adain"  # the trained default's weights are missing here
     assert default_method(["wct", "style-swap"]) == "wct"
     assert default_method([]) is None
