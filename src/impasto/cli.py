@@ -388,7 +388,8 @@ def methods(
         for name in method_names():
             ok, why = availability(name)
             cls = get_method_class(name)
-            rows.append({"method": name, "runs": ok, "summary": cls.summary, "paper": cls.paper, "why_not": why or ""})
+            rows.append({"method": name, "runs": ok, "default": name == DEFAULT_METHOD, "summary": cls.summary,
+                         "paper": cls.paper, "why_not": why or ""})
         out_console.print_json(data=rows)
         return
     table = _table("method", "runs here", "about", "details")
@@ -396,7 +397,7 @@ def methods(
         ok, why = availability(name)
         cls = get_method_class(name)
         table.add_row(
-            name,
+            f"{name} (default)" if name == DEFAULT_METHOD else name,
             "[green]yes[/]" if ok else "[red]no[/]",
             f"{cls.summary} ({cls.paper})",
             why if not ok else "",

@@ -157,6 +157,11 @@ def test_methods_command_lists_availability():
     assert res.exit_code == 0
     for name in ("adain", "wct", "style-swap", "gatys", "sanet", "iecontraast", "microast"):
         assert name in res.output
+    assert "sanet (default)" in " ".join(res.output.split())
+    import json
+
+    rows = json.loads(run("methods", "--json").output)
+    assert [r["method"] for r in rows if r["default"]] == ["sanet"]
 
 
 @pytest.mark.parametrize("out", ["notes", "notes/x.png", "notes/results"])
