@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImpastoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror or exc}; choose a writable output path", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: mean of {len(states)} models (steps {card['averaged']['steps']})")
     return 0
 

@@ -122,7 +122,7 @@ def average_models(states: list[dict[str, Any]]) -> dict[str, Any]:
 
     Every state must be the same method, encoder and depth with the same tensor names and shapes in
     ``decoder`` / ``transform`` / ``encoder_state``; each tensor of the result is the float32 mean of the inputs'
-    tensors, cast back to the first input's dtype. Everything else (layout keys, ``config``) is the last input's;
+    tensors, cast back to the last input's dtype. Everything else (layout keys, ``config``) is the last input's;
     ``step`` is the largest step and ``card`` is dropped (it described one file). WeightsError says what differs.
     """
     if not states:

@@ -93,6 +93,11 @@ def test_average_script_writes_a_loadable_model_with_its_lineage(tmp_path: Path)
                           str(tmp_path / "x.pt")], capture_output=True, text=True)
     assert bad.returncode == 2 and "missing.pt does not exist" in bad.stderr
     assert not (tmp_path / "x.pt").exists()
+    (tmp_path / "afile").write_text("mine")
+    blocked = subprocess.run([sys.executable, str(script), paths[0], "-o", str(tmp_path / "afile" / "avg.pt")],
+                             capture_output=True, text=True)
+    assert blocked.returncode == 2 and "cannot write" in blocked.stderr and "Traceback" not in blocked.stderr
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_damaged_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
