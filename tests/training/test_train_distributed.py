@@ -32,6 +32,9 @@ def _worker(rank: int, port: int, cfg: dict[str, Any], out: str) -> None:
     result = train(TrainConfig.from_dict(cfg), progress=False)
     task = result.task
     assert not dist.is_initialized()  # train() left the group it created
+    # ... and handed back plain modules: the DDP reducers (which hold the group) were freed before it was destroyed
+    assert not any(isinstance(v, torch.nn.parallel.DistributedDataParallel) for v in vars(task).values())
+    assert task.model is task.net
     torch.save({"params": [p.detach().clone() for p in task.net.parameters()],
                 "initial": task.initial, "records": task.records, "step": result.step},
                Path(out) / f"rank{rank}.pt")

@@ -8,6 +8,7 @@ degrades to single-process no-ops.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -83,6 +84,19 @@ def init_distributed(device: str | torch.device = "auto") -> DistInfo:
     dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
     logger.info("joined process group: rank %d of %d (%s, %s)", rank, world, backend, dev)
     return DistInfo(rank, world, local, dev, backend, owns_group=True)
+
+
+def release_ddp(owner: object) -> None:
+    """Replace every DistributedDataParallel attribute of ``owner`` (a Task) by the module inside it, and free them.
+
+    A DDP wrapper's reducer holds the process group: freed only when the caller later drops the returned task, after
+    the group was destroyed and the other ranks may have exited, gloo's teardown can hang joining its threads (seen
+    in the 2-process test). Freeing them here, on every rank before :func:`cleanup`, keeps the teardown in step.
+    """
+    for name, value in list(vars(owner).items()):
+        if isinstance(value, nn.parallel.DistributedDataParallel):
+            setattr(owner, name, value.module)
+    gc.collect()
 
 
 def cleanup(info: DistInfo) -> None:

@@ -439,9 +439,14 @@ def train(config: TrainConfig | None = None, task: Task | type[Task] | None = No
     if max_steps is not None and int(max_steps) < 0:
         raise ConfigError(f"max_steps must be >= 0 (got {max_steps})")
     info = D.init_distributed(config.device)
+    result = None
     try:
-        return _train(config, task, ckpt, max_steps, progress, info)
+        result = _train(config, task, ckpt, max_steps, progress, info)
+        return result
     finally:
+        if result is not None and info.owns_group:  # a finished run: free the DDP reducers on every rank, in step
+            D.release_ddp(result.task)
+            torch.distributed.barrier()
         D.cleanup(info)
 
 
