@@ -104,6 +104,34 @@ def test_style_swap_inverse(weights_dir: Path, tmp_path: Path) -> None:
     assert (state["method"], state["encoder"], state["depth"]) == ("style-swap", "vgg19", "relu3_1")
 
 
+def test_style_swap_inverse_style_term(weights_dir: Path, tmp_path: Path) -> None:
+    """style_weight adds the mean/std loss of each swapped image against the painting it took its patches from
+    (swaps of painting j come P at a time); 0 keeps the paper's loss; bad values name the option."""
+    from impasto.errors import ConfigError
+    from impasto.losses import mean_std_style_loss
+
+    torch.manual_seed(0)
+    task = built(StyleSwapInverseTask, tmp_path / "a", style_weight=0.5, style_layers="relu1_1, relu2_1")
+    c, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    swapped = torch.rand(4, 3, 32, 32)
+    by_hand = []
+    for k in range(4):  # swaps 0, 1 took painting 0's patches; 2, 3 painting 1's
+        o = task.encoder(swapped[k:k + 1], ["relu1_1", "relu2_1"])
+        t = task.encoder(s[k // 2:k // 2 + 1], ["relu1_1", "relu2_1"])
+        by_hand.append(mean_std_style_loss(o, t))
+    assert float(task.swap_style_loss(swapped, s)) == pytest.approx(float(torch.stack(by_hand).mean()), rel=1e-5)
+    losses = task.training_step({"content": c, "style": s}, 0)
+    assert losses["style"] > 0
+    assert losses["total"] == pytest.approx(losses["activation"] + 1e-6 * losses["tv"] + 0.5 * losses["style"],
+                                            rel=1e-5)
+    grads_ok(task, [task.encoder])
+    assert "style" not in built(StyleSwapInverseTask, tmp_path / "b").training_step({"content": c, "style": s}, 0)
+    with pytest.raises(ConfigError, match="style_layers"):
+        built(StyleSwapInverseTask, tmp_path / "c", style_weight=1.0, style_layers="relu4_1")
+    with pytest.raises(ConfigError, match="style_weight"):
+        built(StyleSwapInverseTask, tmp_path / "d", style_weight=-1.0)
+
+
 def test_style_swap_inverse_init_checkpoint(weights_dir: Path, tmp_path: Path) -> None:
     """init_checkpoint continues from a trained inverse network (the committed one); a model of another layout
     is refused with the option's name."""

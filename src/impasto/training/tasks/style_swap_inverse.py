@@ -3,6 +3,11 @@
 Per step: 2 photos and 2 paintings, their relu3_1 activations and the 4 style-swapped activations
 ``swap(E(c_i), E(s_j))`` (3x3 patches); the inverse network g (a decoder from relu3_1) minimises
 ``mean ||E(g(a)) - a||^2 + lambda_tv TV(g(a))`` over those 8 activations ``a`` (paper eq. 5).
+
+Option ``style_weight`` (0 = the paper's loss) adds, for each of the 4 swapped images, the mean/std style loss
+against the painting its patches came from at ``style_layers`` (relu1_1, relu2_1 by default). The paper's loss
+sees only relu3_1, where many images share the activations, and its minimiser is a blur of them; the painting's
+low-level statistics (its strokes' local contrast) tell the network which of those images to draw.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import torch
 from torch import nn
 
 from impasto.backbones import load_decoder, load_encoder
-from impasto.losses import total_variation
+from impasto.errors import ConfigError
+from impasto.losses import mean_std_style_loss, total_variation
 from impasto.training.config import TrainConfig
 from impasto.training.loop import Task, register_task
 from impasto.training.tasks.common import (
@@ -34,6 +40,8 @@ SWAP_DEFAULTS: dict[str, Any] = {
     "paintings": 2,
     "patch_size": 3,
     "tv_weight": 1e-6,
+    "style_weight": 0.0,  # mean/std style loss of the swapped images against their paintings (not in the paper)
+    "style_layers": "relu1_1,relu2_1",
     "init_decoder": "pretrained",
     "init_checkpoint": "",  # a style-swap model file whose decoder starts the run (overrides init_decoder)
 }
@@ -65,6 +73,16 @@ class StyleSwapInverseTask(ModelFileMixin, Task):
         self.backbone, self.depth = self.opts["encoder"], self.opts["depth"]
         check_backbone(self.backbone, self.depth, ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
         self.encoder = load_encoder(self.backbone, self.depth, device=device)
+        self.style_layers = [x.strip() for x in str(self.opts["style_layers"]).split(",") if x.strip()]
+        self.style_weight = float(self.opts["style_weight"])
+        if self.style_weight < 0:
+            raise ConfigError(f"task_options.style_weight must be >= 0, got {self.style_weight}")
+        if self.style_weight > 0:
+            unknown = [x for x in self.style_layers if x not in self.encoder.layer_names]
+            if unknown or not self.style_layers:
+                raise ConfigError(f"task_options.style_layers {self.opts['style_layers']!r}: the {self.backbone} "
+                                  f"encoder to {self.depth} has layers {self.encoder.layer_names}; "
+                                  "give a comma-separated list of them")
         dec = load_decoder(self.backbone, self.depth)
         if self.opts["init_checkpoint"]:
             self.decoder = trainable_decoder(init_model_decoder(self.opts["init_checkpoint"], dec)).to(device)
@@ -90,10 +108,27 @@ class StyleSwapInverseTask(ModelFileMixin, Task):
             rec = ((self.encoder.encode(img, self.depth) - a) ** 2).mean()
             tv = total_variation(img)
             total = rec + self.opts["tv_weight"] * tv
+            if self.style_weight > 0:
+                style = self.swap_style_loss(img[c.shape[0] + s.shape[0]:], s)
+                total = total + self.style_weight * style
         self.backward(total)
         self.optimizer_step(self.opt)
         self.step_done = step + 1
-        return {"activation": float(rec.detach()), "tv": float(tv.detach()), "total": float(total.detach())}
+        out = {"activation": float(rec.detach()), "tv": float(tv.detach()), "total": float(total.detach())}
+        if self.style_weight > 0:
+            out["style"] = float(style.detach())
+        return out
+
+    def swap_style_loss(self, swapped: torch.Tensor, paintings: torch.Tensor) -> torch.Tensor:
+        """Mean/std style loss of the swapped images against their paintings at ``style_layers``.
+
+        swapped (Q*P) x 3 x H x W in the order of ``swap_activations`` (painting j's P swaps together),
+        paintings Q x 3 x H x W -> scalar.
+        """
+        per = swapped.shape[0] // paintings.shape[0]
+        with torch.no_grad():
+            target = self.encoder(paintings.repeat_interleave(per, dim=0), self.style_layers)
+        return mean_std_style_loss(self.encoder(swapped, self.style_layers), target, self.style_layers)
 
     @torch.no_grad()
     def sample(self, contents: torch.Tensor, styles: torch.Tensor | None) -> torch.Tensor:
