@@ -72,4 +72,35 @@ def test_runs_with_no_flags_on_unseen_images(path: Path, weights_dir: Path, data
         edges = float(edge_correlation(out, c)[0])
         grid = float(grid_to_noise(out)[0])
         print(f"{method}: moved {moved:.2f}, edges {edges:.2f}, grid {grid:.1f}")
-        assert moved > 0.2 and edges > 0.3 and grid < 8
+        assert edges > 0.3 and grid < 8
+        if method != "style-swap":  # style-swap moves mean/std little (its goal is below), even negatively
+            assert moved > 0.2
+
+
+def test_style_swap_inverse_net_is_sharper_than_the_reconstruction_decoder(weights_dir: Path, data_dir: Path) -> None:
+    """Issue 21's goal for the shipped style-swap inverse network: on validation pairs its image is sharper (mean
+    Sobel magnitude) than the reconstruction decoder's from the same swapped activations, and moves the style at
+    least as far (the decoder trained on photos averages the swapped patches out; measured on 48 and 96 pairs in
+    docs/models/style_swap/cpu_style)."""
+    from impasto.backbones import load_decoder
+    from impasto.evaluation.metrics import sharpness
+
+    st = Stylizer("style-swap", precision="fp32")
+    assert "style-swap_vgg19_relu3_1.safetensors" in st.method.describe()
+    inverse, decoder = st.method.decoder, load_decoder("vgg19", "relu3_1").to(st.method.device)
+    vgg = load_encoder("vgg19", "relu3_1")
+
+    def encode(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return vgg(x, list(STYLE_LAYERS))
+
+    for c, s in validation_pairs(data_dir):
+        ours = st.stylize_tensor(c, s).float()
+        st.method.decoder = decoder
+        try:
+            theirs = st.stylize_tensor(c, s).float()
+        finally:
+            st.method.decoder = inverse
+        sharp = [float(sharpness(x)[0]) for x in (ours, theirs)]
+        moved = [float(style_moved(encode, x, c, s)[0]) for x in (ours, theirs)]
+        print(f"inverse net vs reconstruction decoder: sharpness {sharp}, moved {moved}")
+        assert sharp[0] > sharp[1] and moved[0] >= moved[1]

@@ -1,7 +1,8 @@
 """Style-swap (Chen & Schmidt 2016): replace every relu3_1 content patch by its best-matching style patch.
 
-The swapped activations are turned into an image by an inverse network (feed-forward; until impasto's trained
-inverse network exists, the encoder's reconstruction decoder) or, with ``optimize=True``, by minimising
+The swapped activations are turned into an image by an inverse network (feed-forward: impasto's trained one,
+``checkpoints/style-swap_vgg19_relu3_1``, for the real VGG-19 at relu3_1; the encoder's reconstruction decoder
+where no trained file exists) or, with ``optimize=True``, by minimising
 ``||E(I) - swap||^2 + tv_weight * TV(I)`` over the pixels (paper eq. 2), initialised from the decoder's output.
 """
 
