@@ -40,6 +40,19 @@ def run_hours(logs: list[str]) -> tuple[float, int]:
     return hours, steps
 
 
+def portable(value: object) -> object:
+    """A path of this machine as the card should keep it: relative to the repository (``../`` for its siblings,
+    e.g. ``../shared/data/...``), so a shipped file names no machine's directories; other values unchanged."""
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return value
+    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+        try:
+            return prefix + Path(value).resolve().relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return value
+
+
 def quality(csv_path: str, label: str) -> dict[str, float]:
     all_rows = [r for r in csv.DictReader(open(csv_path)) if r["model"] == label]
     rows = [r for r in all_rows if r.get("moved")]
@@ -69,6 +82,8 @@ def main() -> None:
     args = ap.parse_args()
     ck = load_model(args.model)
     cfg = ck.get("config", {})
+    cfg.update({k: portable(v) for k, v in cfg.items()})
+    cfg["task_options"] = {k: portable(v) for k, v in cfg.get("task_options", {}).items()}
     hours, steps = run_hours(args.log)
     card = {
         "scale": "trained",

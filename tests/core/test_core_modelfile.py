@@ -157,3 +157,18 @@ def test_cli_warns_on_smoke_model_and_refuses_wrong_kind(weights_dir: Path, tmp_
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "warning:" in text and "smoke-scale" in text
+
+
+def test_package_model_keeps_paths_relative_to_the_repository() -> None:
+    """scripts/package_model.py writes cards that name no machine's directories: paths inside the checkout become
+    relative to it, its siblings' (../shared, ../runs) start with ../; other values pass through."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("package_model", root / "scripts" / "package_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.portable(str(root / "docs" / "models" / "validation_split.txt")) == "docs/models/validation_split.txt"
+    assert mod.portable(str(root.parent / "shared" / "data" / "corpus")) == "../shared/data/corpus"
+    assert mod.portable("runs/x/model.pt") == "runs/x/model.pt"
+    assert mod.portable(3.0) == 3.0

@@ -3,6 +3,7 @@ real photos and paintings they were not trained on (the validation split, docs/m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,19 @@ def test_card_is_complete(path: Path) -> None:
     assert card["scale"] == "trained" and card["steps"] >= 1000 and card["hours"] > 0
     assert card["hardware"] and card["losses"] is not None and card["data"]["content"]
     assert path.with_suffix(".json").is_file()
+    beside = json.loads(path.with_suffix(".json").read_text())
+    assert beside["card"] == card and beside.get("config") == ck.get("config")  # the file says what its JSON says
     if ck["method"] != "adain":  # the session-1 AdaIN decoder predates the split (trained on shared/data only)
         assert Path(card["data"]["holdout"]).name == SPLIT.name
     assert {"moved", "edges", "grid", "pairs"} <= set(card["quality"]) and card["quality"]["pairs"] >= 40
+
+    def strings(x):
+        if isinstance(x, dict):
+            return [s for v in x.values() for s in strings(v)]
+        return [x] if isinstance(x, str) else []
+
+    machine_paths = [s for s in strings({"card": card, "config": ck.get("config", {})}) if s.startswith("/")]
+    assert not machine_paths, f"the card names this machine's directories: {machine_paths}"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

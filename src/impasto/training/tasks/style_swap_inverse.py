@@ -105,11 +105,14 @@ class StyleSwapInverseTask(ModelFileMixin, Task):
         with self.autocast():
             a = swap_activations(self.encoder, c, s, self.depth, int(self.opts["patch_size"]))
             img = self.ddp_decoder(a, size=tuple(c.shape[-2:]))
-            rec = ((self.encoder.encode(img, self.depth) - a) ** 2).mean()
+            style_layers = self.style_layers if self.style_weight > 0 else []
+            feats = self.encoder(img, [self.depth, *style_layers])  # one pass serves both losses
+            rec = ((feats[self.depth] - a) ** 2).mean()
             tv = total_variation(img)
             total = rec + self.opts["tv_weight"] * tv
             if self.style_weight > 0:
-                style = self.swap_style_loss(img[c.shape[0] + s.shape[0]:], s)
+                first_swap = c.shape[0] + s.shape[0]
+                style = self.swap_style_loss({k: feats[k][first_swap:] for k in style_layers}, s)
                 total = total + self.style_weight * style
         self.backward(total)
         self.optimizer_step(self.opt)
@@ -119,16 +122,16 @@ class StyleSwapInverseTask(ModelFileMixin, Task):
             out["style"] = float(style.detach())
         return out
 
-    def swap_style_loss(self, swapped: torch.Tensor, paintings: torch.Tensor) -> torch.Tensor:
-        """Mean/std style loss of the swapped images against their paintings at ``style_layers``.
+    def swap_style_loss(self, swapped: dict[str, torch.Tensor], paintings: torch.Tensor) -> torch.Tensor:
+        """Mean/std style loss of the swapped images' features against their paintings' at ``style_layers``.
 
-        swapped (Q*P) x 3 x H x W in the order of ``swap_activations`` (painting j's P swaps together),
-        paintings Q x 3 x H x W -> scalar.
+        swapped: {layer: (Q*P) x C x h x w} features of the swapped images, in the order of ``swap_activations``
+        (painting j's P swaps together); paintings Q x 3 x H x W in [0, 1] -> scalar.
         """
-        per = swapped.shape[0] // paintings.shape[0]
-        with torch.no_grad():
-            target = self.encoder(paintings.repeat_interleave(per, dim=0), self.style_layers)
-        return mean_std_style_loss(self.encoder(swapped, self.style_layers), target, self.style_layers)
+        per = next(iter(swapped.values())).shape[0] // paintings.shape[0]
+        with torch.no_grad():  # each painting encoded once, its statistics shared by its P swaps
+            target = {k: v.repeat_interleave(per, dim=0) for k, v in self.encoder(paintings, self.style_layers).items()}
+        return mean_std_style_loss(swapped, target, self.style_layers)
 
     @torch.no_grad()
     def sample(self, contents: torch.Tensor, styles: torch.Tensor | None) -> torch.Tensor:
