@@ -242,3 +242,18 @@ def test_iecontraast_gan_ramp_and_painting_flips(weights_dir: Path, tmp_path: Pa
     assert all(torch.equal(r, s.flip(-1)) for r, s, f in zip(real, styles, flipped, strict=True) if f)
     no_flip = built(IEContraASTTask, tmp_path / "b", crop=64, batch=4, discriminator_scales=2, flip_paintings=False)
     assert torch.equal(no_flip._real_paintings(styles), styles) and no_flip.gan_weight(0) == 5.0
+
+
+def test_iecontraast_aux_lr_for_the_discriminator_and_heads(weights_dir: Path, tmp_path: Path) -> None:
+    from impasto.errors import ConfigError
+
+    cfg_lr = TrainConfig(task="iecontraast").lr
+    task = built(IEContraASTTask, tmp_path / "a", crop=64, batch=4, discriminator_scales=2, aux_lr=cfg_lr * 5)
+    gen, heads = task.opt.param_groups
+    assert gen["lr"] == cfg_lr and heads["lr"] == cfg_lr * 5 and task.opt_d.param_groups[0]["lr"] == cfg_lr * 5
+    assert {id(p) for p in heads["params"]} == {id(p) for p in task.heads.parameters()}
+    assert {id(p) for p in gen["params"]} == {id(p) for p in task.generator.parameters()}
+    plain = built(IEContraASTTask, tmp_path / "b", crop=64, batch=4, discriminator_scales=2)
+    assert len(plain.opt.param_groups) == 1 and plain.opt_d.param_groups[0]["lr"] == cfg_lr  # the release's
+    with pytest.raises(ConfigError, match="aux_lr"):
+        built(IEContraASTTask, tmp_path / "c", crop=64, batch=4, discriminator_scales=2, aux_lr=-1)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from impasto.data.arrangement import iecontra_arrange
+from impasto.errors import ConfigError
 from impasto.losses import (
     ContentProjector,
     MultiScaleDiscriminator,
@@ -48,6 +49,9 @@ IECONTRA_DEFAULTS: dict[str, Any] = {
     "discriminator_scales": 3,
     "gan_ramp_steps": 0,  # ramp the adversarial weight from 0 over this many steps (0: the release's constant 5)
     "flip_paintings": True,  # random left-right flips of the discriminator's real paintings
+    # the learning rate of the discriminator and the projection heads (0: the run's lr, as in the release); a
+    # generator fine-tuned at a low lr from a SANet file still needs its new discriminator and heads to learn fast
+    "aux_lr": 0.0,
 }
 
 
@@ -86,9 +90,16 @@ class IEContraASTTask(SANetTask):
         self.ddp_generator = self.wrap_ddp(self.generator)
         self.ddp_discriminator = self.wrap_ddp(self.discriminator)
         self.ddp_heads = self.wrap_ddp(self.heads)
-        self.opt = torch.optim.Adam(list(self.generator.parameters()) + list(self.heads.parameters()),
-                                    lr=config.lr)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
+        aux_lr = float(self.opts["aux_lr"])
+        if aux_lr < 0:
+            raise ConfigError(f"task_options.aux_lr={aux_lr} must be >= 0 (0: the run's lr {config.lr})")
+        aux_lr = aux_lr or config.lr
+        # one parameter group when the heads share the generator's lr, so that runs from before aux_lr resume exactly
+        groups = ([{"params": list(self.generator.parameters()) + list(self.heads.parameters())}] if aux_lr == config.lr
+                  else [{"params": list(self.generator.parameters())},
+                        {"params": list(self.heads.parameters()), "lr": aux_lr}])
+        self.opt = torch.optim.Adam(groups, lr=config.lr)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=aux_lr, betas=(0.5, 0.999))
         self.step_done = 0
 
     def trainable_modules(self) -> dict[str, nn.Module]:
