@@ -251,7 +251,7 @@ def paired(rows: list[dict], a: str, b: str) -> list[str]:
         return {tuple(r[k] for k in pair_keys): float(r[key]) for r in rows if r["model"] == label and key in r}
 
     lines = [f"Paired comparison {a} vs {b} (Wilcoxon signed-rank, two-sided, over the same pairs):", "",
-             f"| measure | n | median {a} | median {b} | {a} better in | p |", "|---|---|---|---|---|---|"]
+             f"| measure | n | median {a} | median {b} | {a} better in | worse in | p |", "|---" * 7 + "|"]
     for key, pk, higher in (("moved", ("photo", "painting"), True), ("edges", ("photo", "painting"), True),
                             ("retrieval_rank", ("photo", "painting"), False),
                             ("warping_error", ("clip", "painting"), False)):
@@ -263,7 +263,8 @@ def paired(rows: list[dict], a: str, b: str) -> list[str]:
         diff = va - vb if higher else vb - va
         p = wilcoxon(va, vb).pvalue if np.any(va != vb) else 1.0
         lines.append(f"| {key} ({'higher' if higher else 'lower'} is better) | {len(common)} | {np.median(va):.4g} "
-                     f"| {np.median(vb):.4g} | {int((diff > 0).sum())}/{len(common)} | {p:.3g} |")
+                     f"| {np.median(vb):.4g} | {int((diff > 0).sum())}/{len(common)} | {int((diff < 0).sum())} "
+                     f"| {p:.3g} |")
     return lines
 
 

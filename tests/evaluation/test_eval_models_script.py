@@ -33,12 +33,12 @@ def test_paired_counts_wins_by_direction_and_skips_ties() -> None:
     lines = mod.paired(a + b, "a", "b")
     table = {line.split(" |")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
     moved = table["moved (higher is better)"]
-    assert moved[1] == "6" and moved[4] == "5/6"  # a moved further on 5 of 6 pairs
+    assert moved[1] == "6" and moved[4] == "5/6" and moved[5] == "1"  # a moved further on 5 of 6 pairs, less on 1
     assert float(moved[2]) == pytest.approx(0.75) and float(moved[3]) == pytest.approx(0.65)
     warping = table["warping_error (lower is better)"]
-    assert warping[4] == "5/6"  # lower is better: a steadier on 5 of 6 clips
+    assert warping[4] == "5/6" and warping[5] == "1"  # lower is better: a steadier on 5 of 6 clips
     assert table["edges (higher is better)"][-1] == "1 |"  # identical values: p = 1, no test run
-    assert table["edges (higher is better)"][4] == "0/6"
+    assert table["edges (higher is better)"][4] == "0/6" and table["edges (higher is better)"][5] == "0"  # all tied
 
 
 def test_with_rows_pairs_two_committed_runs_without_stylising(tmp_path: Path, data_dir: Path) -> None:
