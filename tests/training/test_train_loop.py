@@ -276,3 +276,19 @@ def test_resume_with_a_mismatching_checkpoint_is_a_clear_error(reference, tmp_pa
     torch.save(ck, path)
     with pytest.raises(ConfigError, match="does not match the model"):
         train(None, resume=path, progress=False)
+
+
+def test_resume_with_another_optimizer_layout_is_a_clear_error(reference, tmp_path: Path) -> None:
+    """A config that changes the optimizer's parameter groups (e.g. iecontraast's aux_lr set on resume) is refused
+    with what to do, not a traceback from torch."""
+    root, _, _ = reference
+    cfg2 = toy_config(root, out=f"optmismatch_{tmp_path.name}")
+    train(cfg2, max_steps=2, progress=False)
+    path = Path(cfg2.out_dir) / "checkpoints" / "step_0000002.pt"
+    ck = torch.load(path, weights_only=False)
+    name = next(iter(ck["optimizers"]))
+    groups = ck["optimizers"][name]["param_groups"]
+    ck["optimizers"][name]["param_groups"] = groups + [dict(groups[0], params=[])]  # one group more
+    torch.save(ck, path)
+    with pytest.raises(ConfigError, match="optimizer does not match.*init_checkpoint"):
+        train(None, resume=path, progress=False)

@@ -520,7 +520,14 @@ def _resume_state(run: _Run, ckpt: dict[str, Any]) -> None:
                 "saved before the ConvX_1 layer split became the default needs task_options.layer_split=false"
             ) from None
     for name, opt in run.optimizers.items():
-        opt.load_state_dict(ckpt["optimizers"][name])
+        try:
+            opt.load_state_dict(ckpt["optimizers"][name])
+        except (KeyError, ValueError) as exc:  # e.g. another number of parameter groups (iecontraast's aux_lr)
+            raise ConfigError(
+                f"the checkpoint's {name!r} optimizer does not match the one this configuration builds "
+                f"({str(exc).splitlines()[0][:200]}); resume with the run's own config, or start a new run from "
+                "its model.pt with task_options.init_checkpoint (a new optimizer)"
+            ) from None
     run.task.load_state_dict(ckpt.get("task_state") or {})
     if run.scaler is not None and ckpt.get("scaler"):
         run.scaler.load_state_dict(ckpt["scaler"])
