@@ -265,15 +265,23 @@ def test_log_file_is_jsonl(reference) -> None:
     assert all(isinstance(json.loads(line), dict) for line in lines)
 
 
-def test_resume_with_a_mismatching_checkpoint_is_a_clear_error(reference, tmp_path: Path) -> None:
-    root, _, _ = reference
-    cfg2 = toy_config(root, out=f"mismatch_{tmp_path.name}")
-    train(cfg2, max_steps=2, progress=False)
-    path = Path(cfg2.out_dir) / "checkpoints" / "step_0000002.pt"
+def _tampered_checkpoint(root: Path, out: str, tamper) -> Path:
+    """Train a toy run 2 steps into ``out``, apply ``tamper(checkpoint dict)`` to its step-2 checkpoint, save it."""
+    cfg = toy_config(root, out=out)
+    train(cfg, max_steps=2, progress=False)
+    path = Path(cfg.out_dir) / "checkpoints" / "step_0000002.pt"
     ck = torch.load(path, weights_only=False)
-    name = next(iter(ck["modules"]))
-    ck["modules"][name] = {k + "_renamed": v for k, v in ck["modules"][name].items()}  # another architecture
+    tamper(ck)
     torch.save(ck, path)
+    return path
+
+
+def test_resume_with_a_mismatching_checkpoint_is_a_clear_error(reference, tmp_path: Path) -> None:
+    def rename(ck: dict) -> None:  # another architecture
+        name = next(iter(ck["modules"]))
+        ck["modules"][name] = {k + "_renamed": v for k, v in ck["modules"][name].items()}
+
+    path = _tampered_checkpoint(reference[0], f"mismatch_{tmp_path.name}", rename)
     with pytest.raises(ConfigError, match="does not match the model"):
         train(None, resume=path, progress=False)
 
@@ -281,14 +289,10 @@ def test_resume_with_a_mismatching_checkpoint_is_a_clear_error(reference, tmp_pa
 def test_resume_with_another_optimizer_layout_is_a_clear_error(reference, tmp_path: Path) -> None:
     """A config that changes the optimizer's parameter groups (e.g. iecontraast's aux_lr set on resume) is refused
     with what to do, not a traceback from torch."""
-    root, _, _ = reference
-    cfg2 = toy_config(root, out=f"optmismatch_{tmp_path.name}")
-    train(cfg2, max_steps=2, progress=False)
-    path = Path(cfg2.out_dir) / "checkpoints" / "step_0000002.pt"
-    ck = torch.load(path, weights_only=False)
-    name = next(iter(ck["optimizers"]))
-    groups = ck["optimizers"][name]["param_groups"]
-    ck["optimizers"][name]["param_groups"] = groups + [dict(groups[0], params=[])]  # one group more
-    torch.save(ck, path)
+    def add_group(ck: dict) -> None:  # one parameter group more
+        groups = next(iter(ck["optimizers"].values()))["param_groups"]
+        groups.append(dict(groups[0], params=[]))
+
+    path = _tampered_checkpoint(reference[0], f"optmismatch_{tmp_path.name}", add_group)
     with pytest.raises(ConfigError, match="optimizer does not match.*init_checkpoint"):
         train(None, resume=path, progress=False)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from eval_models import make_pairs, read_split, resize_long  # noqa: E402
 
 from impasto.backbones import load_encoder  # noqa: E402
-from impasto.evaluation.metrics import edge_correlation  # noqa: E402
+from impasto.evaluation.metrics import _gaussian_window, edge_correlation  # noqa: E402
 from impasto.evaluation.quality import STYLE_LAYERS, style_moved  # noqa: E402
 from impasto.io.images import load_tensor  # noqa: E402
 from impasto.pipeline import Stylizer  # noqa: E402
@@ -28,9 +28,7 @@ from impasto.pipeline import Stylizer  # noqa: E402
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of a 1 x 3 x H x W image."""
     k = int(2 * round(3 * sigma) + 1)
-    t = torch.arange(k) - k // 2
-    g = torch.exp(-t.double() ** 2 / (2 * sigma ** 2)).float()
-    g = g / g.sum()
+    g = _gaussian_window(k, sigma, torch.float32, x.device)
     x = F.pad(x, (k // 2,) * 4, mode="reflect")
     x = F.conv2d(x, g.view(1, 1, 1, k).repeat(3, 1, 1, 1), groups=3)
     return F.conv2d(x, g.view(1, 1, k, 1).repeat(3, 1, 1, 1), groups=3)

@@ -505,29 +505,30 @@ def _set_up(config: TrainConfig, task: Task | type[Task] | None, info: D.DistInf
     return _Run(config, info, out_dir, task, modules, optimizers, scaler, streams)
 
 
+def _load_or_explain(target: Any, states: dict[str, Any], name: str, errors: tuple[type[Exception], ...],
+                     what: str, todo: str) -> None:
+    """``target.load_state_dict(states[name])``; a missing or mismatching state is a ConfigError: what, why, todo."""
+    try:
+        target.load_state_dict(states[name])
+    except errors as exc:
+        raise ConfigError(f"{what} ({str(exc).splitlines()[0][:200]}); {todo}") from None
+
+
 def _resume_state(run: _Run, ckpt: dict[str, Any]) -> None:
     """Load a checkpoint's step, modules, optimizers, task state, GradScaler and sampler positions into ``run``
     (the RNG streams are restored later, by :func:`_seed_steps`)."""
     run.step = int(ckpt["step"])
     run.elapsed0 = float(ckpt.get("elapsed", 0.0))
     for name, module in run.modules.items():
-        try:
-            D.unwrap(module).load_state_dict(ckpt["modules"][name])
-        except (KeyError, RuntimeError) as exc:
-            raise ConfigError(
-                f"the checkpoint's {name!r} does not match the model this configuration builds "
-                f"({str(exc).splitlines()[0][:200]}); resume with the run's own config. A refine-encoder run "
-                "saved before the ConvX_1 layer split became the default needs task_options.layer_split=false"
-            ) from None
-    for name, opt in run.optimizers.items():
-        try:
-            opt.load_state_dict(ckpt["optimizers"][name])
-        except (KeyError, ValueError) as exc:  # e.g. another number of parameter groups (iecontraast's aux_lr)
-            raise ConfigError(
-                f"the checkpoint's {name!r} optimizer does not match the one this configuration builds "
-                f"({str(exc).splitlines()[0][:200]}); resume with the run's own config, or start a new run from "
-                "its model.pt with task_options.init_checkpoint (a new optimizer)"
-            ) from None
+        _load_or_explain(D.unwrap(module), ckpt.get("modules", {}), name, (KeyError, RuntimeError),
+                         f"the checkpoint's {name!r} does not match the model this configuration builds",
+                         "resume with the run's own config. A refine-encoder run saved before the ConvX_1 layer "
+                         "split became the default needs task_options.layer_split=false")
+    for name, opt in run.optimizers.items():  # e.g. another number of parameter groups (iecontraast's aux_lr)
+        _load_or_explain(opt, ckpt.get("optimizers", {}), name, (KeyError, ValueError),
+                         f"the checkpoint's {name!r} optimizer does not match the one this configuration builds",
+                         "resume with the run's own config, or start a new run from its model.pt with "
+                         "task_options.init_checkpoint (a new optimizer)")
     run.task.load_state_dict(ckpt.get("task_state") or {})
     if run.scaler is not None and ckpt.get("scaler"):
         run.scaler.load_state_dict(ckpt["scaler"])
