@@ -37,7 +37,8 @@ def test_paired_counts_wins_by_direction_and_skips_ties() -> None:
     assert float(moved[2]) == pytest.approx(0.75) and float(moved[3]) == pytest.approx(0.65)
     warping = table["warping_error (lower is better)"]
     assert warping[4] == "5/6" and warping[5] == "1"  # lower is better: a steadier on 5 of 6 clips
-    assert table["edges (higher is better)"][-1] == "1 |"  # identical values: p = 1, no test run
+    assert table["edges (higher is better)"][-2] == "1"  # identical values: p = 1, no test run
+    assert table["edges (higher is better)"][-1] == "1 (6) |"  # nor by painting (6 paintings)
     assert table["edges (higher is better)"][4] == "0/6" and table["edges (higher is better)"][5] == "0"  # all tied
 
 
@@ -64,3 +65,16 @@ def test_bad_arguments_say_what_to_give(tmp_path: Path) -> None:
         mod.main(["--with-rows", str(tmp_path / "missing.csv"), "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         mod.main(["--model", "adain", "--compare", "adain,nope", "--out", str(tmp_path)])
+
+
+def test_paired_by_painting_averages_pairs_that_share_a_painting() -> None:
+    """Six pairs on two paintings: a wins 3 small/3 large per pair, but by painting there are only two means."""
+    mod = _module()
+    a = [{"model": "a", "photo": f"p{k}", "painting": f"s{k % 2}", "moved": 0.5 + 0.1 * k, "edges": 0.5}
+         for k in range(6)]
+    b = [{"model": "b", "photo": f"p{k}", "painting": f"s{k % 2}", "moved": 0.4 + 0.1 * k, "edges": 0.5}
+         for k in range(6)]
+    moved = next(line for line in mod.paired(a + b, "a", "b") if line.startswith("| moved")).split(" | ")
+    assert moved[4] == "6/6"  # better on every pair ...
+    assert moved[-1] == "1 (2) |"  # ... but two painting means are too few for a test: p = 1, not a false 0.03
+    assert float(moved[-2]) < 0.05
