@@ -257,3 +257,49 @@ def test_iecontraast_aux_lr_for_the_discriminator_and_heads(weights_dir: Path, t
     assert len(plain.opt.param_groups) == 1 and plain.opt_d.param_groups[0]["lr"] == cfg_lr  # the release's
     with pytest.raises(ConfigError, match="aux_lr"):
         built(IEContraASTTask, tmp_path / "c", crop=64, batch=4, discriminator_scales=2, aux_lr=-1)
+
+
+def test_widen_decoder_keeps_the_function_and_widens_inside() -> None:
+    from impasto.decoders.vgg import VGGDecoder
+    from impasto.errors import ConfigError
+    from impasto.training.tasks.common import widen_decoder
+
+    torch.manual_seed(0)
+    thin = VGGDecoder([16, 32, 64, 128, 128], "relu4_1")
+    wide = widen_decoder(thin, 3)
+    assert list(wide.widths) == [48, 96, 192, 128, 128]  # the 128 relu4_1 features it decodes keep their width
+    assert wide.convs["conv4_1"].in_channels == 128 and wide.convs["conv1_1"].out_channels == 3
+    x = torch.randn(2, 128, 8, 8)
+    assert torch.allclose(wide(x), thin(x), atol=1e-5)  # same function ...
+    w = wide.convs["conv1_1"].weight
+    assert not torch.equal(w[:, :16], w[:, 16:32])  # ... but the copies read with different weights
+    with pytest.raises(ConfigError, match="decoder_widen"):
+        widen_decoder(thin, 0)
+
+
+def test_sanet_decoder_widen_from_a_trained_file(weights_dir: Path, tmp_path: Path) -> None:
+    """decoder_widen=2 from the shipped SANet starts where it was (same images), trains, and its model file loads
+    for stylisation; a run started from that wide file keeps it as it is (not widened twice)."""
+    from impasto.methods.common import packaged_checkpoint
+    from impasto.methods.sanet import SANet, SANetConfig
+
+    shipped = str(packaged_checkpoint("sanet", "vgg19-16x", "relu4_1"))
+    torch.manual_seed(0)
+    thin = built(SANetTask, tmp_path / "a", init_checkpoint=shipped)
+    wide = built(SANetTask, tmp_path / "b", init_checkpoint=shipped, decoder_widen=2)
+    assert list(wide.generator.decoder.widths) == [32, 64, 128, 128, 128]
+    c, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    assert torch.allclose(thin.sample(c, s), wide.sample(c, s), atol=1e-4)
+    wide.training_step({"content": c, "style": s}, 0)
+    grads_ok(wide, [wide.encoder])
+    wide.model_state()
+    model = tmp_path / "b" / "run" / "model.pt"
+    assert load_impasto_checkpoint(model)["decoder_widths"] == [32, 64, 128, 128, 128]
+    again = built(SANetTask, tmp_path / "c", init_checkpoint=str(model), decoder_widen=2)
+    for k, v in wide.generator.state_dict().items():
+        assert torch.equal(v, again.generator.state_dict()[k]), k
+    with pytest.warns(UserWarning, match="smoke-scale"):  # its card says 1 step
+        m = SANet(SANetConfig(checkpoint=str(model)))
+    assert list(m.decoder.widths) == [32, 64, 128, 128, 128]
+    assert torch.allclose(m.stylize(c[:1], [m.encode_style(s[:1])], torch.ones(1)), wide.sample(c[:1], s[:1]),
+                          atol=1e-4)

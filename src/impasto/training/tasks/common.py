@@ -101,6 +101,48 @@ def fresh_decoder(like: VGGDecoder, seed: int | None = None) -> VGGDecoder:
     return VGGDecoder(like.widths, like.depth, first_width=decoder_first_width(like)).train()
 
 
+def widened_widths(decoder: VGGDecoder, mult: int) -> list[int]:
+    """The widths of ``decoder`` with every block it decodes through widened ``mult`` times (its input kept)."""
+    keep = int(decoder.depth[4]) - 1  # widths[keep] is the width of the features it decodes
+    return [w * mult if b < keep else w for b, w in enumerate(decoder.widths)]
+
+
+def widen_decoder(decoder: VGGDecoder, mult: int, seed: int = 0) -> VGGDecoder:
+    """A decoder ``mult`` times as wide inside that computes the same function (Net2WiderNet, Chen et al. 2016).
+
+    Every hidden channel is copied ``mult`` times; the next conv reads each copy with the old weight / mult plus a
+    small noise that sums to zero over the copies, so the output is unchanged (up to rounding) while the copies get
+    different gradients and can drift apart in training. The input features and the RGB output keep their width.
+    A thin decoder (vgg19-16x: 16..128 channels) gains capacity for sharp detail this way without losing what it
+    learnt. ``mult`` = 1 returns a trainable copy.
+    """
+    if mult < 1:
+        raise ConfigError(f"task_options.decoder_widen={mult}: give a whole number >= 1 (1 = the decoder as it is)")
+    if mult == 1:
+        return trainable_decoder(decoder)
+    if decoder_first_width(decoder):
+        raise ConfigError("task_options.decoder_widen: this decoder's first block has its own width; only decoders "
+                          "with one width per block can be widened")
+    g = torch.Generator().manual_seed(seed)
+    wide = VGGDecoder(widened_widths(decoder, mult), decoder.depth).train()
+    names = list(decoder.convs)
+    with torch.no_grad():
+        for k, name in enumerate(names):
+            w, b = decoder.convs[name].weight.detach().float(), decoder.convs[name].bias.detach().float()
+            cout, cin = w.shape[:2]
+            if k > 0:  # its input was widened: copies read with weight / mult plus zero-sum noise
+                w = w.repeat(1, mult, 1, 1) / mult
+                noise = torch.randn(w.shape, generator=g) * (0.01 * w.std())
+                noise = noise - noise.view(cout, mult, cin, *w.shape[2:]).mean(1).repeat(1, mult, 1, 1)
+                w = w + noise
+            if k < len(names) - 1:  # its output is widened: every channel copied
+                w, b = w.repeat(mult, 1, 1, 1), b.repeat(mult)
+            conv = wide.convs[name]
+            conv.weight.copy_(w.to(conv.weight.dtype))
+            conv.bias.copy_(b.to(conv.bias.dtype))
+    return wide.requires_grad_(True)
+
+
 def init_model_decoder(path: str, like: VGGDecoder, ck: dict[str, Any] | None = None) -> VGGDecoder:
     """The decoder of the impasto model file ``path``, checked to have the layout of ``like`` (ConfigError if not).
 

@@ -30,6 +30,8 @@ from impasto.training.tasks.common import (
     model_file,
     task_options,
     trainable_decoder,
+    widen_decoder,
+    widened_widths,
 )
 from impasto.transforms.sanet import SANetTransform
 
@@ -51,6 +53,10 @@ SANET_DEFAULTS: dict[str, Any] = {
     # the layers of the (mean-variance normalised) content loss, comma-separated: the papers' relu4_1 + relu5_1;
     # adding relu3_1 asks the output to keep finer structure of the photo
     "content_layers": "relu4_1,relu5_1",
+    # widen the decoder this many times inside, keeping what it computes (Net2WiderNet; 1 = as it is): the
+    # vgg19-16x decoder has 16..64 channels, too few for sharp detail. An init_checkpoint already this wide is
+    # used as it is
+    "decoder_widen": 1,
 }
 SANET_CHOICES = {"init_decoder": ("pretrained", "random"), "init_transform": ("passthrough", "default")}
 
@@ -131,11 +137,18 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     pretrained = load_decoder(encoder, "relu4_1")
     decoder = trainable_decoder(pretrained) if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
     transform = SANetTransform(enc.channels("relu4_1"), query_chunk=opts.get("query_chunk"))
+    decoder = widen_decoder(decoder, int(opts.get("decoder_widen", 1)))
     if opts.get("init_transform", "default") == "passthrough":
         passthrough_init(transform)
+    widen = int(opts.get("decoder_widen", 1))
     if opts.get("init_checkpoint"):
         ck = load_impasto_checkpoint(opts["init_checkpoint"])
-        decoder = trainable_decoder(init_model_decoder(opts["init_checkpoint"], pretrained, ck))
+        wide = widen > 1 and list(ck.get("decoder_widths", [])) == widened_widths(pretrained, widen) \
+            and not ck.get("decoder_first_width")
+        like = widen_decoder(pretrained, widen) if wide else pretrained
+        decoder = trainable_decoder(init_model_decoder(opts["init_checkpoint"], like, ck))
+        if not wide:
+            decoder = widen_decoder(decoder, widen)
         if "transform" in ck:
             try:
                 transform.load_state_dict(ck["transform"], strict=True)
