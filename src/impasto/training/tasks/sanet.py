@@ -137,18 +137,18 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     pretrained = load_decoder(encoder, "relu4_1")
     decoder = trainable_decoder(pretrained) if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
     transform = SANetTransform(enc.channels("relu4_1"), query_chunk=opts.get("query_chunk"))
-    decoder = widen_decoder(decoder, int(opts.get("decoder_widen", 1)))
+    widen = int(opts.get("decoder_widen", 1))
+    decoder = widen_decoder(decoder, widen)
     if opts.get("init_transform", "default") == "passthrough":
         passthrough_init(transform)
-    widen = int(opts.get("decoder_widen", 1))
     if opts.get("init_checkpoint"):
         ck = load_impasto_checkpoint(opts["init_checkpoint"])
-        wide = widen > 1 and list(ck.get("decoder_widths", [])) == widened_widths(pretrained, widen) \
+        # a file already this wide (e.g. IEContraAST started from a widened SANet) is used as it is
+        already = widen > 1 and list(ck.get("decoder_widths", [])) == widened_widths(pretrained, widen) \
             and not ck.get("decoder_first_width")
-        like = widen_decoder(pretrained, widen) if wide else pretrained
-        decoder = trainable_decoder(init_model_decoder(opts["init_checkpoint"], like, ck))
-        if not wide:
-            decoder = widen_decoder(decoder, widen)
+        decoder = init_model_decoder(opts["init_checkpoint"], widen_decoder(pretrained, widen) if already
+                                     else pretrained, ck)
+        decoder = trainable_decoder(decoder) if already else widen_decoder(decoder, widen)
         if "transform" in ck:
             try:
                 transform.load_state_dict(ck["transform"], strict=True)
