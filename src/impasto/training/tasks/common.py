@@ -113,8 +113,8 @@ def widen_decoder(decoder: VGGDecoder, mult: int, seed: int = 0) -> VGGDecoder:
     Every hidden channel is copied ``mult`` times; the next conv reads each copy with the old weight / mult plus a
     small noise that sums to zero over the copies, so the output is unchanged (up to rounding) while the copies get
     different gradients and can drift apart in training. The input features and the RGB output keep their width.
-    A thin decoder (vgg19-16x: 16..128 channels) gains capacity for sharp detail this way without losing what it
-    learnt. ``mult`` = 1 returns a trainable copy.
+    A thin decoder (vgg19-16x: 16..64 channels inside) gains capacity this way without losing what it learnt
+    (docs/models/session23 measures what that did). ``mult`` = 1 returns a trainable copy.
     """
     if mult < 1:
         raise ConfigError(f"task_options.decoder_widen={mult}: give a whole number >= 1 (1 = the decoder as it is)")

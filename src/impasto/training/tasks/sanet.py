@@ -53,9 +53,8 @@ SANET_DEFAULTS: dict[str, Any] = {
     # the layers of the (mean-variance normalised) content loss, comma-separated: the papers' relu4_1 + relu5_1;
     # adding relu3_1 asks the output to keep finer structure of the photo
     "content_layers": "relu4_1,relu5_1",
-    # widen the decoder this many times inside, keeping what it computes (Net2WiderNet; 1 = as it is): the
-    # vgg19-16x decoder has 16..64 channels, too few for sharp detail. An init_checkpoint already this wide is
-    # used as it is
+    # widen the decoder this many times inside, keeping what it computes (Net2WiderNet; 1 = as it is): more
+    # capacity than the vgg19-16x decoder's 16..64 channels. An init_checkpoint already this wide is used as it is
     "decoder_widen": 1,
 }
 SANET_CHOICES = {"init_decoder": ("pretrained", "random"), "init_transform": ("passthrough", "default")}
