@@ -273,7 +273,7 @@ def paired(rows: list[dict], a: str, b: str) -> list[str]:
         diff = va - vb if higher else vb - va
         p = wilcoxon(va, vb).pvalue if np.any(va != vb) else 1.0
         per: dict[str, list[float]] = {}
-        for k, d in zip(common, diff):
+        for k, d in zip(common, diff, strict=True):
             per.setdefault(k[-1], []).append(d)  # k[-1] is the painting for both pair and clip keys
         dp = np.array([np.mean(v) for v in per.values()])
         pp = wilcoxon(dp).pvalue if len(dp) >= 5 and np.any(dp != 0) else 1.0
