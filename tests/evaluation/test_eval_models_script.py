@@ -78,3 +78,18 @@ def test_paired_by_painting_averages_pairs_that_share_a_painting() -> None:
     assert moved[4] == "6/6"  # better on every pair ...
     assert moved[-1] == "1 (2) |"  # ... but two painting means are too few for a test: p = 1, not a false 0.03
     assert float(moved[-2]) < 0.05
+
+
+def test_pairs_from_names_the_pairs_it_measures(tmp_path: Path, data_dir: Path) -> None:
+    """--pairs-from K takes pairs K+1.. of the one fixed sequence (so a new study never repeats the first K), and
+    the report says which; a negative K or no pairs is refused."""
+    mod = _module()
+    assert mod.make_pairs(48, 48, 96 + 288)[96:][:5] != mod.make_pairs(48, 48, 96)[:5]
+    assert mod.make_pairs(48, 48, 96 + 288)[:96] == mod.make_pairs(48, 48, 96)  # the same sequence, extended
+    stage6 = ROOT / "docs" / "models" / "iecontraast" / "cpu_stage6" / "quality.csv"
+    assert mod.main(["--with-rows", str(stage6), "--pairs", "288", "--pairs-from", "96",
+                     "--corpus", str(data_dir / "corpus"), "--out", str(tmp_path)]) == 0
+    assert "288 pairs (pairs 97..384 of the fixed sequence)" in (tmp_path / "quality.md").read_text()
+    for bad in (["--pairs-from", "-1"], ["--pairs", "0"]):
+        with pytest.raises(SystemExit):
+            mod.main(["--with-rows", str(stage6), *bad, "--out", str(tmp_path)])

@@ -11,26 +11,19 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "scripts"))
 from eval_models import SPLIT, read_split, resize_long  # noqa: E402
 
+from impasto.evaluation.metrics import sharpness  # noqa: E402
 from impasto.io.images import load_tensor  # noqa: E402
-
-
-def sobel_mean(x: torch.Tensor) -> float:
-    g = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
-    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])[None, None]
-    return float((F.conv2d(g, kx) ** 2 + F.conv2d(g, kx.transpose(-1, -2)) ** 2).sqrt().mean())
 
 
 def main() -> None:
     _, paintings = read_split(SPLIT, ROOT.parent / "shared" / "data" / "corpus")
-    texture = {p.name: sobel_mean(resize_long(load_tensor(p), 512)) for p in paintings}
+    texture = {p.name: float(sharpness(resize_long(load_tensor(p), 512))[0]) for p in paintings}
     q = sorted(texture.values())
     smooth, busy = q[len(q) // 4], q[3 * len(q) // 4]
     with open(Path(__file__).parent / "confirm" / "quality.csv", newline="") as f:

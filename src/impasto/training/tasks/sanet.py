@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from impasto.backbones import load_decoder, load_encoder
+from impasto.decoders.vgg import VGGDecoder
 from impasto.encoders.vgg import VGGEncoder
 from impasto.errors import ConfigError
 from impasto.losses import content_loss, identity_loss, mean_std_style_loss
@@ -134,26 +135,26 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     content_layers(opts)  # a bad option fails here, before any weights load
     enc = load_encoder(encoder, "relu5_1", device=device)
     pretrained = load_decoder(encoder, "relu4_1")
-    decoder = trainable_decoder(pretrained) if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
+    base = pretrained if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
     transform = SANetTransform(enc.channels("relu4_1"), query_chunk=opts.get("query_chunk"))
-    widen = int(opts.get("decoder_widen", 1))
-    decoder = widen_decoder(decoder, widen)
     if opts.get("init_transform", "default") == "passthrough":
         passthrough_init(transform)
+    widen = int(opts.get("decoder_widen", 1))
+    already = False  # the decoder is already ``widen`` times as wide
     if opts.get("init_checkpoint"):
         ck = load_impasto_checkpoint(opts["init_checkpoint"])
         # a file already this wide (e.g. IEContraAST started from a widened SANet) is used as it is
-        already = widen > 1 and list(ck.get("decoder_widths", [])) == widened_widths(pretrained, widen) \
-            and not ck.get("decoder_first_width")
-        decoder = init_model_decoder(opts["init_checkpoint"], widen_decoder(pretrained, widen) if already
-                                     else pretrained, ck)
-        decoder = trainable_decoder(decoder) if already else widen_decoder(decoder, widen)
+        wide = widened_widths(pretrained, widen)
+        already = widen > 1 and list(ck.get("decoder_widths", [])) == wide and not ck.get("decoder_first_width")
+        base = init_model_decoder(opts["init_checkpoint"], VGGDecoder(wide, pretrained.depth) if already
+                                  else pretrained, ck)
         if "transform" in ck:
             try:
                 transform.load_state_dict(ck["transform"], strict=True)
             except RuntimeError as exc:
                 raise ConfigError(f"task_options.init_checkpoint {opts['init_checkpoint']}: its transform does "
                                   f"not fit this run's ({exc})") from None
+    decoder = trainable_decoder(base) if already else widen_decoder(base, widen)
     return enc, SANetGenerator(transform, decoder).to(device).train()
 
 
