@@ -106,3 +106,38 @@ def fold_input_affine(
     if bias is not None:
         b = b + bias.double()
     return folded.to(weight.dtype), b.to(weight.dtype)
+
+
+#: ITU-R BT.601 luma weights for R, G, B (Y = 0.299 R + 0.587 G + 0.114 B).
+BT601 = (0.299, 0.587, 0.114)
+
+
+def luminance(x: Tensor) -> Tensor:
+    """ITU-R BT.601 luma of an RGB batch.
+
+    Args:
+        x: B x 3 x H x W RGB in [0, 1] (a B x 1 x H x W input is returned unchanged).
+    Returns:
+        B x 1 x H x W, Y = 0.299 R + 0.587 G + 0.114 B, in [0, 1]; float64 stays float64, any other dtype
+        becomes float32.
+    """
+    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    if x.shape[1] == 1:
+        return x
+    w = torch.tensor(BT601, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+_SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+
+
+def sobel_magnitude(lum: Tensor, eps: float = 0.0) -> Tensor:
+    """Sobel gradient magnitude ``sqrt(gx^2 + gy^2 + eps)`` of B x 1 x H x W, 'valid' region: B x 1 x (H-2) x (W-2).
+
+    ``eps > 0`` keeps the gradient finite where the image is flat (for losses); the metrics use 0.
+    """
+    kx = torch.tensor(_SOBEL_X, dtype=lum.dtype, device=lum.device).view(1, 1, 3, 3)
+    ky = kx.transpose(-1, -2)
+    gx = F.conv2d(lum, kx)
+    gy = F.conv2d(lum, ky)
+    return torch.sqrt(gx * gx + gy * gy + eps)

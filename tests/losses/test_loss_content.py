@@ -9,7 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from impasto.errors import ConfigError
-from impasto.losses import ContentLoss, IdentityLoss, content_loss, identity_loss, mean_variance_norm
+from impasto.evaluation.metrics import edge_correlation
+from impasto.losses import (
+    ContentLoss,
+    EdgeLoss,
+    IdentityLoss,
+    content_loss,
+    edge_loss,
+    identity_loss,
+    mean_variance_norm,
+)
 
 
 def test_content_loss_is_mse():
@@ -79,3 +88,55 @@ def test_gradcheck_normalized_content_loss():
     x = torch.rand(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     y = torch.rand(2, 2, 3, 3, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda a: content_loss(a, y, normalize=True, reduction="none"), (x,))
+
+
+# ---------------------------------------------------------------------------------------------- edge loss
+def test_edge_loss_by_hand_on_a_step():
+    """A vertical step against the same step shifted by a column: the Sobel magnitudes by hand, then 1 - Pearson."""
+    a = torch.zeros(1, 3, 5, 6)
+    a[..., 3:] = 1.0  # step between columns 2 and 3
+    b = torch.zeros(1, 3, 5, 6)
+    b[..., 4:] = 1.0  # step between columns 3 and 4
+    # valid Sobel columns 1..4 (3 rows each): |gx| = 4 where the 3x3 window straddles the step
+    ma = torch.tensor([0.0, 4.0, 4.0, 0.0]).repeat(3)
+    mb = torch.tensor([0.0, 0.0, 4.0, 4.0]).repeat(3)
+    ma, mb = ma - ma.mean(), mb - mb.mean()
+    rho = float((ma * mb).sum() / (ma.norm() * mb.norm()))
+    assert rho == pytest.approx(0.0)
+    assert edge_loss(a, b, eps=0.0).item() == pytest.approx(1.0 - rho, abs=1e-6)
+    assert edge_loss(a, a, eps=0.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_edge_loss_is_one_minus_the_edge_metric_and_scale_free():
+    torch.manual_seed(0)
+    x, y = torch.rand(3, 3, 20, 24), torch.rand(3, 3, 20, 24)
+    per = edge_loss(x, y, eps=0.0, reduction="none")
+    assert per.shape == (3,)
+    assert torch.allclose(per, 1 - edge_correlation(x, y), atol=1e-5)
+    assert torch.allclose(edge_loss(x, y, eps=0.0), per.mean())
+    # a contrast change of the output (stronger or weaker texture in the same places) costs nothing
+    assert torch.allclose(edge_loss(0.3 * x + 0.2, y, eps=0.0, reduction="none"), per, atol=1e-5)
+    assert torch.allclose(EdgeLoss(eps=0.0)(x, y), edge_loss(x, y, eps=0.0))
+    # bf16 inputs under autocast: computed in float32 all the same
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = edge_loss(x.bfloat16(), y.bfloat16(), eps=0.0, reduction="none")
+    assert low.dtype == torch.float32
+    assert torch.allclose(low, edge_loss(x.bfloat16().float(), y.bfloat16().float(), eps=0.0, reduction="none"),
+                          atol=1e-5)
+
+
+def test_edge_loss_gradient_finite_on_flat_images_and_gradcheck():
+    flat = torch.full((1, 3, 8, 8), 0.5, requires_grad=True)
+    photo = torch.rand(1, 3, 8, 8)
+    edge_loss(flat, photo).backward()
+    assert torch.isfinite(flat.grad).all()
+    x = torch.rand(2, 3, 7, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 3, 7, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: edge_loss(t, y), (x,))
+
+
+def test_edge_loss_rejects_mismatched_images():
+    with pytest.raises(ConfigError, match="same shape"):
+        edge_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
+    with pytest.raises(ConfigError, match="reduction"):
+        edge_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), reduction="sum")

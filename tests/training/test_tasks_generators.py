@@ -197,6 +197,34 @@ def test_sanet_content_layers_option(weights_dir: Path, tmp_path: Path) -> None:
             built(SANetTask, tmp_path / "c", content_layers=bad)
 
 
+def test_sanet_edge_weight_option(weights_dir: Path, tmp_path: Path) -> None:
+    """task_options.edge_weight adds ``edge_weight * edge_loss(out, content)`` to the total (off by default, as in
+    the papers) and its gradient reaches the generator; a negative weight fails at build naming the option."""
+    from impasto.errors import ConfigError
+    from impasto.losses import edge_loss
+    from impasto.training.tasks.sanet import LAYERS5, sanet_losses
+
+    torch.manual_seed(0)
+    task = built(SANetTask, tmp_path / "a", init_transform="default")
+    c, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    fc, fs = task.encoder(c, LAYERS5), task.encoder(s, LAYERS5)
+    off, _, _ = sanet_losses(task.generator, task.encoder, c, s, fc, fs, task.opts, identity=False)
+    assert task.opts["edge_weight"] == 0.0 and "edge" not in off
+    on, out, _ = sanet_losses(task.generator, task.encoder, c, s, fc, fs, {**task.opts, "edge_weight": 7.0},
+                              identity=False)
+    assert float(on["edge"].detach()) == pytest.approx(float(edge_loss(out.detach(), c)), rel=1e-6)
+    expect = on["content"] + 3 * on["style"] + 7.0 * on["edge"]
+    assert float(on["total"].detach()) == pytest.approx(float(expect.detach()), rel=1e-5)
+    task.generator.zero_grad()
+    on["edge"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in task.generator.decoder.parameters())
+    with pytest.raises(ConfigError, match="edge_weight"):
+        built(SANetTask, tmp_path / "b", edge_weight=-1.0)
+    ie = built(IEContraASTTask, tmp_path / "c", crop=64, batch=4, discriminator_scales=2, edge_weight=2.0)
+    losses = ie.training_step({"content": torch.rand(4, 3, 64, 64), "style": torch.rand(4, 3, 64, 64)}, 0)
+    assert "edge" in losses and 0.0 <= losses["edge"] <= 2.0
+
+
 def test_sanet_freeze_decoder_steps_and_init_checkpoint(weights_dir: Path, tmp_path: Path) -> None:
     """freeze_decoder_steps keeps the decoder fixed while the transform trains; init_checkpoint starts from a file."""
     torch.manual_seed(0)

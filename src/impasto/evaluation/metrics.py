@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from impasto.errors import ConfigError
+from impasto.layers import BT601, luminance, sobel_magnitude
 from impasto.losses.style import gram as _gram
 from impasto.transforms.stats import mean_std
 
@@ -30,11 +31,9 @@ __all__ = [
     "mean_std_style_distance",
     "psnr",
     "sharpness",
+    "sobel_magnitude",
     "ssim",
 ]
-
-#: ITU-R BT.601 luma weights for R, G, B (Y = 0.299 R + 0.587 G + 0.114 B).
-BT601 = (0.299, 0.587, 0.114)
 
 #: Stabilising constants of SSIM (Wang et al. 2004, eq. 7 and 9): K1 = 0.01, K2 = 0.03.
 _SSIM_K1 = 0.01
@@ -114,21 +113,6 @@ def _check_batch(a: Tensor, b: Tensor, layer: str) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # image metrics
 # ----------------------------------------------------------------------------------------------------------
-def luminance(x: Tensor) -> Tensor:
-    """ITU-R BT.601 luma of an RGB batch.
-
-    Args:
-        x: B x 3 x H x W RGB in [0, 1] (a B x 1 x H x W input is returned unchanged).
-    Returns:
-        B x 1 x H x W, Y = 0.299 R + 0.587 G + 0.114 B, in [0, 1].
-    """
-    if x.shape[1] == 1:
-        return _float(x)
-    x = _float(x)
-    w = torch.tensor(BT601, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
-
-
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
     g = torch.exp(-(coords**2) / (2.0 * sigma**2))
@@ -184,17 +168,6 @@ def ssim(x: Tensor, y: Tensor, window: int = 11, sigma: float = 1.5, data_range:
     return (num / den).flatten(1).mean(dim=1).to(out_dtype)
 
 
-_SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
-
-
-def _sobel_magnitude(lum: Tensor) -> Tensor:
-    kx = torch.tensor(_SOBEL_X, dtype=lum.dtype, device=lum.device).view(1, 1, 3, 3)
-    ky = kx.transpose(-1, -2)
-    gx = F.conv2d(lum, kx)
-    gy = F.conv2d(lum, ky)
-    return torch.sqrt(gx * gx + gy * gy)
-
-
 def edge_correlation(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
     """Pearson correlation of the Sobel gradient-magnitude maps of two images' luminances.
 
@@ -213,8 +186,8 @@ def edge_correlation(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
         raise ConfigError(f"edge_correlation: images must be at least 3x3, got {tuple(x.shape[-2:])}")
     out_dtype = torch.promote_types(_float(x).dtype, _float(y).dtype)
     lx, ly = luminance(x).double(), luminance(y).double()
-    a = _sobel_magnitude(lx).flatten(1)
-    b = _sobel_magnitude(ly).flatten(1)
+    a = sobel_magnitude(lx).flatten(1)
+    b = sobel_magnitude(ly).flatten(1)
     a = a - a.mean(dim=1, keepdim=True)
     b = b - b.mean(dim=1, keepdim=True)
     den = a.norm(dim=1) * b.norm(dim=1)
@@ -240,7 +213,7 @@ def sharpness(x: Tensor) -> Tensor:
     if min(x.shape[-2:]) < 3:
         raise ConfigError(f"sharpness: images must be at least 3x3, got {tuple(x.shape[-2:])}")
     out_dtype = _float(x).dtype
-    return _sobel_magnitude(luminance(x).double()).mean(dim=(1, 2, 3)).to(out_dtype)
+    return sobel_magnitude(luminance(x).double()).mean(dim=(1, 2, 3)).to(out_dtype)
 
 
 def grid_artifact_score(x: Tensor, period: int = 8, eps: float = 1e-12) -> Tensor:

@@ -9,7 +9,15 @@ refinement), :mod:`.adversarial` (multi-scale discriminator, LSGAN).
 from __future__ import annotations
 
 from impasto.losses.adversarial import LSGANLoss, MultiScaleDiscriminator, lsgan_d_loss, lsgan_g_loss
-from impasto.losses.content import ContentLoss, IdentityLoss, content_loss, identity_loss, mean_variance_norm
+from impasto.losses.content import (
+    ContentLoss,
+    EdgeLoss,
+    IdentityLoss,
+    content_loss,
+    edge_loss,
+    identity_loss,
+    mean_variance_norm,
+)
 from impasto.losses.contrastive import (
     ContentProjector,
     IEContraContentLoss,
@@ -51,9 +59,11 @@ __all__ = [
     # content
     "content_loss",
     "identity_loss",
+    "edge_loss",
     "mean_variance_norm",
     "ContentLoss",
     "IdentityLoss",
+    "EdgeLoss",
     # style
     "Features",
     "mean_std",

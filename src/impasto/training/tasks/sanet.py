@@ -18,7 +18,7 @@ from impasto.backbones import load_decoder, load_encoder
 from impasto.decoders.vgg import VGGDecoder
 from impasto.encoders.vgg import VGGEncoder
 from impasto.errors import ConfigError
-from impasto.losses import content_loss, identity_loss, mean_std_style_loss
+from impasto.losses import content_loss, edge_loss, identity_loss, mean_std_style_loss
 from impasto.methods.common import load_impasto_checkpoint
 from impasto.training.config import TrainConfig
 from impasto.training.loop import Task, register_task
@@ -57,6 +57,9 @@ SANET_DEFAULTS: dict[str, Any] = {
     # widen the decoder this many times inside, keeping what it computes (Net2WiderNet; 1 = as it is): more
     # capacity than the vgg19-16x decoder's 16..64 channels. An init_checkpoint already this wide is used as it is
     "decoder_widen": 1,
+    # weight of the edge loss (1 - correlation of the output's and the photo's Sobel edge maps; not in the papers,
+    # 0 = off): asks the style texture to follow the photo's edges instead of covering its flat areas
+    "edge_weight": 0.0,
 }
 SANET_CHOICES = {"init_decoder": ("pretrained", "random"), "init_transform": ("passthrough", "default")}
 
@@ -102,6 +105,9 @@ def sanet_losses(generator: nn.Module, loss_encoder: VGGEncoder, content: torch.
     ls = mean_std_style_loss(out_feats, fs, layers=LAYERS5)
     terms = {"content": lc, "style": ls}
     total = weights["content_weight"] * lc + weights["style_weight"] * ls
+    if float(weights.get("edge_weight", 0.0)) > 0:
+        terms["edge"] = edge_loss(out, content)
+        total = total + float(weights["edge_weight"]) * terms["edge"]
     if identity:
         i_cc = generator(fc, fc, size)
         i_ss = generator(fs, fs, tuple(style.shape[-2:]))
@@ -133,6 +139,8 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     """(frozen encoder to relu5_1, trainable SANetGenerator with ``C = channels(relu4_1)``)."""
     check_backbone(encoder, "relu4_1")
     content_layers(opts)  # a bad option fails here, before any weights load
+    if float(opts.get("edge_weight", 0.0)) < 0:
+        raise ConfigError(f"task_options.edge_weight={opts['edge_weight']!r}: give a weight >= 0 (0 = no edge loss)")
     enc = load_encoder(encoder, "relu5_1", device=device)
     pretrained = load_decoder(encoder, "relu4_1")
     base = pretrained if opts["init_decoder"] == "pretrained" else fresh_decoder(pretrained)
