@@ -287,6 +287,46 @@ def test_iecontraast_aux_lr_for_the_discriminator_and_heads(weights_dir: Path, t
         built(IEContraASTTask, tmp_path / "c", crop=64, batch=4, discriminator_scales=2, aux_lr=-1)
 
 
+def test_sanet_skip_layers_from_a_trained_file(weights_dir: Path, tmp_path: Path) -> None:
+    """skip_layers from the shipped SANet starts where it was (zero convs: the same images), every skip conv gets a
+    gradient, the model file stores them and loads for stylisation (eager and fused give the training sample's
+    image), a run started from that file reuses them, and a bad layer or a mismatched file fails naming the option."""
+    from impasto.errors import ConfigError
+    from impasto.methods.common import packaged_checkpoint
+    from impasto.pipeline import Stylizer
+
+    shipped = str(packaged_checkpoint("sanet", "vgg19-16x", "relu4_1"))
+    torch.manual_seed(0)
+    plain = built(SANetTask, tmp_path / "a", init_checkpoint=shipped)
+    sk = built(SANetTask, tmp_path / "b", init_checkpoint=shipped, skip_layers="relu3_1, relu2_1")
+    assert sk.generator.layers == ["relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    c, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    assert torch.allclose(plain.sample(c, s), sk.sample(c, s), atol=1e-5)
+    sk.training_step({"content": c, "style": s}, 0)
+    for name, p in sk.generator.skips.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with torch.no_grad():  # a trained state, so that the loaded file is checked on skips that do something
+        for p in sk.generator.skips.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    sk.model_state()
+    model = tmp_path / "b" / "run" / "model.pt"
+    ck = load_impasto_checkpoint(model)
+    assert ck["skip_channels"] == {"relu2_1": (32, 32), "relu3_1": (64, 64)}
+    want = sk.sample(c[:1], s[:1])
+    assert not torch.allclose(want, plain.sample(c[:1], s[:1]), atol=1e-3)
+    for backend in ("eager", "fused"):
+        with pytest.warns(UserWarning, match="smoke-scale"):
+            st = Stylizer("sanet", checkpoint=str(model), precision="fp32", backend=backend)
+        assert torch.allclose(st.stylize_tensor(c[:1], s[:1]).float(), want, atol=1e-4), backend
+    again = built(SANetTask, tmp_path / "c", init_checkpoint=str(model), skip_layers="relu2_1,relu3_1")
+    for k, v in sk.generator.state_dict().items():
+        assert torch.equal(v, again.generator.state_dict()[k]), k
+    with pytest.raises(ConfigError, match="skip_layers"):
+        built(SANetTask, tmp_path / "d", skip_layers="relu4_1")
+    with pytest.raises(ConfigError, match="skip_layers"):
+        built(SANetTask, tmp_path / "e", init_checkpoint=str(model), skip_layers="relu3_1")
+
+
 def test_widen_decoder_keeps_the_function_and_widens_inside() -> None:
     from impasto.decoders.vgg import VGGDecoder
     from impasto.errors import ConfigError

@@ -10,7 +10,7 @@ them on a module's instances; with autograd on or off the CPU they run the modul
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -93,13 +93,14 @@ def vgg_encoder_forward(self: VGGEncoder, x: Tensor, layers: Iterable[str] | Non
 
 def vgg_decoder_forward(
     self: VGGDecoder, feat: Tensor, size: tuple[int, int] | None = None,
-    in_affine: tuple[Tensor, Tensor] | None = None,
+    in_affine: tuple[Tensor, Tensor] | None = None, adds: Mapping[str, Tensor] | None = None,
 ) -> Tensor:
     """:meth:`VGGDecoder.forward` for CPU inference: each nearest up-sampling, its padding and the next conv as one
     conv of the low-resolution map (:func:`~impasto.accel.kernels.upsample_conv2d`), the last up-sampling conv and
-    the conv to RGB as one pair, ReLU fused, no padded copies."""
-    if not _cpu_inference(feat):
-        return type(self).forward(self, feat, size, in_affine)
+    the conv to RGB as one pair, ReLU fused, no padded copies. With skip ``adds`` it runs the plain forward (the
+    fused up-sampling convs never hold the up-sampled map that a skip is added to)."""
+    if not _cpu_inference(feat) or adds:
+        return type(self).forward(self, feat, size, in_affine, adds)
     h = as_channels_last(feat)
     if torch.is_autocast_enabled("cpu"):
         h = h.to(torch.get_autocast_dtype("cpu"))  # before the pad: the first conv would cast the padded copy

@@ -147,9 +147,9 @@ def _encoder_forward(self: Any, x: Tensor, layers: Any = None) -> dict[str, Tens
     return {k: v.to(x.dtype) for k, v in zip(wanted, outs, strict=True)}
 
 
-def _decoder_forward(self: Any, feat: Tensor, size: Any = None, in_affine: Any = None) -> Tensor:
-    if not _covered(feat) or in_affine is not None:
-        return _plain(self)(feat, size, in_affine)
+def _decoder_forward(self: Any, feat: Tensor, size: Any = None, in_affine: Any = None, adds: Any = None) -> Tensor:
+    if not _covered(feat) or in_affine is not None or adds:
+        return _plain(self)(feat, size, in_affine, adds)
     from impasto.decoders.vgg import _fit
 
     (out,) = self._ort.run(("decode",), lambda m, f: (type(m).forward(m, f),), (feat.float(),),

@@ -8,7 +8,7 @@ reconstruction decoders, LinearStyleTransfer's decoders and the distilled ``kSD`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,8 +55,13 @@ class VGGDecoder(nn.Module):
         feat: torch.Tensor,
         size: tuple[int, int] | None = None,
         in_affine: tuple[torch.Tensor, torch.Tensor] | None = None,
+        adds: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Decode features; if ``size`` (H, W) is given, the output is resized/cropped to exactly that size.
+
+        ``adds`` = {``reluB_1``: B x C_B x h_B x w_B}: added to the decoder's map where it reaches level B (just
+        after the up-sampling into it; C_B = ``widths[B-1]``), cropped or zero-padded at the bottom/right to that
+        map's size (skip connections: :class:`impasto.transforms.skips.AdaINSkips`).
 
         ``in_affine`` = (A, c) (C x C and C) decodes ``A f + c`` (per pixel) instead of ``feat``, with A and c folded
         into the first conv's weights and bias (exact: reflection padding commutes with a per-pixel map), so the
@@ -75,9 +80,21 @@ class VGGDecoder(nn.Module):
             b, j = _block(name)
             if j == 1 and b > 1:  # the mirror of a conv that followed a pooling
                 h = upsample_nearest2x(h)
+                if adds and f"relu{b - 1}_1" in adds:
+                    h = h + fit_map(adds[f"relu{b - 1}_1"], tuple(h.shape[-2:])).to(h.dtype)
         if size is not None and tuple(h.shape[-2:]) != tuple(size):
             h = _fit(h, size)
         return h.contiguous().to(feat.dtype)  # the image in the default layout (callers may .view() it)
+
+
+def fit_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """B x C x h x w cropped, or zero-padded at the bottom and right, to exactly ``size`` (an encoder map against the
+    decoder's up-sampled map of the same level: they differ by a row or column where ceil-mode pooling rounded)."""
+    H, W = size
+    x = x[..., :H, :W]
+    if tuple(x.shape[-2:]) != (H, W):
+        x = F.pad(x, (0, W - x.shape[-1], 0, H - x.shape[-2]))
+    return x
 
 
 def _fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from impasto import weights
 from impasto.backbones import candidate_backbones
 from impasto.decoders.vgg import VGGDecoder, convert_sequential_decoder
-from impasto.errors import WeightsError
+from impasto.errors import ConfigError, WeightsError
 from impasto.methods.base import Method, MethodUnavailable, blend_features, register
 from impasto.methods.common import (
     EncoderConfig,
@@ -28,6 +28,7 @@ from impasto.methods.common import (
     load_model_decoder,
     packaged_checkpoint,
 )
+from impasto.transforms.stats import adain_features
 
 
 @dataclass
@@ -53,10 +54,12 @@ class _SANetFamily(Method):
 
     def __init__(self, config: SANetConfig) -> None:
         from impasto.transforms.sanet import SANetTransform
+        from impasto.transforms.skips import AdaINSkips
 
         super().__init__(config)
         ck_path = config.checkpoint or self._packaged(config)
         ck = None
+        self.skips: AdaINSkips | None = None
         if ck_path:
             ck = load_impasto_checkpoint(ck_path, self.name, ("sanet", "iecontraast"))
             try:
@@ -64,7 +67,10 @@ class _SANetFamily(Method):
                 channels = ck["transform_channels"]
                 self.transform = SANetTransform(channels)
                 self.transform.load_state_dict(ck["transform"], strict=True)
-            except (KeyError, RuntimeError) as exc:
+                if "skips" in ck:  # trained with task_options.skip_layers
+                    self.skips = AdaINSkips({n: tuple(c) for n, c in ck["skip_channels"].items()})
+                    self.skips.load_state_dict(ck["skips"], strict=True)
+            except (KeyError, RuntimeError, ConfigError) as exc:
                 raise WeightsError(f"{ck_path} is not a valid {self.name} checkpoint ({exc})") from None
             self.decoder = load_model_decoder(ck, ck_path)
             self.source = str(ck_path)
@@ -83,6 +89,10 @@ class _SANetFamily(Method):
         self.encoder = checkpoint_encoder(self.backbone, "relu5_1", ck, device=self.device)
         self.transform.requires_grad_(False).eval().to(self.device)
         self.decoder.requires_grad_(False).eval().to(self.device)
+        if self.skips is not None:
+            self.skips.requires_grad_(False).eval().to(self.device)
+        #: the encoder layers a stylisation reads: the skips' and relu4_1, relu5_1
+        self.layers = (self.skips.layers if self.skips is not None else []) + ["relu4_1", "relu5_1"]
 
     def _packaged(self, config: SANetConfig) -> Path | None:
         for bb in candidate_backbones(config.encoder):
@@ -123,7 +133,7 @@ class _SANetFamily(Method):
 
     @torch.no_grad()
     def encode_style(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.encoder(style.to(self.device), ["relu4_1", "relu5_1"])
+        return self.encoder(style.to(self.device), self.layers)
 
     @torch.no_grad()
     def stylize(
@@ -134,10 +144,14 @@ class _SANetFamily(Method):
         alpha: float = 1.0,
         context: Any = None,
     ) -> torch.Tensor:
-        fc = self.encoder(content.to(self.device), ["relu4_1", "relu5_1"])
+        fc = self.encoder(content.to(self.device), self.layers)
         targets = [self.transform(fc["relu4_1"], s["relu4_1"], fc["relu5_1"], s["relu5_1"]) for s in styles]
         t = blend_features(fc["relu4_1"], targets, mix, alpha)
-        return self.decoder(t, size=tuple(content.shape[-2:])).clamp(0, 1)
+        adds = None
+        if self.skips is not None:  # each skip's AdaIN targets blended like the attention's
+            adds = self.skips({n: blend_features(fc[n], [adain_features(fc[n], s[n]) for s in styles], mix, alpha)
+                               for n in self.skips.layers})
+        return self.decoder(t, size=tuple(content.shape[-2:]), adds=adds).clamp(0, 1)
 
 
 @register

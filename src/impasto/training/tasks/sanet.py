@@ -35,6 +35,7 @@ from impasto.training.tasks.common import (
     widened_widths,
 )
 from impasto.transforms.sanet import SANetTransform
+from impasto.transforms.skips import SKIP_LAYERS, AdaINSkips, adain_skips
 
 LAYERS5 = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 SANET_DEFAULTS: dict[str, Any] = {
@@ -60,6 +61,10 @@ SANET_DEFAULTS: dict[str, Any] = {
     # weight of the edge loss (1 - correlation of the output's and the photo's Sobel edge maps; not in the papers,
     # 0 = off): asks the style texture to follow the photo's edges instead of covering its flat areas
     "edge_weight": 0.0,
+    # skip connections (not in the papers; comma-separated layers from relu1_1..relu3_1, "" = none): the photo's
+    # features at those layers, AdaIN'ed to the painting's statistics, enter the decoder at their level through
+    # zero-initialised 1x1 convs (impasto.transforms.skips), so the decoder sees finer structure than relu4_1's
+    "skip_layers": "",
 }
 SANET_CHOICES = {"init_decoder": ("pretrained", "random"), "init_transform": ("passthrough", "default")}
 
@@ -67,15 +72,22 @@ SANET_CHOICES = {"init_decoder": ("pretrained", "random"), "init_transform": ("p
 class SANetGenerator(nn.Module):
     """Transform + decoder: ``forward(fc, fs) -> image`` from {relu4_1, relu5_1} feature dicts (B x C x h x w)."""
 
-    def __init__(self, transform: SANetTransform, decoder: nn.Module) -> None:
+    def __init__(self, transform: SANetTransform, decoder: nn.Module, skips: AdaINSkips | None = None) -> None:
         super().__init__()
         self.transform = transform
         self.decoder = decoder
+        self.skips = skips
+
+    @property
+    def layers(self) -> list[str]:
+        """The encoder layers ``forward`` reads: the skips' and relu4_1, relu5_1."""
+        return (self.skips.layers if self.skips is not None else []) + ["relu4_1", "relu5_1"]
 
     def forward(self, fc: dict[str, torch.Tensor], fs: dict[str, torch.Tensor],
                 size: tuple[int, int] | None = None) -> torch.Tensor:
         t = self.transform(fc["relu4_1"], fs["relu4_1"], fc["relu5_1"], fs["relu5_1"])
-        return self.decoder(t, size=size)
+        adds = None if self.skips is None else self.skips(adain_skips(fc, fs, self.skips.layers))
+        return self.decoder(t, size=size, adds=adds)
 
 
 def content_layers(opts: dict[str, Any]) -> list[str]:
@@ -119,6 +131,17 @@ def sanet_losses(generator: nn.Module, loss_encoder: VGGEncoder, content: torch.
     return terms, out, out_feats
 
 
+def skip_layers(opts: dict[str, Any]) -> list[str]:
+    """The layers of ``opts["skip_layers"]`` (comma-separated, from relu1_1..relu3_1; "" = none; ConfigError if not)."""
+    given = str(opts.get("skip_layers", ""))
+    names = [n.strip() for n in given.split(",") if n.strip()]
+    bad = [n for n in names if n not in SKIP_LAYERS]
+    if bad or len(set(names)) != len(names):
+        raise ConfigError(f"task_options.skip_layers={given!r}: give distinct layer names from "
+                          f"{', '.join(SKIP_LAYERS)} separated by commas (e.g. relu3_1), or nothing for no skips")
+    return sorted(names)
+
+
 def passthrough_init(transform: SANetTransform) -> SANetTransform:
     """Set ``out_conv`` of both attention blocks to zero and ``merge_conv`` to the identity (centre tap), in place.
 
@@ -139,6 +162,7 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     """(frozen encoder to relu5_1, trainable SANetGenerator with ``C = channels(relu4_1)``)."""
     check_backbone(encoder, "relu4_1")
     content_layers(opts)  # a bad option fails here, before any weights load
+    skips = skip_layers(opts)
     if float(opts.get("edge_weight", 0.0)) < 0:
         raise ConfigError(f"task_options.edge_weight={opts['edge_weight']!r}: give a weight >= 0 (0 = no edge loss)")
     enc = load_encoder(encoder, "relu5_1", device=device)
@@ -163,7 +187,16 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
                 raise ConfigError(f"task_options.init_checkpoint {opts['init_checkpoint']}: its transform does "
                                   f"not fit this run's ({exc})") from None
     decoder = trainable_decoder(base) if already else widen_decoder(base, widen)
-    return enc, SANetGenerator(transform, decoder).to(device).train()
+    skip_module = None
+    if skips:
+        skip_module = AdaINSkips({n: (enc.channels(n), decoder.widths[int(n[4]) - 1]) for n in skips})
+        if opts.get("init_checkpoint") and "skips" in ck:
+            try:
+                skip_module.load_state_dict(ck["skips"], strict=True)
+            except RuntimeError as exc:
+                raise ConfigError(f"task_options.init_checkpoint {opts['init_checkpoint']}: its skips do not fit "
+                                  f"this run's skip_layers={opts['skip_layers']!r} ({exc})") from None
+    return enc, SANetGenerator(transform, decoder, skip_module).to(device).train()
 
 
 def drop_frozen_decoder_grads(generator: SANetGenerator, opts: dict[str, Any], step: int) -> None:
@@ -208,15 +241,18 @@ class SANetTask(ModelFileMixin, Task):
 
     @torch.no_grad()
     def sample(self, contents: torch.Tensor, styles: torch.Tensor | None) -> torch.Tensor:
-        fc = self.encoder(contents, ["relu4_1", "relu5_1"])
-        fs = self.encoder(styles, ["relu4_1", "relu5_1"])
+        fc = self.encoder(contents, self.generator.layers)
+        fs = self.encoder(styles, self.generator.layers)
         return self.generator(fc, fs, tuple(contents.shape[-2:])).clamp(0, 1)
 
     def _model_state(self) -> dict[str, Any]:
         tr = self.generator.transform
+        extra = {}
+        if self.generator.skips is not None:
+            extra = {"skips": cpu_state(self.generator.skips), "skip_channels": self.generator.skips.channels()}
         return model_file(self.method, self.backbone, "relu4_1", self.generator.decoder, self.config,
                           self.step_done, transform=cpu_state(tr),
-                          transform_channels=int(tr.merge_conv.in_channels))
+                          transform_channels=int(tr.merge_conv.in_channels), **extra)
 
     def state_dict(self) -> dict[str, Any]:
         return {"step_done": self.step_done}
