@@ -55,16 +55,23 @@ class SANetGraph(nn.Module):
     """content, style, alpha -> image with a SANet-family method (SANet, IEContraAST): attention at relu4_1 and
     relu5_1 over every style position (no query chunks, so the graph has no size-dependent loop)."""
 
-    def __init__(self, encoder: nn.Module, transform: nn.Module, decoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, transform: nn.Module, decoder: nn.Module,
+                 skips: nn.Module | None = None) -> None:
         super().__init__()
-        self.encoder, self.transform, self.decoder = encoder, transform, decoder
+        self.encoder, self.transform, self.decoder, self.skips = encoder, transform, decoder, skips
 
     def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        layers = ["relu4_1", "relu5_1"]
+        from impasto.transforms.stats import adain_features
+
+        layers = (self.skips.layers if self.skips is not None else []) + ["relu4_1", "relu5_1"]
         fc, fs = self.encoder(content, layers), self.encoder(style, layers)
         t = self.transform(fc["relu4_1"], fs["relu4_1"], fc["relu5_1"], fs["relu5_1"])
         t = alpha * t + (1 - alpha) * fc["relu4_1"]
-        out = self.decoder(t)[..., : content.shape[-2], : content.shape[-1]]  # crop, as AdaINGraph
+        adds = None
+        if self.skips is not None:  # as SANet.stylize: each skip's AdaIN target blended by alpha
+            adds = self.skips({n: alpha * adain_features(fc[n], fs[n]) + (1 - alpha) * fc[n]
+                               for n in self.skips.layers})
+        out = self.decoder(t, adds=adds)[..., : content.shape[-2], : content.shape[-1]]  # crop, as AdaINGraph
         return out.clamp(0, 1)
 
 
@@ -110,7 +117,7 @@ def export_module(method: str, **options: Any) -> nn.Module:
     else:
         transform = copy.deepcopy(m.transform)
         transform.query_chunk = None  # one attention product per level: no loop over chunks in the graph
-        graph = SANetGraph(m.encoder, transform, m.decoder)
+        graph = SANetGraph(m.encoder, transform, m.decoder, m.skips)
     return graph.eval()
 
 

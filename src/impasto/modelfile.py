@@ -26,7 +26,7 @@ from impasto.errors import WeightsError
 from impasto.io.atomic import atomic_write
 
 MODEL_FORMAT = "impasto-model"
-TENSOR_GROUPS = ("decoder", "transform", "encoder_state")
+TENSOR_GROUPS = ("decoder", "transform", "encoder_state", "skips")
 #: A model file written by a run of fewer steps than this is marked ``scale: smoke`` in its card.
 SMOKE_STEPS = 1000
 

@@ -314,10 +314,13 @@ def test_sanet_skip_layers_from_a_trained_file(weights_dir: Path, tmp_path: Path
     assert ck["skip_channels"] == {"relu2_1": (32, 32), "relu3_1": (64, 64)}
     want = sk.sample(c[:1], s[:1])
     assert not torch.allclose(want, plain.sample(c[:1], s[:1]), atol=1e-3)
-    for backend in ("eager", "fused"):
+    from impasto.modelfile import save_model
+
+    packed = save_model(ck, tmp_path / "skips.safetensors")  # the packaged form (scripts/package_model.py)
+    for backend, path in (("eager", model), ("fused", model), ("eager", packed)):
         with pytest.warns(UserWarning, match="smoke-scale"):
-            st = Stylizer("sanet", checkpoint=str(model), precision="fp32", backend=backend)
-        assert torch.allclose(st.stylize_tensor(c[:1], s[:1]).float(), want, atol=1e-4), backend
+            st = Stylizer("sanet", checkpoint=str(path), precision="fp32", backend=backend)
+        assert torch.allclose(st.stylize_tensor(c[:1], s[:1]).float(), want, atol=1e-4), (backend, path)
     again = built(SANetTask, tmp_path / "c", init_checkpoint=str(model), skip_layers="relu2_1,relu3_1")
     for k, v in sk.generator.state_dict().items():
         assert torch.equal(v, again.generator.state_dict()[k]), k

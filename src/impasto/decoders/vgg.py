@@ -92,9 +92,8 @@ def fit_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     decoder's up-sampled map of the same level: they differ by a row or column where ceil-mode pooling rounded)."""
     H, W = size
     x = x[..., :H, :W]
-    if tuple(x.shape[-2:]) != (H, W):
-        x = F.pad(x, (0, W - x.shape[-1], 0, H - x.shape[-2]))
-    return x
+    # no test of the shapes: the exported ONNX graph (impasto.export) keeps this for any size; a zero pad is a copy
+    return F.pad(x, (0, W - x.shape[-1], 0, H - x.shape[-2]))
 
 
 def _fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
