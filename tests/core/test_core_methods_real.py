@@ -56,8 +56,9 @@ def images(data_dir):
         ("style-swap", {"encoder": "vgg19"}, -1.0, 0.3),
         ("style-swap", {"encoder": "vgg19-16x"}, -1.0, 0.3),
         ("magenta", {}, 0.3, 0.3),
-        # impasto's shipped SANet (stage 9) and IEContraAST (docs/models.md) measured 0.39 / 0.80 and 0.37 / 0.67 on
-        # this small pair (at 512 px on the validation split: 0.61 / 0.72 and 0.59 / 0.57); a 60-step smoke model: < 0 / ~0
+        # impasto's shipped SANet (stage 9) and IEContraAST (docs/models.md) measured 0.39 / 0.80 and 0.37 / 0.67
+        # on this small pair (at 512 px on the validation split: 0.61 / 0.72 and 0.59 / 0.57); a 60-step smoke
+        # model: < 0 / ~0
         ("sanet", {}, 0.15, 0.4),
         ("iecontraast", {}, 0.15, 0.4),
     ],

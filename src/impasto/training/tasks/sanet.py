@@ -63,14 +63,16 @@ SANET_DEFAULTS: dict[str, Any] = {
     "edge_weight": 0.0,
     # skip connections (not in the papers; comma-separated layers from relu1_1..relu3_1, "" = none): the photo's
     # features at those layers, AdaIN'ed to the painting's statistics, enter the decoder at their level through
-    # zero-initialised 1x1 convs (impasto.transforms.skips), so the decoder sees finer structure than relu4_1's
+    # zero-initialised 1x1 convs (impasto.transforms.skips), so the decoder sees finer structure than relu4_1's.
+    # An init_checkpoint with skips keeps its own when this is ""
     "skip_layers": "",
 }
 SANET_CHOICES = {"init_decoder": ("pretrained", "random"), "init_transform": ("passthrough", "default")}
 
 
 class SANetGenerator(nn.Module):
-    """Transform + decoder: ``forward(fc, fs) -> image`` from {relu4_1, relu5_1} feature dicts (B x C x h x w)."""
+    """Transform (+ skips) + decoder: ``forward(fc, fs) -> image`` from feature dicts (B x C x h x w) holding
+    relu4_1, relu5_1 and the skips' layers (``layers``)."""
 
     def __init__(self, transform: SANetTransform, decoder: nn.Module, skips: AdaINSkips | None = None) -> None:
         super().__init__()
@@ -188,6 +190,8 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
                                   f"not fit this run's ({exc})") from None
     decoder = trainable_decoder(base) if already else widen_decoder(base, widen)
     skip_module = None
+    if not skips and opts.get("init_checkpoint") and "skips" in ck:  # a model file with skips keeps them
+        skips = sorted(ck["skip_channels"])
     if skips:
         skip_module = AdaINSkips({n: (enc.channels(n), decoder.widths[int(n[4]) - 1]) for n in skips})
         if opts.get("init_checkpoint") and "skips" in ck:
