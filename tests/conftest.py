@@ -54,9 +54,24 @@ def style_path(data_dir: Path) -> Path:
     return data_dir / "style" / "AdaAttN__udnie.jpg"
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """Print pytest-randomly's seed even under -q, so that a failing order can be rerun (-p randomly's
-    ``--randomly-seed=N``; ``-p no:randomly`` runs in file order)."""
+def _order_line(config: pytest.Config) -> str | None:
     seed = getattr(config.option, "randomly_seed", None)
     if seed is not None and getattr(config.option, "randomly_reorganize", True):
-        terminalreporter.write_line(f"test order: random, --randomly-seed={seed}")
+        return f"test order: random, --randomly-seed={seed}"
+    return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Print pytest-randomly's seed before the first test, even under -q, so that the order of a run that hangs
+    (and never reaches its summary) can be rerun with ``--randomly-seed=N``; ``-p no:randomly`` runs in file order."""
+    line = _order_line(session.config)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if line and reporter is not None:
+        reporter.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """And again at the end, beside the failures."""
+    line = _order_line(config)
+    if line:
+        terminalreporter.write_line(line)

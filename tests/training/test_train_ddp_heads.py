@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from forked import run_forked
 
 from impasto.data.arrangement import iecontra_arrange
 from impasto.losses import iecontra_content_loss, iecontra_style_loss
@@ -99,9 +99,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     root = tmp_path_factory.mktemp("ddp_heads")
-    # fork (not spawn) reuses the parent's imports; build an optimizer first so torch's lazy imports are done
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
-    mp.start_processes(_worker, args=(_free_port(), str(root)), nprocs=WORLD, join=True, start_method="fork")
+    run_forked(_worker, (_free_port(), str(root)), WORLD)
     return [torch.load(root / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from forked import run_forked
 from test_train_toytask import ToyTask, toy_config, toy_loss
 
 from impasto.training import TrainConfig, load_checkpoint, train
@@ -45,11 +45,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("ddp")
     cfg = toy_config(root, steps=3, lr_decay=0.0, sample_every=2, checkpoint_every=2, log_every=1,
                      task_options={"noise": 0.0, "record": True})
-    # fork (not spawn): the children reuse the parent's imports, which keeps this test fast; the parent
-    # builds an optimizer first so that torch's lazy optimizer imports are done before forking
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    mp.start_processes(_worker, args=(_free_port(), cfg.to_dict(), str(root)), nprocs=WORLD, join=True,
-                       start_method="fork")
+    run_forked(_worker, (_free_port(), cfg.to_dict(), str(root)), WORLD)
     ranks = [torch.load(root / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     return cfg, ranks
 
