@@ -18,6 +18,15 @@ DATA_DIR = SHARED / "data"
 os.environ.setdefault("IMPASTO_WEIGHTS_DIR", str(WEIGHTS_DIR))
 
 
+@pytest.fixture
+def fork_safe():
+    """For a test that forks without exec (DataLoader workers): see forked.frozen_for_fork."""
+    from forked import frozen_for_fork
+
+    with frozen_for_fork():
+        yield
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``bf16`` run bfloat16 convolutions: skipped, with the reason, on CPUs that cannot run them."""
     from impasto.hardware import BF16_MISSING, cpu_bf16_convolutions

@@ -68,7 +68,7 @@ def test_bad_arguments_are_clear(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_dataloader_workers_are_reproducible_and_picklable(weights_dir: Path, data_dir: Path,
-                                                           photos: list[Path]) -> None:
+                                                           photos: list[Path], fork_safe) -> None:
     """Two workers, each loading its own model; the same DataLoader seed gives the same augmented batches."""
     aug = StyleAugment(data_dir / "style", p=0.5, alpha=(0.3, 1.0), style_size=96)
     aug(torch.rand(3, 16, 16))  # used once here: the model must not travel to the workers

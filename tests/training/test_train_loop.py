@@ -112,7 +112,7 @@ def test_resume_from_a_checkpoint_path_with_config_from_the_checkpoint(reference
     _assert_same(_params(result), _params(ref))
 
 
-def test_data_workers_and_progress_bar_do_not_change_the_result(reference) -> None:
+def test_data_workers_and_progress_bar_do_not_change_the_result(reference, fork_safe) -> None:
     root, _, ref = reference
     result = train(toy_config(root, out="workers", num_workers=1), progress=True)
     _assert_same(_params(result), _params(ref))
