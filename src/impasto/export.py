@@ -61,9 +61,10 @@ class SANetGraph(nn.Module):
         self.encoder, self.transform, self.decoder, self.skips = encoder, transform, decoder, skips
 
     def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        from impasto.transforms.skips import sanet_layers
         from impasto.transforms.stats import adain_features
 
-        layers = (self.skips.layers if self.skips is not None else []) + ["relu4_1", "relu5_1"]
+        layers = sanet_layers(self.skips)
         fc, fs = self.encoder(content, layers), self.encoder(style, layers)
         t = self.transform(fc["relu4_1"], fs["relu4_1"], fc["relu5_1"], fs["relu5_1"])
         t = alpha * t + (1 - alpha) * fc["relu4_1"]

@@ -141,3 +141,11 @@ def sobel_magnitude(lum: Tensor, eps: float = 0.0) -> Tensor:
     gx = F.conv2d(lum, kx)
     gy = F.conv2d(lum, ky)
     return torch.sqrt(gx * gx + gy * gy + eps)
+
+
+def pearson_rows(a: Tensor, b: Tensor, eps: float) -> Tensor:
+    """Pearson correlation of each row of two B x N tensors: Tensor[B]; ``eps`` guards the division (a constant
+    row has correlation 0)."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(eps)

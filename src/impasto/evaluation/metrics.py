@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from impasto.errors import ConfigError
-from impasto.layers import BT601, luminance, sobel_magnitude
+from impasto.layers import BT601, luminance, pearson_rows, sobel_magnitude
 from impasto.losses.style import gram as _gram
 from impasto.transforms.stats import mean_std
 
@@ -186,12 +186,7 @@ def edge_correlation(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
         raise ConfigError(f"edge_correlation: images must be at least 3x3, got {tuple(x.shape[-2:])}")
     out_dtype = torch.promote_types(_float(x).dtype, _float(y).dtype)
     lx, ly = luminance(x).double(), luminance(y).double()
-    a = sobel_magnitude(lx).flatten(1)
-    b = sobel_magnitude(ly).flatten(1)
-    a = a - a.mean(dim=1, keepdim=True)
-    b = b - b.mean(dim=1, keepdim=True)
-    den = a.norm(dim=1) * b.norm(dim=1)
-    return ((a * b).sum(dim=1) / den.clamp_min(eps)).to(out_dtype)
+    return pearson_rows(sobel_magnitude(lx).flatten(1), sobel_magnitude(ly).flatten(1), eps).to(out_dtype)
 
 
 def sharpness(x: Tensor) -> Tensor:

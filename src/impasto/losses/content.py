@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from impasto.errors import ConfigError
-from impasto.layers import luminance, sobel_magnitude
+from impasto.layers import luminance, pearson_rows, sobel_magnitude
 from impasto.losses.style import Features, _check_reduction, _layer_pairs
 from impasto.transforms.stats import mean_variance_norm
 
@@ -96,11 +96,8 @@ def edge_loss(out: Tensor, content: Tensor, eps: float = 1e-6, reduction: str = 
                           "be B x 3 x H x W images of the same shape, at least 3 x 3")
     dtype = torch.promote_types(out.dtype, torch.float32)
     with torch.autocast(out.device.type, enabled=False):  # bf16 Sobel differences would lose the fine edges
-        a = sobel_magnitude(luminance(out.to(dtype)), eps).flatten(1)
-        b = sobel_magnitude(luminance(content.to(dtype)), eps).flatten(1)
-        a = a - a.mean(dim=1, keepdim=True)
-        b = b - b.mean(dim=1, keepdim=True)
-        rho = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(eps)
+        rho = pearson_rows(sobel_magnitude(luminance(out.to(dtype)), eps).flatten(1),
+                           sobel_magnitude(luminance(content.to(dtype)), eps).flatten(1), eps)
     per_sample = 1.0 - rho
     return per_sample.mean() if reduction == "mean" else per_sample
 

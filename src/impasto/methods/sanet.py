@@ -54,7 +54,7 @@ class _SANetFamily(Method):
 
     def __init__(self, config: SANetConfig) -> None:
         from impasto.transforms.sanet import SANetTransform
-        from impasto.transforms.skips import AdaINSkips
+        from impasto.transforms.skips import AdaINSkips, sanet_layers
 
         super().__init__(config)
         ck_path = config.checkpoint or self._packaged(config)
@@ -92,7 +92,7 @@ class _SANetFamily(Method):
         if self.skips is not None:
             self.skips.requires_grad_(False).eval().to(self.device)
         #: the encoder layers a stylisation reads: the skips' and relu4_1, relu5_1
-        self.layers = (self.skips.layers if self.skips is not None else []) + ["relu4_1", "relu5_1"]
+        self.layers = sanet_layers(self.skips)
 
     def _packaged(self, config: SANetConfig) -> Path | None:
         for bb in candidate_backbones(config.encoder):

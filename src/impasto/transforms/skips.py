@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from impasto.errors import ConfigError
 from impasto.transforms.stats import adain_features
 
-__all__ = ["SKIP_LAYERS", "AdaINSkips", "adain_skips"]
+__all__ = ["SKIP_LAYERS", "AdaINSkips", "adain_skips", "sanet_layers"]
 
 #: the layers a skip may come from (shallower than SANet's relu4_1)
 SKIP_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
@@ -57,3 +57,8 @@ class AdaINSkips(nn.Module):
 
     def forward(self, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {n: conv(targets[n]) for n, conv in self.convs.items()}
+
+
+def sanet_layers(skips: AdaINSkips | None) -> list[str]:
+    """The encoder layers a SANet generator with these skips reads: the skips' and relu4_1, relu5_1."""
+    return (skips.layers if skips is not None else []) + ["relu4_1", "relu5_1"]

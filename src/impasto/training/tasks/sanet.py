@@ -35,7 +35,7 @@ from impasto.training.tasks.common import (
     widened_widths,
 )
 from impasto.transforms.sanet import SANetTransform
-from impasto.transforms.skips import SKIP_LAYERS, AdaINSkips, adain_skips
+from impasto.transforms.skips import SKIP_LAYERS, AdaINSkips, adain_skips, sanet_layers
 
 LAYERS5 = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 SANET_DEFAULTS: dict[str, Any] = {
@@ -83,7 +83,7 @@ class SANetGenerator(nn.Module):
     @property
     def layers(self) -> list[str]:
         """The encoder layers ``forward`` reads: the skips' and relu4_1, relu5_1."""
-        return (self.skips.layers if self.skips is not None else []) + ["relu4_1", "relu5_1"]
+        return sanet_layers(self.skips)
 
     def forward(self, fc: dict[str, torch.Tensor], fs: dict[str, torch.Tensor],
                 size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -193,7 +193,7 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     if not skips and opts.get("init_checkpoint") and "skips" in ck:  # a model file with skips keeps them
         skips = sorted(ck["skip_channels"])
     if skips:
-        skip_module = AdaINSkips({n: (enc.channels(n), decoder.widths[int(n[4]) - 1]) for n in skips})
+        skip_module = AdaINSkips({n: (enc.channels(n), decoder.widths[SKIP_LAYERS.index(n)]) for n in skips})
         if opts.get("init_checkpoint") and "skips" in ck:
             try:
                 skip_module.load_state_dict(ck["skips"], strict=True)
