@@ -100,6 +100,29 @@ def test_fused_equals_eager_and_falls_back_with_autograd(size: tuple[int, int]) 
     assert x.grad is not None and all(p.grad is not None for p in enc.convs.parameters())
 
 
+@pytest.mark.parametrize("levels", [("relu2_1",), ("relu1_1",), ("relu1_1", "relu2_1")])
+def test_fused_decoder_with_skips_equals_eager_and_stays_fused(levels: tuple[str, ...],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip adds: the level that takes one is up-sampled explicitly (relu1_1's breaks the last conv pair), the rest
+    stays fused; an odd size has encoder maps a row/column larger than the decoder's (fit_map)."""
+    dec = _tiny_decoder()
+    fdec = prepared(dec, "fused")
+    g = torch.Generator().manual_seed(3)
+    feat = torch.rand(1, DISTILLED16X_WIDTHS[2], 10, 12, generator=g)
+    sizes = {"relu1_1": (41, 49), "relu2_1": (21, 25)}  # the encoder's ceil-mode maps of a 41 x 49 image
+    adds = {n: torch.randn(1, DISTILLED16X_WIDTHS[int(n[4]) - 1], *sizes[n], generator=g) for n in levels}
+    with torch.no_grad():
+        ref = dec(feat, size=(41, 49), adds=adds)
+        assert not torch.allclose(ref, dec(feat, size=(41, 49)), atol=1e-3)  # the adds change the image
+
+        def plain(*args, **kwargs):
+            raise AssertionError("the fused decoder fell back to the plain forward")
+
+        monkeypatch.setattr(VGGDecoder, "forward", plain)
+        out = fdec(feat, size=(41, 49), adds=adds)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_prepare_eager_removes_what_a_backend_installed() -> None:
     enc = _tiny_encoder()
     prepare(enc, "fused" if available("fused") is None else "eager")

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-from forked import run_forked
 
+from forked import run_forked
 from impasto.data.arrangement import iecontra_arrange
 from impasto.losses import iecontra_content_loss, iecontra_style_loss
 from impasto.training.config import TrainConfig

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-from forked import run_forked
 from test_train_toytask import ToyTask, toy_config, toy_loss
 
+from forked import run_forked
 from impasto.training import TrainConfig, load_checkpoint, train
 from impasto.training.loop import seed_everything
 

@@ -38,7 +38,7 @@ from impasto.accel.kernels import (
     upsample_phase_taps,
     upsample_phase_weight,
 )
-from impasto.decoders.vgg import VGGDecoder, _fit
+from impasto.decoders.vgg import VGGDecoder, _fit, fit_map
 from impasto.encoders.vgg import VGGEncoder, _block
 from impasto.layers import Upsample, as_channels_last, fold_input_affine, reflect_pad
 from impasto.models.microast import (
@@ -97,9 +97,10 @@ def vgg_decoder_forward(
 ) -> Tensor:
     """:meth:`VGGDecoder.forward` for CPU inference: each nearest up-sampling, its padding and the next conv as one
     conv of the low-resolution map (:func:`~impasto.accel.kernels.upsample_conv2d`), the last up-sampling conv and
-    the conv to RGB as one pair, ReLU fused, no padded copies. With skip ``adds`` it runs the plain forward (the
-    fused up-sampling convs never hold the up-sampled map that a skip is added to)."""
-    if not _cpu_inference(feat) or adds:
+    the conv to RGB as one pair, ReLU fused, no padded copies. A level that takes a skip (``adds``) is up-sampled
+    explicitly, the skip added and its conv run on its own (a fused up-sampling conv never holds the up-sampled map
+    that a skip is added to); the other levels stay fused."""
+    if not _cpu_inference(feat):
         return type(self).forward(self, feat, size, in_affine, adds)
     h = as_channels_last(feat)
     if torch.is_autocast_enabled("cpu"):
@@ -108,14 +109,17 @@ def vgg_decoder_forward(
     n = len(convs)
     upsampled = False  # h still has to be up-sampled (2x nearest) before the next conv
     padded = False  # h is already reflection-padded by 1 for the next conv
+    skip = None  # the skip added where h is up-sampled (VGGDecoder.forward: just after the up-sampling)
     for i, (name, conv) in enumerate(convs):
         last = i == n - 1
         weight, bias = conv.weight, conv.bias
         if i == 0 and in_affine is not None:
             weight, bias = fold_input_affine(weight, bias, *in_affine)
-        fuse = upsampled and not last  # up-sampling, padding and conv as one conv
+        fuse = upsampled and not last and skip is None  # up-sampling, padding and conv as one conv
         if upsampled and not fuse:
             h = F.interpolate(h, scale_factor=2, mode="nearest")
+            if skip is not None:
+                h = h + fit_map(skip, tuple(h.shape[-2:])).to(h.dtype)
         if fuse:
             h, weight, bias = in_autocast_dtype(h, weight, bias)
             taps = 2 if i == n - 2 else upsample_phase_taps(h)  # the pair below runs the compact form
@@ -143,6 +147,7 @@ def vgg_decoder_forward(
             h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=not last, narrow=last)
         b, j = _block(name)
         upsampled = j == 1 and b > 1
+        skip = adds.get(f"relu{b - 1}_1") if upsampled and adds else None
     if upsampled:  # a decoder ending on an up-sampling (never for VGG mirrors, whose last conv is conv1_1's)
         h = F.interpolate(h, scale_factor=2, mode="nearest")
     if size is not None and tuple(h.shape[-2:]) != tuple(size):
