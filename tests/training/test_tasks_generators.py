@@ -293,7 +293,8 @@ def test_iecontraast_aux_lr_for_the_discriminator_and_heads(weights_dir: Path, t
 def test_sanet_skip_layers_from_a_trained_file(weights_dir: Path, tmp_path: Path) -> None:
     """skip_layers from the shipped SANet starts where it was (zero convs: the same images), every skip conv gets a
     gradient, the model file stores them and loads for stylisation (eager and fused give the training sample's
-    image), a run started from that file reuses them, and a bad layer or a mismatched file fails naming the option."""
+    image), a run started from that file reuses them (widened with its decoder under decoder_widen), and a bad layer or
+    a mismatched file fails naming the option."""
     from impasto.errors import ConfigError
     from impasto.pipeline import Stylizer
 
@@ -332,6 +333,14 @@ def test_sanet_skip_layers_from_a_trained_file(weights_dir: Path, tmp_path: Path
     for k, v in sk.generator.state_dict().items():  # the file's skips are kept, named or not
         assert torch.equal(v, again.generator.state_dict()[k]), k
         assert torch.equal(v, kept.generator.state_dict()[k]), k
+    # decoder_widen widens the file's skips with its decoder: the same images, and a file that loads
+    wide = built(SANetTask, tmp_path / "g", init_checkpoint=str(model), decoder_widen=2)
+    assert wide.generator.skips.channels() == {"relu2_1": (32, 64), "relu3_1": (64, 128)}
+    assert torch.allclose(wide.sample(c, s), sk.sample(c, s), atol=1e-4)
+    wide.model_state()
+    with pytest.warns(UserWarning, match="smoke-scale"):
+        m = Stylizer("sanet", checkpoint=str(tmp_path / "g" / "run" / "model.pt"), precision="fp32").method
+    assert torch.allclose(m.stylize(c[:1], [m.encode_style(s[:1])], torch.ones(1)), want, atol=1e-4)
     with pytest.raises(ConfigError, match="skip_layers"):
         built(SANetTask, tmp_path / "d", skip_layers="relu4_1")
     with pytest.raises(ConfigError, match="skip_layers"):

@@ -17,6 +17,7 @@ from impasto.errors import ConfigError
 from impasto.io.atomic import atomic_write
 from impasto.modelfile import default_card
 from impasto.training.config import TrainConfig
+from impasto.transforms.skips import AdaINSkips
 
 MODEL_FORMAT = "impasto-model"
 MODEL_FILE = "model.pt"
@@ -141,6 +142,20 @@ def widen_decoder(decoder: VGGDecoder, mult: int, seed: int = 0) -> VGGDecoder:
             conv.weight.copy_(w.to(conv.weight.dtype))
             conv.bias.copy_(b.to(conv.bias.dtype))
     return wide.requires_grad_(True)
+
+
+def widen_skips(skips: AdaINSkips, mult: int) -> AdaINSkips:
+    """The skips of a decoder widened ``mult`` times by :func:`widen_decoder`: each conv's output channels copied
+    ``mult`` times, like the decoder's up-sampled map they are added to, so the widened model computes the same image
+    (the next conv reads the copies with weight / mult)."""
+    if mult == 1:
+        return skips
+    wide = AdaINSkips({n: (c_in, c_out * mult) for n, (c_in, c_out) in skips.channels().items()})
+    with torch.no_grad():
+        for name, conv in skips.convs.items():
+            wide.convs[name].weight.copy_(conv.weight.repeat(mult, 1, 1, 1))
+            wide.convs[name].bias.copy_(conv.bias.repeat(mult))
+    return wide
 
 
 def init_model_decoder(path: str, like: VGGDecoder, ck: dict[str, Any] | None = None) -> VGGDecoder:

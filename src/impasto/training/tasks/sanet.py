@@ -32,6 +32,7 @@ from impasto.training.tasks.common import (
     task_options,
     trainable_decoder,
     widen_decoder,
+    widen_skips,
     widened_widths,
 )
 from impasto.transforms.sanet import SANetTransform
@@ -192,14 +193,16 @@ def build_generator(encoder: str, opts: dict[str, Any], device: torch.device) ->
     skip_module = None
     if not skips and opts.get("init_checkpoint") and "skips" in ck:  # a model file with skips keeps them
         skips = sorted(ck["skip_channels"])
-    if skips:
-        skip_module = AdaINSkips({n: (enc.channels(n), decoder.widths[SKIP_LAYERS.index(n)]) for n in skips})
+    if skips:  # built at the width of the decoder as loaded, then widened with it
+        skip_module = AdaINSkips({n: (enc.channels(n), base.widths[SKIP_LAYERS.index(n)]) for n in skips})
         if opts.get("init_checkpoint") and "skips" in ck:
             try:
                 skip_module.load_state_dict(ck["skips"], strict=True)
             except RuntimeError as exc:
                 raise ConfigError(f"task_options.init_checkpoint {opts['init_checkpoint']}: its skips do not fit "
                                   f"this run's skip_layers={opts['skip_layers']!r} ({exc})") from None
+        if not already:
+            skip_module = widen_skips(skip_module, widen)
     return enc, SANetGenerator(transform, decoder, skip_module).to(device).train()
 
 
