@@ -472,6 +472,12 @@ def attach_parts(timer: PartTimer, stylizer: Any) -> None:
         timer.add_function(t_swap, "_correlation_match", "match")  # the default at stride 1
         timer.add_function(m_swap, "style_swap_patches", "patches")
         timer.add_function(m_swap, "blend_features", "blend")
+    elif name in ("sanet", "iecontraast"):
+        timer.add_module("encoder", m.encoder)
+        timer.add_module("transform", m.transform)
+        if m.skips is not None:
+            timer.add_module("skips", m.skips)
+        timer.add_module("decoder", m.decoder)
     elif name == "microast":
         timer.add_module("encoder", m.model.content_encoder)
         timer.add_module("style encoder", m.model.style_encoder)
@@ -615,6 +621,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "wct-vgg19": ("wct", {"encoder": "vgg19"}),
     "style-swap": ("style-swap", {"encoder": "vgg19"}),
     "style-swap-16x": ("style-swap", {"encoder": "vgg19-16x"}),
+    "sanet": ("sanet", {}),
     "microast": ("microast", {}),
     "magenta": ("magenta", {}),
     "gatys": ("gatys", {"encoder": "vgg19"}),
@@ -629,6 +636,7 @@ DEFAULT_SIZES: dict[str, list[str]] = {
     "wct-vgg19": ["512", "1024"],
     "style-swap": ["512", "1024"],
     "style-swap-16x": ["512", "1024"],
+    "sanet": ["512", "1024", "4000x3000"],
     "microast": ["512", "1024", "4000x3000"],
     "magenta": ["512", "1024", "4000x3000"],
     "gatys": ["512"],
