@@ -56,7 +56,8 @@ def main() -> None:
             "paper's style-fidelity claim) and moves the style further (212/273), keeping fewer of the photo's edges "
             "(0.692 vs 0.716) with video not measurably different (13/24 clips, p = 0.55); against the previous "
             "IEContraAST (from SANet stage 8) it keeps far more edges (267/273), moves the style further (208/273) "
-            "and retrieves more often (65 vs 32 pairs, p = 0.002). Hours are CPU and GPU hours added, the SANet stages included. SANet's card: "
+            "and retrieves more often (65 vs 32 pairs, p = 0.002). Hours are CPU and GPU hours added, the SANet "
+            "stages included. SANet's card: "
             + sanet["note"]),
         "quality": quality(str(HERE / "quality.csv"), "ie9-500"),
     }
