@@ -53,6 +53,22 @@ def portable(value: object) -> object:
     return value
 
 
+def portable_config(ck: dict) -> dict:
+    """The model file's run config with its paths made :func:`portable` (task_options too), in place; returned."""
+    cfg = ck.setdefault("config", {})
+    cfg.update({k: portable(v) for k, v in cfg.items()})
+    cfg["task_options"] = {k: portable(v) for k, v in cfg.get("task_options", {}).items()}
+    return cfg
+
+
+def write_shipped(ck: dict, path: Path, card: dict) -> Path:
+    """Save the model file ``ck`` with ``card`` (and its JSON beside it) at ``path``, replacing any card it had."""
+    ck.pop("card", None)
+    path = save_model(ck, path, card=card)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return path
+
+
 def quality(csv_path: str, label: str) -> dict[str, float]:
     all_rows = [r for r in csv.DictReader(open(csv_path)) if r["model"] == label]
     rows = [r for r in all_rows if r.get("moved")]
@@ -81,9 +97,7 @@ def main() -> None:
     ap.add_argument("--out-dir", default=str(ROOT / "src" / "impasto" / "checkpoints"))
     args = ap.parse_args()
     ck = load_model(args.model)
-    cfg = ck.get("config", {})
-    cfg.update({k: portable(v) for k, v in cfg.items()})
-    cfg["task_options"] = {k: portable(v) for k, v in cfg.get("task_options", {}).items()}
+    cfg = portable_config(ck)
     hours, steps = run_hours(args.log)
     card = {
         "scale": "trained",
@@ -101,9 +115,7 @@ def main() -> None:
     if args.quality:
         card["quality"] = quality(args.quality, args.label or ck["method"])
     name = args.name or f"{ck['method']}_{ck['encoder']}_{ck['depth']}"
-    ck.pop("card", None)
-    path = save_model(ck, Path(args.out_dir) / f"{name}.safetensors", card=card)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    write_shipped(ck, Path(args.out_dir) / f"{name}.safetensors", card)
 
 
 if __name__ == "__main__":

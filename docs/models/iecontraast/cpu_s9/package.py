@@ -12,9 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "scripts"))
-from package_model import portable, quality  # noqa: E402
+from package_model import portable_config, quality, write_shipped  # noqa: E402
 
-from impasto.modelfile import load_model, save_model  # noqa: E402
+from impasto.modelfile import load_model  # noqa: E402
 
 SHIPPED = ROOT / "src" / "impasto" / "checkpoints" / "iecontraast_vgg19-16x_relu4_1.safetensors"
 SANET = ROOT / "src" / "impasto" / "checkpoints" / "sanet_vgg19-16x_relu4_1.safetensors"
@@ -26,11 +26,9 @@ STAGE_STEPS = 500
 def main() -> None:
     ck = load_model(sys.argv[1])
     sanet = load_model(SANET)["card"]
-    cfg = ck["config"]
-    cfg.update({k: portable(v) for k, v in cfg.items()})
-    opts = {k: portable(v) for k, v in cfg["task_options"].items()}
+    cfg = portable_config(ck)
+    opts = cfg["task_options"]
     opts["init_checkpoint"] = "src/impasto/checkpoints/sanet_vgg19-16x_relu4_1.safetensors"  # SANet stage 9
-    cfg["task_options"] = opts
     card = {
         "scale": "trained",
         "what": "impasto's iecontraast model on the vgg19-16x encoder (relu4_1)",
@@ -61,9 +59,7 @@ def main() -> None:
             + sanet["note"]),
         "quality": quality(str(HERE / "quality.csv"), "ie9-500"),
     }
-    ck.pop("card", None)
-    path = save_model(ck, SHIPPED, card=card)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    write_shipped(ck, SHIPPED, card)
 
 
 if __name__ == "__main__":

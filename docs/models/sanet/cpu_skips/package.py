@@ -11,9 +11,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "scripts"))
-from package_model import portable, quality  # noqa: E402
+from package_model import portable_config, quality, write_shipped  # noqa: E402
 
-from impasto.modelfile import load_model, save_model  # noqa: E402
+from impasto.modelfile import load_model  # noqa: E402
 
 SHIPPED = ROOT / "src" / "impasto" / "checkpoints" / "sanet_vgg19-16x_relu4_1.safetensors"
 HERE = Path(__file__).parent
@@ -24,9 +24,7 @@ STAGE_STEPS = 1000
 def main() -> None:
     ck = load_model(sys.argv[1])
     old = load_model(SHIPPED)["card"]
-    cfg = ck["config"]
-    cfg.update({k: portable(v) for k, v in cfg.items()})
-    cfg["task_options"] = {k: portable(v) for k, v in cfg["task_options"].items()}
+    cfg = portable_config(ck)
     card = dict(old)
     card.update({
         "steps": old["steps"] + STAGE_STEPS,
@@ -46,9 +44,7 @@ def main() -> None:
             "(docs/models/session24)."),
         "quality": quality(str(HERE / "quality.csv"), "sanet-skips"),
     })
-    ck.pop("card", None)
-    path = save_model(ck, SHIPPED, card=card)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    write_shipped(ck, SHIPPED, card)
 
 
 if __name__ == "__main__":
