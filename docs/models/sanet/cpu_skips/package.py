@@ -24,6 +24,10 @@ STAGE_STEPS = 1000
 def main() -> None:
     ck = load_model(sys.argv[1])
     old = load_model(SHIPPED)["card"]
+    if "Stage 9 (session 24)" in old["note"]:  # the card it extends must be stage 8's (the file before it shipped)
+        raise SystemExit(f"{SHIPPED} already is stage 9; restore stage 8's file first: git checkout ff63ff1~1 -- "
+                         "src/impasto/checkpoints/sanet_vgg19-16x_relu4_1.safetensors "
+                         "src/impasto/checkpoints/sanet_vgg19-16x_relu4_1.json")
     cfg = portable_config(ck)
     card = dict(old)
     card.update({
