@@ -38,7 +38,7 @@ from impasto.accel.kernels import (
     upsample_phase_taps,
     upsample_phase_weight,
 )
-from impasto.decoders.vgg import VGGDecoder, _fit, fit_map
+from impasto.decoders.vgg import VGGDecoder, _fit, add_skip, skip_at
 from impasto.encoders.vgg import VGGEncoder, _block
 from impasto.layers import Upsample, as_channels_last, fold_input_affine, reflect_pad
 from impasto.models.microast import (
@@ -117,9 +117,7 @@ def vgg_decoder_forward(
             weight, bias = fold_input_affine(weight, bias, *in_affine)
         fuse = upsampled and not last and skip is None  # up-sampling, padding and conv as one conv
         if upsampled and not fuse:
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-            if skip is not None:
-                h = h + fit_map(skip, tuple(h.shape[-2:])).to(h.dtype)
+            h = add_skip(F.interpolate(h, scale_factor=2, mode="nearest"), skip)
         if fuse:
             h, weight, bias = in_autocast_dtype(h, weight, bias)
             taps = 2 if i == n - 2 else upsample_phase_taps(h)  # the pair below runs the compact form
@@ -147,7 +145,7 @@ def vgg_decoder_forward(
             h = reflect_conv2d(*in_autocast_dtype(h, weight, bias), relu=not last, narrow=last)
         b, j = _block(name)
         upsampled = j == 1 and b > 1
-        skip = adds.get(f"relu{b - 1}_1") if upsampled and adds else None
+        skip = skip_at(adds, b) if upsampled else None
     if upsampled:  # a decoder ending on an up-sampling (never for VGG mirrors, whose last conv is conv1_1's)
         h = F.interpolate(h, scale_factor=2, mode="nearest")
     if size is not None and tuple(h.shape[-2:]) != tuple(size):

@@ -80,11 +80,20 @@ class VGGDecoder(nn.Module):
             b, j = _block(name)
             if j == 1 and b > 1:  # the mirror of a conv that followed a pooling
                 h = upsample_nearest2x(h)
-                if adds and f"relu{b - 1}_1" in adds:
-                    h = h + fit_map(adds[f"relu{b - 1}_1"], tuple(h.shape[-2:])).to(h.dtype)
+                h = add_skip(h, skip_at(adds, b))
         if size is not None and tuple(h.shape[-2:]) != tuple(size):
             h = _fit(h, size)
         return h.contiguous().to(feat.dtype)  # the image in the default layout (callers may .view() it)
+
+
+def skip_at(adds: Mapping[str, torch.Tensor] | None, block: int) -> torch.Tensor | None:
+    """The map of ``adds`` that joins the decoder where it up-samples out of block ``block`` (``relu{block-1}_1``)."""
+    return adds.get(f"relu{block - 1}_1") if adds else None
+
+
+def add_skip(h: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+    """``h`` plus ``skip`` fitted to its size (:func:`fit_map`) and dtype; ``h`` itself without a skip."""
+    return h if skip is None else h + fit_map(skip, tuple(h.shape[-2:])).to(h.dtype)
 
 
 def fit_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
