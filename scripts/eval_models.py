@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grids", action="store_true", help="also write a 6 x 6 grid at 256 px per model")
     ap.add_argument("--video", help="folder of clips: warping error per model, clip and painting (no smoothing)")
     ap.add_argument("--video-styles", type=int, default=8, help="validation paintings per clip")
+    ap.add_argument("--video-styles-from", type=int, default=0, metavar="K",
+                    help="skip the first K validation paintings for the clips: a video study on clip-painting "
+                         "pairs no earlier run has seen (--video-styles 16 --video-styles-from 8: paintings 9..24)")
     ap.add_argument("--video-frames", type=int, default=12)
     ap.add_argument("--video-size", type=int, default=256)
     ap.add_argument("--self-edges", action="store_true",
@@ -119,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     photos, paintings = read_split(Path(args.split), Path(args.corpus))
     if args.pairs_from < 0 or args.pairs < 1:
         ap.error("--pairs must be >= 1 and --pairs-from >= 0")
+    if args.video_styles < 1 or not 0 <= args.video_styles_from <= len(paintings) - args.video_styles:
+        ap.error(f"--video-styles must be >= 1 and --video-styles-from >= 0, together at most the "
+                 f"{len(paintings)} validation paintings")
     pairs = make_pairs(len(photos), len(paintings), args.pairs_from + args.pairs)[args.pairs_from:]
     rows, summary = measure(args, out, photos, paintings, pairs) if args.model else ([], [])
     write_report(args, argv, out, rows, summary, earlier, (len(photos), len(paintings), len(pairs)))
@@ -219,9 +225,11 @@ def write_report(args: argparse.Namespace, argv: list[str] | None, out: Path, ro
                   "| model | self-stylised edges |", "|---|---|"]
         lines += [f"| {s['model']} | {s['self_edges']:.3f} |" for s in summary]
     if args.video and summary:
+        first = args.video_styles_from
+        video_from = f" ({first + 1}..{first + args.video_styles} of the split)" if first else ""
         lines += ["", f"Temporal stability: median warping error (L1, RGB in [0, 1]; lower = steadier) of "
                   f"{args.video_frames} frames at {args.video_size} px, every clip x {args.video_styles} validation "
-                  "paintings, each frame stylised alone.", "", "| model | warping error |", "|---|---|"]
+                  f"paintings{video_from}, each frame stylised alone.", "", "| model | warping error |", "|---|---|"]
         lines += [f"| {s['model']} | {s['warping']:.4f} |" for s in summary]
     if args.with_rows:
         lines += ["", "Paired against rows of earlier runs (same settings; outputs are deterministic): "
@@ -234,7 +242,7 @@ def write_report(args: argparse.Namespace, argv: list[str] | None, out: Path, ro
 
 def video_rows(st: Stylizer, label: str, video: Path, paintings: list[Path], args: argparse.Namespace
                ) -> list[dict]:
-    """Warping error of every clip in ``video`` x the first ``--video-styles`` validation paintings."""
+    """Warping error of every clip in ``video`` x ``--video-styles`` validation paintings (from ``--video-styles-from``)."""
     from impasto.evaluation.studies import _clips, _frames
     from impasto.temporal import warping_error
 
@@ -242,7 +250,7 @@ def video_rows(st: Stylizer, label: str, video: Path, paintings: list[Path], arg
     for clip in _clips(video):
         frames = _frames(clip, args.video_frames, args.video_size)
         xs = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames]
-        for p in paintings[: args.video_styles]:
+        for p in paintings[args.video_styles_from:][: args.video_styles]:
             style = resize_long(load_tensor(p), args.size)
             outs = [st.stylize_tensor(x, style)[0].permute(1, 2, 0).float().clamp(0, 1).numpy() for x in xs]
             out.append({"model": label, "clip": clip.name, "painting": p.name,

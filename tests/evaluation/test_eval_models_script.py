@@ -93,3 +93,22 @@ def test_pairs_from_names_the_pairs_it_measures(tmp_path: Path, data_dir: Path) 
     for bad in (["--pairs-from", "-1"], ["--pairs", "0"]):
         with pytest.raises(SystemExit):
             mod.main(["--with-rows", str(stage6), *bad, "--out", str(tmp_path)])
+
+
+def test_video_styles_from_takes_later_paintings(tmp_path: Path, data_dir: Path, weights_dir: Path) -> None:
+    """--video-styles-from K stylises the clips with validation paintings K+1.. (a video study on clip-painting
+    pairs no earlier run has seen); a window past the split is refused. Real clip, real AdaIN, 2 frames at 64 px."""
+    from impasto.pipeline import Stylizer
+
+    mod = _module()
+    _, paintings = mod.read_split(mod.SPLIT, data_dir / "corpus")
+    args = mod.argparse.Namespace(video_frames=2, video_size=64, size=64, video_styles=1, video_styles_from=5)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "bunny.mp4").symlink_to(data_dir / "video" / "pytorch-AdaIN__cutBunny.mp4")
+    rows = mod.video_rows(Stylizer("adain", precision="fp32"), "a", clips, paintings, args)
+    assert [(r["clip"], r["painting"]) for r in rows] == [("bunny.mp4", paintings[5].name)]
+    assert rows[0]["warping_error"] > 0
+    with pytest.raises(SystemExit):
+        mod.main(["--model", "adain", "--video", str(clips), "--video-styles", "8", "--video-styles-from",
+                  str(len(paintings) - 7), "--corpus", str(data_dir / "corpus"), "--out", str(tmp_path)])
