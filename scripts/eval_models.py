@@ -242,8 +242,8 @@ def write_report(args: argparse.Namespace, argv: list[str] | None, out: Path, ro
 
 def video_rows(st: Stylizer, label: str, video: Path, paintings: list[Path], args: argparse.Namespace
                ) -> list[dict]:
-    """Warping error of every clip in ``video`` x ``--video-styles`` validation paintings from the
-    ``--video-styles-from``-th on."""
+    """Warping error of every clip in ``video`` x ``--video-styles`` validation paintings, skipping the first
+    ``--video-styles-from``."""
     from impasto.evaluation.studies import _clips, _frames
     from impasto.temporal import warping_error
 
