@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from impasto.hardware import cpu_name
@@ -67,6 +68,38 @@ def write_shipped(ck: dict, path: Path, card: dict) -> Path:
     path = save_model(ck, path, card=card)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return path
+
+
+#: The shipped SANet file: the start of every IEContraAST fine-tuning since session 25.
+SHIPPED_SANET = ROOT / "src" / "impasto" / "checkpoints" / "sanet_vgg19-16x_relu4_1.safetensors"
+
+
+def iecontraast_card(ck: dict, stage_steps: int, stage_hours: float, note: Callable[[dict], str],
+                     quality_of: dict, **extra: object) -> dict:
+    """The card of an IEContraAST model fine-tuned from the shipped SANet (``SHIPPED_SANET``): SANet's card carried
+    forward (steps, hours, hardware, data, note) with the ``stage_steps`` / ``stage_hours`` of IEContraAST added.
+
+    ``ck``'s config is made portable and its ``init_checkpoint`` names the SANet file; ``note(sanet_card)`` is this
+    stage's text, followed by SANet's note; ``extra`` keys (e.g. ``averaged``) go before the note.
+    """
+    sanet = load_model(SHIPPED_SANET)["card"]
+    cfg = portable_config(ck)
+    opts = cfg["task_options"]
+    opts["init_checkpoint"] = portable(str(SHIPPED_SANET))
+    return {
+        "scale": "trained",
+        "what": f"impasto's {ck['method']} model on the {ck['encoder']} encoder ({ck['depth']})",
+        "steps": sanet["steps"] + stage_steps,
+        "hours": round(sanet["hours"] + stage_hours, 2),
+        "hardware": f"SANet stages 1-9 (the generator's start): {sanet['hardware']} ({sanet['hours']} h, the SANet "
+                    f"card); IEContraAST: 2 threads of an AMD EPYC at nice 19 (bf16 autocast), {stage_hours:.2f} h",
+        "data": sanet["data"],
+        "losses": opts,
+        "lr": cfg["lr"],
+        **extra,
+        "note": note(sanet) + " SANet's card: " + sanet["note"],
+        "quality": quality_of,
+    }
 
 
 def quality(csv_path: str, label: str) -> dict[str, float]:

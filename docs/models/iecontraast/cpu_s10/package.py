@@ -13,12 +13,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "scripts"))
-from package_model import portable_config, quality, write_shipped  # noqa: E402
+from package_model import iecontraast_card, quality, write_shipped  # noqa: E402
 
 from impasto.modelfile import load_model  # noqa: E402
 
 SHIPPED = ROOT / "src" / "impasto" / "checkpoints" / "iecontraast_vgg19-16x_relu4_1.safetensors"
-SANET = ROOT / "src" / "impasto" / "checkpoints" / "sanet_vgg19-16x_relu4_1.safetensors"
 HERE = Path(__file__).parent
 #: log.jsonl's elapsed at step 700: stage 10's 500 steps (2733 s) and this stage's 200, 2 threads at nice 19
 #: beside evaluations.
@@ -31,21 +30,9 @@ def main() -> None:
     if ck.get("method") != "iecontraast" or int(ck.get("step") or 0) != STAGE_STEPS:
         raise SystemExit(f"{sys.argv[1]} is not the iecontraast run's step {STAGE_STEPS} (method "
                          f"{ck.get('method')!r}, step {ck.get('step')!r}); give RUN/checkpoints/step_0000700.pt")
-    sanet = load_model(SANET)["card"]
-    cfg = portable_config(ck)
-    opts = cfg["task_options"]
-    opts["init_checkpoint"] = "src/impasto/checkpoints/sanet_vgg19-16x_relu4_1.safetensors"  # SANet stage 9
-    card = {
-        "scale": "trained",
-        "what": "impasto's iecontraast model on the vgg19-16x encoder (relu4_1)",
-        "steps": sanet["steps"] + STAGE_STEPS,
-        "hours": round(sanet["hours"] + STAGE_HOURS, 2),
-        "hardware": f"SANet stages 1-9 (the generator's start): {sanet['hardware']} ({sanet['hours']} h, the SANet "
-                    f"card); IEContraAST: 2 threads of an AMD EPYC at nice 19 (bf16 autocast), {STAGE_HOURS:.2f} h",
-        "data": sanet["data"],
-        "losses": opts,
-        "lr": cfg["lr"],
-        "note": (
+    card = iecontraast_card(
+        ck, STAGE_STEPS, STAGE_HOURS,
+        lambda sanet: (
             "IEContraAST (Chen et al. 2021) fine-tuning of impasto's shipped SANet: from SANet stage 9 (the shipped "
             f"sanet file, {sanet['steps']} steps, with its AdaIN skips at relu2_1 + relu3_1; the generator = SANet's "
             "transform, skips and decoder), 700 steps of the IEContraAST losses: 500 with the style weight 8 "
@@ -61,10 +48,9 @@ def main() -> None:
             "its start (240 vs 35 pairs, 0.744 vs 0.712) and its video is steadier (42 of 48 clip pairs, p = 8e-9: "
             "the paper's video claim); retrieval of the painting is not measurably different (40 vs 30 pairs, "
             "p = 0.95). Against stage 10 it keeps more edges (275/275) and is steadier (44/48) but retrieves less "
-            "often (17 vs 41 pairs, p = 2e-4). Hours are CPU and GPU hours added, the SANet stages included. "
-            "SANet's card: " + sanet["note"]),
-        "quality": quality(str(HERE / "quality.csv"), "ies3-700"),
-    }
+            "often (17 vs 41 pairs, p = 2e-4). Hours are CPU and GPU hours added, the SANet stages included."),
+        quality(str(HERE / "quality.csv"), "ies3-700"),
+    )
     write_shipped(ck, SHIPPED, card)
 
 

@@ -13,12 +13,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "scripts"))
-from package_model import portable_config, quality, write_shipped  # noqa: E402
+from package_model import iecontraast_card, quality, write_shipped  # noqa: E402
 
 from impasto.modelfile import average_models, load_model  # noqa: E402
 
 SHIPPED = ROOT / "src" / "impasto" / "checkpoints" / "iecontraast_vgg19-16x_relu4_1.safetensors"
-SANET = ROOT / "src" / "impasto" / "checkpoints" / "sanet_vgg19-16x_relu4_1.safetensors"
 HERE = Path(__file__).parent
 STAGE10, STAGE11 = HERE.parent / "cpu_s9" / "model.pt", HERE.parent / "cpu_s10" / "model.pt"
 #: log.jsonl's elapsed at step 700 of the run both averaged models come from (stage 11's log): 2 threads at nice 19
@@ -32,23 +31,9 @@ def main() -> None:
         raise SystemExit(f"expected stage 10 (step 500) and stage 11 (step 700), found steps "
                          f"{[s.get('step') for s in states]} in {STAGE10} and {STAGE11}")
     ck = average_models(states)
-    sanet = load_model(SANET)["card"]
-    cfg = portable_config(ck)
-    opts = cfg["task_options"]
-    opts["init_checkpoint"] = "src/impasto/checkpoints/sanet_vgg19-16x_relu4_1.safetensors"  # SANet stage 9
-    card = {
-        "scale": "trained",
-        "what": "impasto's iecontraast model on the vgg19-16x encoder (relu4_1)",
-        "steps": sanet["steps"] + STAGE_STEPS,
-        "hours": round(sanet["hours"] + STAGE_HOURS, 2),
-        "hardware": f"SANet stages 1-9 (the generator's start): {sanet['hardware']} ({sanet['hours']} h, the SANet "
-                    f"card); IEContraAST: 2 threads of an AMD EPYC at nice 19 (bf16 autocast), {STAGE_HOURS:.2f} h",
-        "data": sanet["data"],
-        "losses": opts,
-        "lr": cfg["lr"],
-        "averaged": {"files": ["docs/models/iecontraast/cpu_s9/model.pt", "docs/models/iecontraast/cpu_s10/model.pt"],
-                     "steps": [500, 700], "weights": [0.5, 0.5]},
-        "note": (
+    card = iecontraast_card(
+        ck, STAGE_STEPS, STAGE_HOURS,
+        lambda sanet: (
             "IEContraAST (Chen et al. 2021) fine-tuning of impasto's shipped SANet, stage 12: the equal weight "
             "average of two checkpoints of one IEContraAST run from SANet stage 9 (the shipped sanet file, "
             f"{sanet['steps']} steps, with its AdaIN skips at relu2_1 + relu3_1; the generator = SANet's transform, "
@@ -63,9 +48,11 @@ def main() -> None:
             "than the shipped SANet, its start, on all three of the paper's claims: it retrieves its painting more "
             "often (48 vs 17 pairs, p = 4e-4), keeps more of the photo's edges (168/276 pairs, p = 0.006; 0.714 vs "
             "0.710) and its video is steadier (34/48, p = 7e-5). Hours are CPU and GPU hours added, the SANet "
-            "stages included. SANet's card: " + sanet["note"]),
-        "quality": quality(str(HERE / "quality.csv"), "mix"),
-    }
+            "stages included."),
+        quality(str(HERE / "quality.csv"), "mix"),
+        averaged={"files": ["docs/models/iecontraast/cpu_s9/model.pt", "docs/models/iecontraast/cpu_s10/model.pt"],
+                  "steps": [500, 700], "weights": [0.5, 0.5]},
+    )
     write_shipped(ck, SHIPPED, card)
 
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "scripts"))
-from package_model import portable_config, quality, write_shipped  # noqa: E402
+from package_model import iecontraast_card, quality, write_shipped  # noqa: E402
 
 from impasto.modelfile import load_model  # noqa: E402
 
 SHIPPED = ROOT / "src" / "impasto" / "checkpoints" / "iecontraast_vgg19-16x_relu4_1.safetensors"
-SANET = ROOT / "src" / "impasto" / "checkpoints" / "sanet_vgg19-16x_relu4_1.safetensors"
 HERE = Path(__file__).parent
 STAGE_HOURS = 2733.0 / 3600  # log.jsonl's elapsed at step 500 (2 threads at nice 19, beside CI and evaluations)
 STAGE_STEPS = 500
@@ -25,21 +24,9 @@ STAGE_STEPS = 500
 
 def main() -> None:
     ck = load_model(sys.argv[1])
-    sanet = load_model(SANET)["card"]
-    cfg = portable_config(ck)
-    opts = cfg["task_options"]
-    opts["init_checkpoint"] = "src/impasto/checkpoints/sanet_vgg19-16x_relu4_1.safetensors"  # SANet stage 9
-    card = {
-        "scale": "trained",
-        "what": "impasto's iecontraast model on the vgg19-16x encoder (relu4_1)",
-        "steps": sanet["steps"] + STAGE_STEPS,
-        "hours": round(sanet["hours"] + STAGE_HOURS, 2),
-        "hardware": f"SANet stages 1-9 (the generator's start): {sanet['hardware']} ({sanet['hours']} h, the SANet "
-                    f"card); IEContraAST: 2 threads of an AMD EPYC at nice 19 (bf16 autocast), {STAGE_HOURS:.2f} h",
-        "data": sanet["data"],
-        "losses": opts,
-        "lr": cfg["lr"],
-        "note": (
+    card = iecontraast_card(
+        ck, STAGE_STEPS, STAGE_HOURS,
+        lambda sanet: (
             "IEContraAST (Chen et al. 2021) fine-tuning of impasto's shipped SANet: from SANet stage 9 (the shipped "
             f"sanet file, {sanet['steps']} steps, with its AdaIN skips at relu2_1 + relu3_1; the generator = SANet's "
             "transform, skips and decoder), 500 steps of the IEContraAST losses (session 25): the release's style "
@@ -55,10 +42,9 @@ def main() -> None:
             "(0.692 vs 0.716) with video not measurably different (13/24 clips, p = 0.55); against the previous "
             "IEContraAST (from SANet stage 8) it keeps far more edges (267/273), moves the style further (208/273) "
             "and retrieves more often (65 vs 32 pairs, p = 0.002). Hours are CPU and GPU hours added, the SANet "
-            "stages included. SANet's card: "
-            + sanet["note"]),
-        "quality": quality(str(HERE / "quality.csv"), "ie9-500"),
-    }
+            "stages included."),
+        quality(str(HERE / "quality.csv"), "ie9-500"),
+    )
     write_shipped(ck, SHIPPED, card)
 
 
